@@ -1,0 +1,11 @@
+//! x86_64 boot state: zero page, page tables, GDT, registers, CPUID, MSRs,
+//! LAPIC wiring and the MP table.
+
+pub mod boot_params;
+pub mod cpuid;
+pub mod gdt;
+pub mod lapic;
+pub mod mptable;
+pub mod msrs;
+pub mod paging;
+pub mod regs;

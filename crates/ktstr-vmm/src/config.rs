@@ -1,0 +1,221 @@
+//! What a VM is made of: the builder callers use, and the checks that run
+//! before any KVM object exists.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::compat::CompatMode;
+use crate::devices::bus::{IoDevice, IoSpace};
+use crate::error::{Result, VmmError};
+use crate::layout;
+use crate::vm::Vm;
+
+/// Default guest memory when the caller sets none.
+pub const DEFAULT_MEMORY_MIB: u64 = 256;
+/// Default wall-clock budget of one run.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(60);
+/// Arguments every Linux guest gets before the caller's own: serial console,
+/// reboot through the i8042 (fast, and what the VMM models), and no PCI/ACPI
+/// probing because the VM has neither.
+pub const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k panic=-1 pci=off acpi=off nomodule io_delay=none i8042.noaux i8042.nomux i8042.dumbkbd";
+
+/// What the vCPUs execute.
+#[derive(Clone, Debug)]
+pub enum GuestImage {
+    /// A Linux kernel: uncompressed ELF `vmlinux` or `bzImage`, entered in
+    /// 64-bit mode through the Linux 64-bit boot protocol.
+    Kernel(PathBuf),
+    /// Flat 64-bit code copied to `load_addr`; every vCPU starts at
+    /// `load_addr` in long mode with `rdi` = its index and its own stack.
+    Raw { code: Vec<u8>, load_addr: u64 },
+}
+
+/// Plain-data description of a VM. Built with [`VmBuilder`].
+#[derive(Clone, Debug)]
+pub struct VmConfig {
+    pub image: Option<GuestImage>,
+    pub initramfs: Option<PathBuf>,
+    /// Appended to [`DEFAULT_CMDLINE`] (and to any host-compat arguments).
+    pub cmdline_extra: String,
+    pub memory_mib: u64,
+    pub vcpus: usize,
+    pub deadline: Duration,
+    pub kvm_path: PathBuf,
+    pub compat: CompatMode,
+    /// Sample every vCPU's RIP at this interval (see [`crate::profile`]).
+    pub profile_interval: Option<Duration>,
+}
+
+impl Default for VmConfig {
+    fn default() -> Self {
+        Self {
+            image: None,
+            initramfs: None,
+            cmdline_extra: String::new(),
+            memory_mib: DEFAULT_MEMORY_MIB,
+            vcpus: 1,
+            deadline: DEFAULT_DEADLINE,
+            kvm_path: PathBuf::from("/dev/kvm"),
+            compat: CompatMode::Auto,
+            profile_interval: None,
+        }
+    }
+}
+
+impl VmConfig {
+    /// Checks that need no KVM and no files: counts, sizes, durations.
+    pub fn validate(&self) -> Result<()> {
+        if self.vcpus == 0 {
+            return Err(VmmError::NoVcpus);
+        }
+        if self.deadline.is_zero() {
+            return Err(VmmError::ZeroDeadline);
+        }
+        if self.memory_mib < layout::MIN_MEMORY_MIB {
+            return Err(VmmError::MemoryTooSmall {
+                mib: self.memory_mib,
+                needed_mib: layout::MIN_MEMORY_MIB,
+                what: "the boot structures and a kernel",
+            });
+        }
+        if self.memory_mib > layout::MAX_MEMORY_MIB {
+            return Err(VmmError::MemoryTooLarge {
+                mib: self.memory_mib,
+                max_mib: layout::MAX_MEMORY_MIB,
+            });
+        }
+        if self.image.is_none() {
+            return Err(VmmError::NoKernel);
+        }
+        Ok(())
+    }
+}
+
+/// A device the caller plugs into the port-I/O or MMIO bus.
+pub(crate) struct ExtraDevice {
+    pub space: IoSpace,
+    pub base: u64,
+    pub len: u64,
+    pub device: Box<dyn IoDevice>,
+}
+
+/// Builds a [`Vm`]: `VmBuilder::new().kernel(path).vcpus(2).build()?.run()?`.
+#[derive(Default)]
+pub struct VmBuilder {
+    config: VmConfig,
+    pub(crate) com1_sink: Option<Box<dyn Write + Send>>,
+    pub(crate) com2_sink: Option<Box<dyn Write + Send>>,
+    pub(crate) extra_devices: Vec<ExtraDevice>,
+}
+
+impl VmBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn from_config(config: VmConfig) -> Self {
+        Self {
+            config,
+            ..Self::default()
+        }
+    }
+
+    pub fn kernel(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.image = Some(GuestImage::Kernel(path.into()));
+        self
+    }
+
+    pub fn raw_image(mut self, code: Vec<u8>, load_addr: u64) -> Self {
+        self.config.image = Some(GuestImage::Raw { code, load_addr });
+        self
+    }
+
+    pub fn initramfs(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.initramfs = Some(path.into());
+        self
+    }
+
+    /// Appends `args` to the kernel command line.
+    pub fn cmdline(mut self, args: &str) -> Self {
+        if !self.config.cmdline_extra.is_empty() {
+            self.config.cmdline_extra.push(' ');
+        }
+        self.config.cmdline_extra.push_str(args);
+        self
+    }
+
+    pub fn memory_mib(mut self, mib: u64) -> Self {
+        self.config.memory_mib = mib;
+        self
+    }
+
+    pub fn vcpus(mut self, n: usize) -> Self {
+        self.config.vcpus = n;
+        self
+    }
+
+    pub fn deadline(mut self, d: Duration) -> Self {
+        self.config.deadline = d;
+        self
+    }
+
+    pub fn kvm_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.kvm_path = path.into();
+        self
+    }
+
+    pub fn compat(mut self, mode: CompatMode) -> Self {
+        self.config.compat = mode;
+        self
+    }
+
+    pub fn profile(mut self, interval: Duration) -> Self {
+        self.config.profile_interval = Some(interval);
+        self
+    }
+
+    /// Streams COM1 output live to `sink` (it is captured in the outcome too).
+    pub fn com1_sink(mut self, sink: Box<dyn Write + Send>) -> Self {
+        self.com1_sink = Some(sink);
+        self
+    }
+
+    /// Streams COM2 output live to `sink` (it is captured in the outcome too).
+    pub fn com2_sink(mut self, sink: Box<dyn Write + Send>) -> Self {
+        self.com2_sink = Some(sink);
+        self
+    }
+
+    /// Adds a caller-provided device at `base..base+len` on the given bus.
+    pub fn device(
+        mut self,
+        space: IoSpace,
+        base: u64,
+        len: u64,
+        device: Box<dyn IoDevice>,
+    ) -> Self {
+        self.extra_devices.push(ExtraDevice {
+            space,
+            base,
+            len,
+            device,
+        });
+        self
+    }
+
+    pub fn config(&self) -> &VmConfig {
+        &self.config
+    }
+
+    /// Validates, opens KVM, creates the VM and loads the guest.
+    pub fn build(self) -> Result<Vm> {
+        self.config.validate()?;
+        Vm::create(
+            self.config,
+            self.com1_sink,
+            self.com2_sink,
+            self.extra_devices,
+        )
+    }
+}

@@ -1,0 +1,6 @@
+//! Emulated devices, one per file, all behind the [`bus::IoDevice`] trait.
+
+pub mod bus;
+pub mod cmos;
+pub mod i8042;
+pub mod serial;

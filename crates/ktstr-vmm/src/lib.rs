@@ -1,0 +1,45 @@
+//! ktstr-vmm: a small embeddable KVM VMM. It boots a Linux kernel (ELF
+//! `vmlinux` or `bzImage`, entered in 64-bit mode) or flat test code,
+//! captures two UARTs, can be stopped from any thread, and returns a
+//! classified [`Outcome`]. It knows nothing of schedulers.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), ktstr_vmm::VmmError> {
+//! let vm = ktstr_vmm::VmBuilder::new()
+//!     .kernel("vmlinux")
+//!     .initramfs("initramfs.cpio")
+//!     .vcpus(2)
+//!     .memory_mib(256)
+//!     .deadline(std::time::Duration::from_secs(30))
+//!     .build()?;
+//! let killer = vm.interrupt_handle(); // kill() from any thread
+//! let outcome = vm.run()?;
+//! println!("{} {}", outcome.exit.name(), outcome.com1_text());
+//! # drop(killer); Ok(()) }
+//! ```
+//!
+//! Map: [`config`] (builder, validation) → `vm` (create, run) → `vcpu`
+//! (threads, kick, panic shim) → `devices` (bus, UARTs, i8042, CMOS) and
+//! `arch` (boot structures); [`compat`] holds the software-KVM shims,
+//! [`profile`] the RIP sampler.
+
+mod arch;
+pub mod compat;
+pub mod config;
+pub mod devices;
+pub mod error;
+mod kvm;
+pub mod layout;
+pub mod loader;
+pub mod outcome;
+pub mod profile;
+mod vcpu;
+mod vm;
+
+pub use config::{DEFAULT_CMDLINE, GuestImage, VmBuilder, VmConfig};
+pub use devices::bus::{IoAction, IoDevice, IoSpace};
+pub use error::{Result, VmmError};
+pub use outcome::{ExitKind, Outcome, ShimUse, Timings};
+pub use vcpu::panic_shim::{current_vcpu, install as install_panic_shim};
+pub use vcpu::state::InterruptHandle;
+pub use vm::{Vm, build_cmdline};

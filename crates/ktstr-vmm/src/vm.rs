@@ -1,0 +1,426 @@
+//! A created VM and its single run: spawn one thread per vCPU, wait for the
+//! end, the deadline or a kill, join every thread, collect the outcome.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kvm_bindings::{
+    KVM_MP_STATE_RUNNABLE, KVM_PIT_SPEAKER_DUMMY, kvm_mp_state, kvm_pit_config,
+    kvm_userspace_memory_region,
+};
+use kvm_ioctls::{Kvm, VcpuFd, VmFd};
+use vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use vmm_sys_util::eventfd::EventFd;
+
+use crate::arch::x86_64::regs::EntryRegs;
+use crate::arch::x86_64::{boot_params, cpuid, lapic, mptable, msrs, paging, regs};
+use crate::compat::{self, CompatProfile};
+use crate::config::{DEFAULT_CMDLINE, ExtraDevice, GuestImage, VmConfig};
+use crate::devices::bus::{Bus, IoSpace};
+use crate::devices::{cmos, i8042, serial};
+use crate::error::{Result, VmmError, kvm_op};
+use crate::layout;
+use crate::loader::{self, KernelFormat};
+use crate::outcome::{ExitKind, Outcome, ShimUse, Timings};
+use crate::profile::Profile;
+use crate::vcpu::run_loop::{VcpuContext, VcpuReport, run_vcpu};
+use crate::vcpu::state::{InterruptHandle, RunState, install_kick_handler};
+
+/// How often the run owner re-kicks vCPUs while the VM is stopping.
+const REKICK_INTERVAL: Duration = Duration::from_millis(1);
+
+pub struct Vm {
+    config: VmConfig,
+    // Field order is drop order: vCPU fds before the VM fd before /dev/kvm.
+    vcpus: Vec<VcpuFd>,
+    vm_fd: VmFd,
+    _kvm: Kvm,
+    memory: GuestMemoryMmap,
+    pio: Bus,
+    mmio: Bus,
+    com1: Arc<Mutex<Vec<u8>>>,
+    com2: Arc<Mutex<Vec<u8>>>,
+    _serial_irqs: Vec<EventFd>,
+    state: Arc<RunState>,
+    compat: CompatProfile,
+    cmdline: String,
+    kernel_format: Option<KernelFormat>,
+    setup: Duration,
+}
+
+impl Vm {
+    pub(crate) fn create(
+        config: VmConfig,
+        com1_sink: Option<Box<dyn Write + Send>>,
+        com2_sink: Option<Box<dyn Write + Send>>,
+        extra: Vec<ExtraDevice>,
+    ) -> Result<Vm> {
+        let started = Instant::now();
+        let kvm = crate::kvm::open(&config.kvm_path)?;
+        let max_vcpus = kvm.get_max_vcpus().min(mptable::MAX_CPUS);
+        if config.vcpus > max_vcpus {
+            return Err(VmmError::TooManyVcpus {
+                requested: config.vcpus,
+                max: max_vcpus,
+            });
+        }
+        let compat = CompatProfile::resolve(config.compat, &compat::detect_host());
+        if let Some(reason) = &compat.reason {
+            tracing::info!(%reason, cmdline = ?compat.cmdline, "host compatibility layer applied");
+        }
+
+        let vm_fd = kvm.create_vm().map_err(kvm_op("KVM_CREATE_VM"))?;
+        vm_fd
+            .set_tss_address(layout::KVM_TSS_ADDR as usize)
+            .map_err(kvm_op("KVM_SET_TSS_ADDR"))?;
+        vm_fd
+            .set_identity_map_address(layout::KVM_IDENTITY_MAP_ADDR)
+            .map_err(kvm_op("KVM_SET_IDENTITY_MAP_ADDR"))?;
+        vm_fd
+            .create_irq_chip()
+            .map_err(kvm_op("KVM_CREATE_IRQCHIP"))?;
+        vm_fd
+            .create_pit2(kvm_pit_config {
+                flags: KVM_PIT_SPEAKER_DUMMY,
+                ..Default::default()
+            })
+            .map_err(kvm_op("KVM_CREATE_PIT2"))?;
+
+        let memory = layout::create_memory(config.memory_mib)?;
+        register_memory(&vm_fd, &memory)?;
+
+        let mem_bytes = config.memory_mib * layout::MIB;
+        let (entry, cmdline, kernel_format) = load_image(&config, &memory, &compat, mem_bytes)?;
+        paging::write_identity_map(&memory)?;
+        regs::write_descriptor_tables(&memory)?;
+
+        let mut pio = Bus::default();
+        let mut mmio = Bus::default();
+        let com1 = serial::Capture::new(com1_sink);
+        let com2 = serial::Capture::new(com2_sink);
+        let (com1_bytes, com2_bytes) = (com1.bytes.clone(), com2.bytes.clone());
+        let mut serial_irqs = Vec::new();
+        for (base, irq, capture) in [
+            (serial::COM1_BASE, serial::COM1_IRQ, com1),
+            (serial::COM2_BASE, serial::COM2_IRQ, com2),
+        ] {
+            let evt = EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC)?;
+            vm_fd
+                .register_irqfd(&evt, irq)
+                .map_err(kvm_op("KVM_IRQFD"))?;
+            pio.insert(
+                base,
+                serial::PORT_LEN,
+                Box::new(serial::SerialPort::new(evt.try_clone()?, capture)),
+            )?;
+            serial_irqs.push(evt);
+        }
+        pio.insert(i8042::BASE, i8042::LEN, Box::new(i8042::I8042::default()))?;
+        pio.insert(cmos::BASE, cmos::LEN, Box::new(cmos::Cmos::default()))?;
+        for dev in extra {
+            let bus = if dev.space == IoSpace::Pio {
+                &mut pio
+            } else {
+                &mut mmio
+            };
+            bus.insert(dev.base, dev.len, dev.device)?;
+        }
+
+        let base_cpuid = cpuid::supported(&kvm)?;
+        let mut vcpus = Vec::with_capacity(config.vcpus);
+        for index in 0..config.vcpus {
+            let vcpu = vm_fd
+                .create_vcpu(index as u64)
+                .map_err(kvm_op("KVM_CREATE_VCPU"))?;
+            vcpu.set_cpuid2(&cpuid::for_vcpu(
+                &base_cpuid,
+                index,
+                config.vcpus,
+                &compat.masked_features,
+            ))
+            .map_err(kvm_op("KVM_SET_CPUID2"))?;
+            msrs::set_boot_msrs(&vcpu)?;
+            lapic::set_lint(&vcpu)?;
+            match &config.image {
+                // The boot vCPU enters the kernel; APs wait for the guest's INIT/SIPI.
+                Some(GuestImage::Kernel(_)) if index == 0 => regs::enter_long_mode(
+                    &vcpu,
+                    EntryRegs {
+                        rip: entry,
+                        rsi: layout::ZERO_PAGE_ADDR,
+                        ..Default::default()
+                    },
+                )?,
+                Some(GuestImage::Raw { .. }) => {
+                    let rsp = layout::RAW_STACK_TOP - index as u64 * layout::RAW_STACK_SIZE;
+                    regs::enter_long_mode(
+                        &vcpu,
+                        EntryRegs {
+                            rip: entry,
+                            rsp,
+                            rdi: index as u64,
+                            ..Default::default()
+                        },
+                    )?;
+                    vcpu.set_mp_state(kvm_mp_state {
+                        mp_state: KVM_MP_STATE_RUNNABLE,
+                    })
+                    .map_err(kvm_op("KVM_SET_MP_STATE"))?;
+                }
+                _ => {}
+            }
+            vcpus.push(vcpu);
+        }
+        if matches!(config.image, Some(GuestImage::Kernel(_))) {
+            mptable::write(&memory, config.vcpus)?;
+        }
+
+        let state = Arc::new(RunState::new(config.vcpus));
+        Ok(Vm {
+            config,
+            vcpus,
+            vm_fd,
+            _kvm: kvm,
+            memory,
+            pio,
+            mmio,
+            com1: com1_bytes,
+            com2: com2_bytes,
+            _serial_irqs: serial_irqs,
+            state,
+            compat,
+            cmdline,
+            kernel_format,
+            setup: started.elapsed(),
+        })
+    }
+
+    /// A handle to stop this VM from any thread.
+    pub fn interrupt_handle(&self) -> InterruptHandle {
+        InterruptHandle {
+            state: self.state.clone(),
+        }
+    }
+
+    /// The full kernel command line the guest receives (empty for raw images).
+    pub fn cmdline(&self) -> &str {
+        &self.cmdline
+    }
+
+    pub fn kernel_format(&self) -> Option<KernelFormat> {
+        self.kernel_format
+    }
+
+    pub fn compat(&self) -> &CompatProfile {
+        &self.compat
+    }
+
+    /// Guest memory, for callers that place or inspect data.
+    pub fn memory(&self) -> &GuestMemoryMmap {
+        &self.memory
+    }
+
+    pub fn vm_fd(&self) -> &VmFd {
+        &self.vm_fd
+    }
+
+    /// Runs the guest to its end and returns how it ended. Every vCPU thread
+    /// is joined before this returns, on every path.
+    pub fn run(mut self) -> Result<Outcome> {
+        install_kick_handler();
+        let started = Instant::now();
+        let deadline = started + self.config.deadline;
+        let interval = self.config.profile_interval;
+        let state = self.state.clone();
+        let shims = self.compat.active;
+        let (pio, mmio, mem) = (&self.pio, &self.mmio, &self.memory);
+
+        let reports: Vec<VcpuReport> = std::thread::scope(|scope| {
+            let mut handles = Vec::new();
+            for (index, vcpu) in self.vcpus.iter_mut().enumerate() {
+                let ctx = VcpuContext {
+                    index,
+                    state: state.clone(),
+                    pio,
+                    mmio,
+                    mem,
+                    shims,
+                    started,
+                };
+                match std::thread::Builder::new()
+                    .name(format!("ktstr-vcpu{index}"))
+                    .spawn_scoped(scope, move || run_vcpu(ctx, vcpu))
+                {
+                    Ok(h) => handles.push(h),
+                    Err(e) => {
+                        state.stop(ExitKind::InternalError {
+                            vcpu: index,
+                            detail: format!("cannot spawn vCPU thread: {e}"),
+                        });
+                        break;
+                    }
+                }
+            }
+            wait_for_end(&state, handles.len(), deadline, interval);
+            handles
+                .into_iter()
+                .enumerate()
+                .map(|(index, h)| {
+                    h.join().unwrap_or_else(|_| {
+                        // The panic shim normally recorded this already; first reason wins.
+                        state.stop(ExitKind::VcpuPanicked {
+                            vcpu: index,
+                            message: "vCPU thread panicked".into(),
+                        });
+                        VcpuReport::default()
+                    })
+                })
+                .collect()
+        });
+
+        let exit = state.take_reason().unwrap_or(ExitKind::InternalError {
+            vcpu: 0,
+            detail: "vCPUs ended without a reason".into(),
+        });
+        let mut samples: Vec<_> = reports
+            .iter()
+            .flat_map(|r| r.samples.iter().copied())
+            .collect();
+        samples.sort_by_key(|s| s.at);
+        let mut shims: Vec<ShimUse> = Vec::new();
+        for (name, count) in reports.iter().flat_map(|r| r.shims.iter()) {
+            match shims.iter_mut().find(|s| s.name == *name) {
+                Some(s) => s.count += count,
+                None => shims.push(ShimUse {
+                    name,
+                    count: *count,
+                }),
+            }
+        }
+        let take = |bytes: &Arc<Mutex<Vec<u8>>>| {
+            std::mem::take(&mut *bytes.lock().unwrap_or_else(|p| p.into_inner()))
+        };
+        Ok(Outcome {
+            exit,
+            com1: take(&self.com1),
+            com2: take(&self.com2),
+            timings: Timings {
+                setup: self.setup,
+                run: started.elapsed(),
+            },
+            vcpus: self.config.vcpus,
+            unhandled_io: self.pio.unhandled() + self.mmio.unhandled(),
+            shims,
+            profile: interval.map(|interval| Profile { interval, samples }),
+        })
+    }
+}
+
+/// Blocks until all `spawned` vCPU threads unregistered, enforcing the
+/// deadline, taking profile samples and re-kicking while stopping.
+fn wait_for_end(state: &RunState, spawned: usize, deadline: Instant, interval: Option<Duration>) {
+    if spawned < state.vcpu_count() {
+        // Threads that never started never unregister; count them as gone.
+        for _ in spawned..state.vcpu_count() {
+            state.unregister_unstarted();
+        }
+    }
+    let mut next_sample = interval.map(|i| Instant::now() + i);
+    loop {
+        let now = Instant::now();
+        if now >= deadline && !state.is_stopping() {
+            state.stop(ExitKind::DeadlineExceeded);
+        }
+        let mut wake = deadline.max(now);
+        if state.is_stopping() {
+            wake = now + REKICK_INTERVAL;
+        }
+        if let Some(t) = next_sample {
+            wake = wake.min(t);
+        }
+        if state.wait_all_exited(wake) {
+            return;
+        }
+        if state.is_stopping() {
+            state.kick_all();
+        } else if let (Some(t), Some(i)) = (next_sample, interval) {
+            if Instant::now() >= t {
+                state.request_samples();
+                next_sample = Some(t + i);
+            }
+        }
+    }
+}
+
+fn register_memory(vm_fd: &VmFd, memory: &GuestMemoryMmap) -> Result<()> {
+    for (slot, region) in memory.iter().enumerate() {
+        let host = memory
+            .get_host_address(region.start_addr())
+            .map_err(|e| VmmError::Memory(e.to_string()))?;
+        let region = kvm_userspace_memory_region {
+            slot: slot as u32,
+            guest_phys_addr: region.start_addr().0,
+            memory_size: region.len(),
+            userspace_addr: host as u64,
+            flags: 0,
+        };
+        // SAFETY: the mapping belongs to `memory`, which the Vm owns and drops
+        // only after the VM fd, so KVM never sees freed host memory.
+        unsafe { vm_fd.set_user_memory_region(region) }
+            .map_err(kvm_op("KVM_SET_USER_MEMORY_REGION"))?;
+    }
+    Ok(())
+}
+
+/// Loads the configured image; returns (entry RIP, command line, format).
+fn load_image(
+    config: &VmConfig,
+    memory: &GuestMemoryMmap,
+    compat: &CompatProfile,
+    mem_bytes: u64,
+) -> Result<(u64, String, Option<KernelFormat>)> {
+    match &config.image {
+        None => Err(VmmError::NoKernel),
+        Some(GuestImage::Raw { code, load_addr }) => {
+            loader::load_raw(memory, code, *load_addr)?;
+            Ok((*load_addr, String::new(), None))
+        }
+        Some(GuestImage::Kernel(path)) => {
+            let kernel = loader::load_kernel(memory, path)?;
+            let cmdline = build_cmdline(compat, &config.cmdline_extra);
+            if cmdline.contains('\0') {
+                return Err(VmmError::CmdlineInvalid("contains a NUL byte".into()));
+            }
+            if cmdline.len() > kernel.cmdline_max() {
+                return Err(VmmError::CmdlineTooLong {
+                    len: cmdline.len(),
+                    max: kernel.cmdline_max(),
+                });
+            }
+            let initramfs = match &config.initramfs {
+                Some(p) => Some(loader::load_initramfs(memory, p, &kernel, mem_bytes)?),
+                None => None,
+            };
+            boot_params::write_cmdline(memory, &cmdline)?;
+            let inputs = boot_params::ZeroPageInputs {
+                mem_bytes,
+                cmdline_len: cmdline.len(),
+                initramfs,
+                setup_header: kernel.setup_header,
+            };
+            boot_params::write_zero_page(memory, &inputs)?;
+            Ok((kernel.entry, cmdline, Some(kernel.format)))
+        }
+    }
+}
+
+/// Default arguments, then host-compat arguments, then the caller's (last wins in Linux).
+pub fn build_cmdline(compat: &CompatProfile, extra: &str) -> String {
+    let mut parts = vec![DEFAULT_CMDLINE];
+    parts.extend(compat.cmdline.iter().copied());
+    if !extra.trim().is_empty() {
+        parts.push(extra.trim());
+    }
+    parts.join(" ")
+}
