@@ -1,0 +1,178 @@
+//! Fast tier: every typed error from its bad input. None may panic or hang.
+
+mod common;
+
+use std::io::Write;
+use std::time::Duration;
+
+use common::*;
+use ktstr_vmm::{VmBuilder, VmmError};
+
+fn build_err(builder: VmBuilder) -> VmmError {
+    match builder.build() {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e,
+    }
+}
+
+fn temp_file(name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("ktstr-errors-{}-{name}", std::process::id()));
+    std::fs::File::create(&path)
+        .and_then(|mut f| f.write_all(bytes))
+        .expect("temp file");
+    path
+}
+
+/// The real kernel when `KTSTR_KERNEL` names one (the kernel tier's input).
+fn real_kernel() -> Option<std::path::PathBuf> {
+    std::env::var_os("KTSTR_KERNEL")
+        .map(Into::into)
+        .filter(|p: &std::path::PathBuf| p.exists())
+}
+
+#[test]
+fn config_errors_need_no_kvm() {
+    let raw = || VmBuilder::new().raw_image(vec![0xf4], LOAD_ADDR);
+    assert!(matches!(build_err(raw().vcpus(0)), VmmError::NoVcpus));
+    assert!(matches!(
+        build_err(raw().deadline(Duration::ZERO)),
+        VmmError::ZeroDeadline
+    ));
+    assert!(matches!(
+        build_err(raw().memory_mib(1)),
+        VmmError::MemoryTooSmall { .. }
+    ));
+    assert!(matches!(
+        build_err(raw().memory_mib(u64::MAX / 2)),
+        VmmError::MemoryTooLarge { .. }
+    ));
+    assert!(matches!(build_err(VmBuilder::new()), VmmError::NoKernel));
+}
+
+#[test]
+fn missing_or_wrong_kvm_device_is_named() {
+    let raw = || VmBuilder::new().raw_image(vec![0xf4], LOAD_ADDR);
+    let e = build_err(raw().kvm_path("/nonexistent/kvm"));
+    assert!(matches!(e, VmmError::KvmMissing { .. }), "{e}");
+    assert!(e.to_string().contains("/nonexistent/kvm"));
+    assert!(matches!(
+        build_err(raw().kvm_path("/dev/null")),
+        VmmError::KvmOpen { .. }
+    ));
+}
+
+#[test]
+fn too_many_vcpus_names_the_host_limit() {
+    if !kvm_available() {
+        return;
+    }
+    match build_err(
+        VmBuilder::new()
+            .raw_image(vec![0xf4], LOAD_ADDR)
+            .vcpus(100_000),
+    ) {
+        VmmError::TooManyVcpus {
+            requested: 100_000,
+            max,
+        } => assert!(max >= 1),
+        e => panic!("{e}"),
+    }
+}
+
+#[test]
+fn kernel_file_errors() {
+    if !kvm_available() {
+        return;
+    }
+    let e = build_err(VmBuilder::new().kernel("/nonexistent/vmlinux"));
+    assert!(matches!(e, VmmError::KernelMissing { .. }), "{e}");
+    let garbage = temp_file("garbage", &[0x5a; 8192]);
+    let e = build_err(VmBuilder::new().kernel(&garbage));
+    assert!(matches!(e, VmmError::NotAKernel { .. }), "{e}");
+    let elf32 = temp_file("elf32", b"\x7fELF\x01\x01\x01\0\0\0\0\0\0\0\0\0");
+    let e = build_err(VmBuilder::new().kernel(&elf32));
+    assert!(matches!(e, VmmError::NotAKernel { .. }), "{e}");
+    let dir = std::env::temp_dir();
+    let e = build_err(VmBuilder::new().kernel(&dir));
+    assert!(
+        matches!(
+            e,
+            VmmError::KernelUnreadable { .. } | VmmError::NotAKernel { .. }
+        ),
+        "{e}"
+    );
+    for p in [garbage, elf32] {
+        std::fs::remove_file(p).ok();
+    }
+}
+
+#[test]
+fn raw_image_outside_memory_is_rejected() {
+    if !kvm_available() {
+        return;
+    }
+    let e = build_err(
+        VmBuilder::new()
+            .raw_image(vec![0x90; 16], 64 << 20)
+            .memory_mib(16),
+    );
+    assert!(matches!(e, VmmError::RawImageOutOfRange { .. }), "{e}");
+}
+
+#[test]
+fn overlapping_devices_are_rejected() {
+    if !kvm_available() {
+        return;
+    }
+    // COM1 already lives at 0x3f8.
+    let e = build_err(VmBuilder::new().raw_image(vec![0xf4], LOAD_ADDR).device(
+        ktstr_vmm::IoSpace::Pio,
+        0x3f8,
+        1,
+        Box::new(Recorder::default()),
+    ));
+    assert!(
+        matches!(e, VmmError::DeviceOverlap { base: 0x3f8, .. }),
+        "{e}"
+    );
+}
+
+#[test]
+fn real_kernel_input_errors() {
+    if !kvm_available() {
+        return;
+    }
+    let Some(kernel) = real_kernel() else {
+        eprintln!("SKIP: KTSTR_KERNEL not set; kernel-input errors need a real kernel");
+        return;
+    };
+    let e = build_err(VmBuilder::new().kernel(&kernel).memory_mib(8));
+    assert!(matches!(e, VmmError::MemoryTooSmall { .. }), "{e}");
+    let e = build_err(VmBuilder::new().kernel(&kernel).cmdline(&"x".repeat(4096)));
+    assert!(
+        matches!(e, VmmError::CmdlineTooLong { max, .. } if max < 4096),
+        "{e}"
+    );
+    let e = build_err(VmBuilder::new().kernel(&kernel).cmdline("a\0b"));
+    assert!(matches!(e, VmmError::CmdlineInvalid(_)), "{e}");
+    let big = temp_file("big-initramfs", &[]);
+    std::fs::File::options()
+        .write(true)
+        .open(&big)
+        .and_then(|f| f.set_len(200 << 20))
+        .expect("sparse file");
+    let e = build_err(
+        VmBuilder::new()
+            .kernel(&kernel)
+            .initramfs(&big)
+            .memory_mib(128),
+    );
+    std::fs::remove_file(&big).ok();
+    assert!(matches!(e, VmmError::InitramfsTooLarge { .. }), "{e}");
+    let e = build_err(
+        VmBuilder::new()
+            .kernel(&kernel)
+            .initramfs("/nonexistent/initramfs"),
+    );
+    assert!(matches!(e, VmmError::InitramfsUnreadable { .. }), "{e}");
+}
