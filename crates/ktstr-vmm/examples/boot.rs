@@ -32,6 +32,9 @@ struct Args {
     profile_ms: Option<u64>,
     #[arg(long)]
     symbols: Option<PathBuf>,
+    /// Leave out the compat layer's boot-time cuts (to measure them).
+    #[arg(long)]
+    no_boot_cuts: bool,
     /// Profile window width in seconds.
     #[arg(long, default_value_t = 10)]
     window_s: u64,
@@ -45,6 +48,7 @@ fn main() -> anyhow::Result<()> {
         .vcpus(args.vcpus)
         .memory_mib(args.memory_mib)
         .deadline(Duration::from_secs(args.deadline_s))
+        .slow_host_boot_cuts(!args.no_boot_cuts)
         .com1_sink(Box::new(std::io::stdout()));
     if let Some(i) = &args.initramfs {
         builder = builder.initramfs(i);

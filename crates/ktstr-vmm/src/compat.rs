@@ -74,7 +74,7 @@ pub struct CompatProfile {
 }
 
 impl CompatProfile {
-    pub fn resolve(mode: CompatMode, host: &HostKvm) -> Self {
+    pub fn resolve(mode: CompatMode, host: &HostKvm, boot_cuts: bool) -> Self {
         let reason = match (mode, host) {
             (CompatMode::Off, _) | (CompatMode::Auto, HostKvm::Hardware) => return Self::default(),
             (CompatMode::On, HostKvm::Hardware) => "forced on".to_string(),
@@ -86,7 +86,11 @@ impl CompatProfile {
             masked_features: vec![cpuid::POPCNT, cpuid::CX16, cpuid::XSAVE, cpuid::RDRAND],
             cmdline: SOFTWARE_KVM_CMDLINE
                 .iter()
-                .chain(SLOW_HOST_BOOT_CMDLINE)
+                .chain(if boot_cuts {
+                    SLOW_HOST_BOOT_CMDLINE
+                } else {
+                    &[]
+                })
                 .copied()
                 .collect(),
         }
@@ -191,16 +195,17 @@ mod tests {
 
     #[test]
     fn auto_applies_only_on_software_kvm() {
-        assert!(!CompatProfile::resolve(CompatMode::Auto, &HostKvm::Hardware).active);
+        let pvm = HostKvm::Software { module: "kvm_pvm" };
+        assert!(!CompatProfile::resolve(CompatMode::Auto, &HostKvm::Hardware, true).active);
+        assert!(CompatProfile::resolve(CompatMode::Auto, &pvm, true).active);
+        assert!(!CompatProfile::resolve(CompatMode::Off, &pvm, true).active);
+        let forced = CompatProfile::resolve(CompatMode::On, &HostKvm::Hardware, true);
         assert!(
-            CompatProfile::resolve(CompatMode::Auto, &HostKvm::Software { module: "kvm_pvm" })
-                .active
+            forced.active
+                && forced.cmdline.contains(&"noxsave")
+                && forced.cmdline.contains(&"rodata=off")
         );
-        assert!(
-            !CompatProfile::resolve(CompatMode::Off, &HostKvm::Software { module: "kvm_pvm" })
-                .active
-        );
-        let forced = CompatProfile::resolve(CompatMode::On, &HostKvm::Hardware);
-        assert!(forced.active && forced.cmdline.contains(&"noxsave"));
+        let no_cuts = CompatProfile::resolve(CompatMode::Auto, &pvm, false);
+        assert!(no_cuts.cmdline.contains(&"noxsave") && !no_cuts.cmdline.contains(&"rodata=off"));
     }
 }

@@ -45,6 +45,9 @@ pub struct VmConfig {
     pub compat: CompatMode,
     /// Sample every vCPU's RIP at this interval (see [`crate::profile`]).
     pub profile_interval: Option<Duration>,
+    /// With the compat layer active, also pass its boot-time cuts
+    /// ([`crate::compat::SLOW_HOST_BOOT_CMDLINE`]). On by default.
+    pub slow_host_boot_cuts: bool,
 }
 
 impl Default for VmConfig {
@@ -59,6 +62,7 @@ impl Default for VmConfig {
             kvm_path: PathBuf::from("/dev/kvm"),
             compat: CompatMode::Auto,
             profile_interval: None,
+            slow_host_boot_cuts: true,
         }
     }
 }
@@ -167,6 +171,11 @@ impl VmBuilder {
 
     pub fn compat(mut self, mode: CompatMode) -> Self {
         self.config.compat = mode;
+        self
+    }
+
+    pub fn slow_host_boot_cuts(mut self, on: bool) -> Self {
+        self.config.slow_host_boot_cuts = on;
         self
     }
 

@@ -35,6 +35,15 @@ pub const MMIO_GAP_END: u64 = 0x1_0000_0000;
 pub const IOAPIC_ADDR: u64 = 0xfec0_0000;
 pub const LAPIC_ADDR: u64 = 0xfee0_0000;
 
+// The boot structures below 1 MiB must not overlap (checked at compile time).
+const _: () = assert!(GDT_ADDR + 0x100 <= IDT_ADDR && IDT_ADDR + 0x1000 <= ZERO_PAGE_ADDR);
+const _: () = assert!(
+    ZERO_PAGE_ADDR + 0x1000 <= PML4_ADDR && PD_ADDR + IDENTITY_MAPPED_GIB * 0x1000 <= CMDLINE_ADDR
+);
+const _: () = assert!(
+    CMDLINE_ADDR + 0x1000 <= RAW_STACK_TOP - 255 * RAW_STACK_SIZE && RAW_STACK_TOP <= EBDA_START
+);
+
 /// RAM ranges `(start, len)` for `mem_bytes` of guest memory.
 pub fn ram_ranges(mem_bytes: u64) -> Vec<(u64, u64)> {
     if mem_bytes <= MMIO_GAP_START {
@@ -73,13 +82,5 @@ mod tests {
             vec![(0, MMIO_GAP_START), (MMIO_GAP_END, 1024 * MIB)]
         );
         assert_eq!(low_ram_end(4096 * MIB), MMIO_GAP_START);
-    }
-
-    #[test]
-    fn boot_structures_do_not_overlap() {
-        let pd_end = PD_ADDR + IDENTITY_MAPPED_GIB * 0x1000;
-        assert!(GDT_ADDR + 0x100 <= IDT_ADDR && IDT_ADDR + 0x1000 <= ZERO_PAGE_ADDR);
-        assert!(ZERO_PAGE_ADDR + 0x1000 <= PML4_ADDR && pd_end <= CMDLINE_ADDR);
-        assert!(RAW_STACK_TOP <= EBDA_START);
     }
 }

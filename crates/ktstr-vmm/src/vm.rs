@@ -65,7 +65,11 @@ impl Vm {
                 max: max_vcpus,
             });
         }
-        let compat = CompatProfile::resolve(config.compat, &compat::detect_host());
+        let compat = CompatProfile::resolve(
+            config.compat,
+            &compat::detect_host(),
+            config.slow_host_boot_cuts,
+        );
         if let Some(reason) = &compat.reason {
             tracing::info!(%reason, cmdline = ?compat.cmdline, "host compatibility layer applied");
         }

@@ -2,6 +2,9 @@
 //! with iced-x86, and the KVM presence policy.
 #![allow(dead_code)]
 
+pub mod cpio;
+pub mod tiny_init;
+
 use std::sync::{Arc, Mutex};
 
 use iced_x86::code_asm::*;

@@ -30,8 +30,7 @@ pub struct ZeroPageInputs {
 
 /// Builds and writes the zero page at [`layout::ZERO_PAGE_ADDR`].
 pub fn write_zero_page(mem: &GuestMemoryMmap, input: &ZeroPageInputs) -> Result<()> {
-    let mut params = boot_params::default();
-    params.hdr = match input.setup_header {
+    let hdr = match input.setup_header {
         Some(h) => h,
         None => setup_header {
             boot_flag: KERNEL_BOOT_FLAG_MAGIC,
@@ -39,6 +38,10 @@ pub fn write_zero_page(mem: &GuestMemoryMmap, input: &ZeroPageInputs) -> Result<
             kernel_alignment: KERNEL_MIN_ALIGNMENT,
             ..Default::default()
         },
+    };
+    let mut params = boot_params {
+        hdr,
+        ..Default::default()
     };
     params.hdr.type_of_loader = KERNEL_LOADER_OTHER;
     params.hdr.cmd_line_ptr = layout::CMDLINE_ADDR as u32;
@@ -120,7 +123,7 @@ mod tests {
                 (0x10_0000, 255 * layout::MIB, 1)
             ]
         );
-        assert_eq!(p.hdr.ramdisk_image, 0x200_0000);
+        assert_eq!({ p.hdr.ramdisk_image }, 0x200_0000);
         assert_eq!({ p.hdr.header }, KERNEL_HDR_MAGIC);
     }
 
