@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::compat::CompatMode;
 use crate::devices::bus::{IoDevice, IoSpace};
+use crate::devices::virtio::console::ConsoleSender;
 use crate::error::{Result, VmmError};
 use crate::layout;
 use crate::vm::Vm;
@@ -104,13 +105,20 @@ pub(crate) struct ExtraDevice {
     pub device: Box<dyn IoDevice>,
 }
 
+/// Host-side things attached to a VM that are not plain configuration.
+#[derive(Default)]
+pub(crate) struct Attachments {
+    pub com1_sink: Option<Box<dyn Write + Send>>,
+    pub com2_sink: Option<Box<dyn Write + Send>>,
+    pub extra_devices: Vec<ExtraDevice>,
+    pub console: Option<ConsoleSender>,
+}
+
 /// Builds a [`Vm`]: `VmBuilder::new().kernel(path).vcpus(2).build()?.run()?`.
 #[derive(Default)]
 pub struct VmBuilder {
     config: VmConfig,
-    pub(crate) com1_sink: Option<Box<dyn Write + Send>>,
-    pub(crate) com2_sink: Option<Box<dyn Write + Send>>,
-    pub(crate) extra_devices: Vec<ExtraDevice>,
+    attachments: Attachments,
 }
 
 impl VmBuilder {
@@ -186,13 +194,13 @@ impl VmBuilder {
 
     /// Streams COM1 output live to `sink` (it is captured in the outcome too).
     pub fn com1_sink(mut self, sink: Box<dyn Write + Send>) -> Self {
-        self.com1_sink = Some(sink);
+        self.attachments.com1_sink = Some(sink);
         self
     }
 
     /// Streams COM2 output live to `sink` (it is captured in the outcome too).
     pub fn com2_sink(mut self, sink: Box<dyn Write + Send>) -> Self {
-        self.com2_sink = Some(sink);
+        self.attachments.com2_sink = Some(sink);
         self
     }
 
@@ -204,12 +212,19 @@ impl VmBuilder {
         len: u64,
         device: Box<dyn IoDevice>,
     ) -> Self {
-        self.extra_devices.push(ExtraDevice {
+        self.attachments.extra_devices.push(ExtraDevice {
             space,
             base,
             len,
             device,
         });
+        self
+    }
+
+    /// Adds the virtio-console (hvc0 + `ktstr.bulk`) whose host side is
+    /// `console` (from [`crate::virtio_console`]), at [`layout::VIRTIO_MMIO_BASE`].
+    pub fn virtio_console(mut self, console: &ConsoleSender) -> Self {
+        self.attachments.console = Some(console.clone());
         self
     }
 
@@ -220,11 +235,6 @@ impl VmBuilder {
     /// Validates, opens KVM, creates the VM and loads the guest.
     pub fn build(self) -> Result<Vm> {
         self.config.validate()?;
-        Vm::create(
-            self.config,
-            self.com1_sink,
-            self.com2_sink,
-            self.extra_devices,
-        )
+        Vm::create(self.config, self.attachments)
     }
 }

@@ -1,7 +1,6 @@
 //! A created VM and its single run: spawn one thread per vCPU, wait for the
 //! end, the deadline or a kill, join every thread, collect the outcome.
 
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,8 +15,10 @@ use vmm_sys_util::eventfd::EventFd;
 use crate::arch::x86_64::regs::EntryRegs;
 use crate::arch::x86_64::{boot_params, cpuid, lapic, mptable, msrs, paging, regs};
 use crate::compat::{self, CompatProfile};
-use crate::config::{DEFAULT_CMDLINE, ExtraDevice, GuestImage, VmConfig};
+use crate::config::{Attachments, DEFAULT_CMDLINE, GuestImage, VmConfig};
 use crate::devices::bus::{Bus, IoSpace};
+use crate::devices::virtio::mmio::MmioTransport;
+use crate::devices::virtio::{self, Interrupt};
 use crate::devices::{cmos, i8042, serial};
 use crate::error::{Result, VmmError, kvm_op};
 use crate::layout;
@@ -41,7 +42,7 @@ pub struct Vm {
     mmio: Bus,
     com1: Arc<Mutex<Vec<u8>>>,
     com2: Arc<Mutex<Vec<u8>>>,
-    _serial_irqs: Vec<EventFd>,
+    _irqfds: Vec<EventFd>,
     state: Arc<RunState>,
     compat: CompatProfile,
     cmdline: String,
@@ -50,12 +51,13 @@ pub struct Vm {
 }
 
 impl Vm {
-    pub(crate) fn create(
-        config: VmConfig,
-        com1_sink: Option<Box<dyn Write + Send>>,
-        com2_sink: Option<Box<dyn Write + Send>>,
-        extra: Vec<ExtraDevice>,
-    ) -> Result<Vm> {
+    pub(crate) fn create(config: VmConfig, attachments: Attachments) -> Result<Vm> {
+        let Attachments {
+            com1_sink,
+            com2_sink,
+            extra_devices: extra,
+            console,
+        } = attachments;
         let started = Instant::now();
         let kvm = crate::kvm::open(&config.kvm_path)?;
         let max_vcpus = kvm.get_max_vcpus().min(mptable::MAX_CPUS);
@@ -95,7 +97,16 @@ impl Vm {
         register_memory(&vm_fd, &memory)?;
 
         let mem_bytes = config.memory_mib * layout::MIB;
-        let (entry, cmdline, kernel_format) = load_image(&config, &memory, &compat, mem_bytes)?;
+        let mut extra_args = config.cmdline_extra.clone();
+        if console.is_some() {
+            extra_args = format!(
+                "virtio_mmio.device=4K@{:#x}:{} {extra_args}",
+                layout::VIRTIO_MMIO_BASE,
+                layout::VIRTIO_CONSOLE_IRQ
+            );
+        }
+        let (entry, cmdline, kernel_format) =
+            load_image(&config, &memory, &compat, mem_bytes, &extra_args)?;
         paging::write_identity_map(&memory)?;
         regs::write_descriptor_tables(&memory)?;
 
@@ -122,6 +133,23 @@ impl Vm {
         }
         pio.insert(i8042::BASE, i8042::LEN, Box::new(i8042::I8042::default()))?;
         pio.insert(cmos::BASE, cmos::LEN, Box::new(cmos::Cmos::default()))?;
+        if let Some(console) = &console {
+            let evt = EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC)?;
+            vm_fd
+                .register_irqfd(&evt, layout::VIRTIO_CONSOLE_IRQ)
+                .map_err(kvm_op("KVM_IRQFD"))?;
+            let transport = MmioTransport::new(
+                console.device(),
+                memory.clone(),
+                Interrupt::new(evt.try_clone()?),
+            );
+            mmio.insert(
+                layout::VIRTIO_MMIO_BASE,
+                virtio::mmio::MMIO_LEN,
+                Box::new(transport),
+            )?;
+            serial_irqs.push(evt);
+        }
         for dev in extra {
             let bus = if dev.space == IoSpace::Pio {
                 &mut pio
@@ -191,7 +219,7 @@ impl Vm {
             mmio,
             com1: com1_bytes,
             com2: com2_bytes,
-            _serial_irqs: serial_irqs,
+            _irqfds: serial_irqs,
             state,
             compat,
             cmdline,
@@ -383,6 +411,7 @@ fn load_image(
     memory: &GuestMemoryMmap,
     compat: &CompatProfile,
     mem_bytes: u64,
+    extra_args: &str,
 ) -> Result<(u64, String, Option<KernelFormat>)> {
     match &config.image {
         None => Err(VmmError::NoKernel),
@@ -392,7 +421,7 @@ fn load_image(
         }
         Some(GuestImage::Kernel(path)) => {
             let kernel = loader::load_kernel(memory, path)?;
-            let cmdline = build_cmdline(compat, &config.cmdline_extra);
+            let cmdline = build_cmdline(compat, extra_args);
             if cmdline.contains('\0') {
                 return Err(VmmError::CmdlineInvalid("contains a NUL byte".into()));
             }
