@@ -272,6 +272,7 @@ impl Driver {
 fn multiport_bring_up_names_the_bulk_port() {
     let (mut d, host) = Driver::new();
     d.bring_up();
+    assert!(host.sender.guest_ready(PORT_CONSOLE) && host.sender.guest_ready(PORT_BULK));
     d.control(1, 6, 1); // the guest opens /dev/vport0p1
     assert!(host.sender.guest_opened(PORT_BULK));
     assert_eq!(host.sender.stats(), Default::default());

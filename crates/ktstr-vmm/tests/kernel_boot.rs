@@ -4,6 +4,7 @@
 mod common;
 
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use common::cpio::{Entry, archive};
@@ -49,7 +50,7 @@ fn boot_deadline() -> Duration {
     let secs = std::env::var("KTSTR_BOOT_DEADLINE_S")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(900);
+        .unwrap_or(1200);
     Duration::from_secs(secs)
 }
 
@@ -119,13 +120,32 @@ fn initramfs(init: &Init) -> PathBuf {
     path
 }
 
+/// Kernel boots run one at a time: on a slow host, concurrent boots starve
+/// each other past their deadlines (and trip the guests' lockup detectors).
+static ONE_BOOT_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 fn boot_and_count_cpus(init: Init, vcpus: usize) {
     let Some(kernel) = kernel() else { return };
+    let _serial = ONE_BOOT_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    // COM1 is streamed to a file as it arrives, for post-mortems of slow boots.
+    let log_path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "kernel-boot-{}-{vcpus}cpu.log",
+        if matches!(init, Init::Tiny) {
+            "tiny"
+        } else {
+            "busybox"
+        }
+    ));
+    let log = std::fs::File::create(&log_path).expect("COM1 log file");
+    eprintln!("COM1 of this boot streams to {}", log_path.display());
     let initramfs = initramfs(&init);
+    let console = ktstr_vmm::virtio_console();
     let vm = VmBuilder::new()
         .kernel(&kernel)
         .initramfs(&initramfs)
-        .cmdline("rdinit=/init")
+        .virtio_console(&console.sender)
+        .com1_sink(Box::new(log))
+        .cmdline("console=hvc0 console=ttyS0 rdinit=/init")
         .vcpus(vcpus)
         .memory_mib(256)
         .deadline(boot_deadline())

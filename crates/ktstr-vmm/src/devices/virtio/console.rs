@@ -62,6 +62,7 @@ pub struct Console {
     pending_rx: [VecDeque<u8>; PORTS],
     pending_control: VecDeque<Vec<u8>>,
     guest_open: [bool; PORTS],
+    guest_ready: [bool; PORTS],
     stats: ConsoleStats,
 }
 
@@ -95,6 +96,15 @@ impl ConsoleSender {
             .unwrap_or(false)
     }
 
+    /// The guest driver set the port up (`PORT_READY`).
+    pub fn guest_ready(&self, port: u32) -> bool {
+        lock(&self.0)
+            .guest_ready
+            .get(port as usize)
+            .copied()
+            .unwrap_or(false)
+    }
+
     pub fn stats(&self) -> ConsoleStats {
         lock(&self.0).stats
     }
@@ -120,6 +130,7 @@ pub fn console() -> ConsoleHost {
         pending_rx: Default::default(),
         pending_control: VecDeque::new(),
         guest_open: [false; PORTS],
+        guest_ready: [false; PORTS],
         stats: ConsoleStats::default(),
     };
     ConsoleHost {
@@ -251,12 +262,14 @@ impl Console {
                 }
             }
             (PORT_READY, PORT_CONSOLE) if value == 1 => {
+                self.guest_ready[0] = true;
                 self.pending_control
                     .push_back(control_message(PORT_CONSOLE, CONSOLE_PORT, 1, &[]));
                 self.pending_control
                     .push_back(control_message(PORT_CONSOLE, PORT_OPEN, 1, &[]));
             }
             (PORT_READY, PORT_BULK) if value == 1 => {
+                self.guest_ready[1] = true;
                 self.pending_control.push_back(control_message(
                     PORT_BULK,
                     PORT_NAME,
@@ -382,6 +395,7 @@ impl VirtioDevice for Console {
         self.live = None;
         self.pending_control.clear();
         self.guest_open = [false; PORTS];
+        self.guest_ready = [false; PORTS];
     }
 }
 
