@@ -1,0 +1,126 @@
+//! Open enums: named codes that preserve values this version does not know.
+//!
+//! A newer peer may send a code we have no name for; it must survive a
+//! parse/encode round trip unchanged, hence the `Unknown(raw)` variant.
+//! Conversions from the raw value are canonical: a known value never becomes
+//! `Unknown`.
+
+macro_rules! open_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident : $repr:ty {
+            $( $(#[$vmeta:meta])* $variant:ident = $value:expr, )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum $name {
+            $( $(#[$vmeta])* $variant, )*
+            /// A value this version has no name for, preserved as sent.
+            Unknown($repr),
+        }
+
+        impl From<$repr> for $name {
+            fn from(raw: $repr) -> Self {
+                match raw {
+                    $( $value => $name::$variant, )*
+                    other => $name::Unknown(other),
+                }
+            }
+        }
+
+        impl From<$name> for $repr {
+            fn from(v: $name) -> $repr {
+                match v {
+                    $( $name::$variant => $value, )*
+                    $name::Unknown(raw) => raw,
+                }
+            }
+        }
+    };
+}
+
+open_enum! {
+    /// Guest lifecycle phase carried by [`Lifecycle`](crate::Lifecycle).
+    pub enum Phase: u32 {
+        /// Kernel handed control to the guest agent (PID 1).
+        InitStarted = 1,
+        /// Filesystems, cgroups and devices are set up.
+        SystemReady = 2,
+        /// The scheduler under test is being loaded.
+        SchedulerLoading = 3,
+        /// A scenario started running.
+        ScenarioStarted = 4,
+        /// A scenario finished running.
+        ScenarioFinished = 5,
+        /// The agent is tearing down before power-off.
+        ShuttingDown = 6,
+    }
+}
+
+open_enum! {
+    /// Syslog/kernel log level (0 = emergency … 7 = debug).
+    pub enum LogLevel: u8 {
+        /// System is unusable.
+        Emergency = 0,
+        /// Action must be taken immediately.
+        Alert = 1,
+        /// Critical condition.
+        Critical = 2,
+        /// Error.
+        Error = 3,
+        /// Warning.
+        Warning = 4,
+        /// Normal but significant.
+        Notice = 5,
+        /// Informational.
+        Info = 6,
+        /// Debug.
+        Debug = 7,
+    }
+}
+
+open_enum! {
+    /// State of the sched_ext scheduler under test.
+    pub enum SchedState: u16 {
+        /// The scheduler is attached and running.
+        Attached = 1,
+        /// The scheduler exited (see `exit_kind`/`exit_code`/reason).
+        Exited = 2,
+        /// The scheduler was detached cleanly.
+        Detached = 3,
+    }
+}
+
+open_enum! {
+    /// Outcome of one scenario step.
+    pub enum ScenarioStatus: u16 {
+        /// Step passed.
+        Pass = 1,
+        /// Step's checks failed.
+        Fail = 2,
+        /// Step was skipped.
+        Skip = 3,
+        /// Step could not run (setup or harness error).
+        Error = 4,
+        /// Step exceeded its time budget.
+        Timeout = 5,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_values_are_canonical_and_unknown_preserved() {
+        assert_eq!(Phase::from(4), Phase::ScenarioStarted);
+        assert_eq!(u32::from(Phase::from(999)), 999);
+        assert_eq!(Phase::from(999), Phase::Unknown(999));
+        assert_eq!(LogLevel::from(6), LogLevel::Info);
+        assert_eq!(u8::from(LogLevel::Unknown(42)), 42);
+        assert_eq!(SchedState::from(2), SchedState::Exited);
+        assert_eq!(ScenarioStatus::from(0), ScenarioStatus::Unknown(0));
+    }
+}
