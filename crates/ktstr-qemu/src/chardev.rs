@@ -1,0 +1,159 @@
+//! Host ends of QEMU's socket chardevs. The host binds every listener before spawning and
+//! QEMU connects as a client during startup (paused with -S), so nothing is lost or raced.
+
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::process::QemuProcess;
+
+/// What the kernel prints when it panics; seen on COM1 it makes the outcome a guest panic.
+pub(crate) const PANIC_NEEDLE: &[u8] = b"Kernel panic - not syncing";
+
+pub(crate) fn bind(path: &Path) -> Result<UnixListener> {
+    let l =
+        UnixListener::bind(path).map_err(|e| Error::io(format!("bind {}", path.display()), e))?;
+    l.set_nonblocking(true)
+        .map_err(|e| Error::io("set listener non-blocking", e))?;
+    Ok(l)
+}
+
+/// Why waiting for QEMU stopped before it connected.
+pub(crate) enum AcceptError {
+    Exited,
+    Timeout,
+    Io(Error),
+}
+
+/// Waits for QEMU to connect to `listener`, watching for it to exit or the deadline.
+pub(crate) fn accept(
+    listener: &UnixListener,
+    proc: &mut QemuProcess,
+    until: Instant,
+) -> std::result::Result<UnixStream, AcceptError> {
+    loop {
+        match listener.accept() {
+            Ok((s, _)) => {
+                s.set_nonblocking(false)
+                    .map_err(|e| AcceptError::Io(Error::io("set socket blocking", e)))?;
+                return Ok(s);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(AcceptError::Io(Error::io("accept chardev socket", e))),
+        }
+        match proc.try_reap() {
+            Ok(Some(_)) => return Err(AcceptError::Exited),
+            Ok(None) => {}
+            Err(e) => return Err(AcceptError::Io(e)),
+        }
+        if Instant::now() >= until {
+            return Err(AcceptError::Timeout);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn clone_stream(s: &UnixStream) -> Result<UnixStream> {
+    s.try_clone().map_err(|e| Error::io("clone socket", e))
+}
+
+fn spawn_named(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map_err(|e| Error::io(format!("spawn thread {name}"), e))
+}
+
+/// Captured serial output shared between its reader thread and the run.
+#[derive(Clone, Default)]
+pub(crate) struct Capture {
+    pub(crate) bytes: Arc<Mutex<Vec<u8>>>,
+    pub(crate) panic_seen: Arc<AtomicBool>,
+}
+
+impl Capture {
+    pub(crate) fn snapshot(&self) -> Vec<u8> {
+        self.bytes.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Reads a serial port until EOF into `cap`, forwarding each chunk to `sink`.
+pub(crate) fn spawn_serial_reader(
+    name: &str,
+    stream: &UnixStream,
+    cap: Capture,
+    mut sink: Option<Box<dyn Write + Send>>,
+) -> Result<JoinHandle<()>> {
+    let mut stream = clone_stream(stream)?;
+    spawn_named(name, move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = stream.read(&mut buf) {
+            let chunk = &buf[..n];
+            if let Some(s) = sink.as_mut() {
+                // A broken caller sink must not stop capture.
+                if s.write_all(chunk).and_then(|_| s.flush()).is_err() {
+                    sink = None;
+                }
+            }
+            let mut all = cap.bytes.lock().unwrap_or_else(|e| e.into_inner());
+            let from = all.len().saturating_sub(PANIC_NEEDLE.len() - 1);
+            all.extend_from_slice(chunk);
+            if all[from..]
+                .windows(PANIC_NEEDLE.len())
+                .any(|w| w == PANIC_NEEDLE)
+            {
+                cap.panic_seen.store(true, Ordering::SeqCst);
+            }
+        }
+    })
+}
+
+/// Reads a virtio-serial port until EOF, delivering each chunk on `tx`.
+pub(crate) fn spawn_port_reader(
+    name: &str,
+    stream: &UnixStream,
+    tx: Sender<Vec<u8>>,
+) -> Result<JoinHandle<()>> {
+    let mut stream = clone_stream(stream)?;
+    spawn_named(name, move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut receiver_alive = true;
+        while let Ok(n @ 1..) = stream.read(&mut buf) {
+            // Keep draining after the receiver is dropped so the guest never stalls.
+            if receiver_alive && tx.send(buf[..n].to_vec()).is_err() {
+                receiver_alive = false;
+            }
+        }
+    })
+}
+
+/// Cloneable writer to one virtio-serial port; usable from any thread, any time.
+/// Bytes sent before the guest opens the port wait in the socket until it does.
+#[derive(Clone, Debug)]
+pub struct PortSender {
+    name: &'static str,
+    stream: Arc<Mutex<UnixStream>>,
+}
+
+impl PortSender {
+    pub(crate) fn new(name: &'static str, stream: &UnixStream) -> Result<Self> {
+        Ok(PortSender {
+            name,
+            stream: Arc::new(Mutex::new(clone_stream(stream)?)),
+        })
+    }
+
+    /// Writes all of `bytes`; the lock keeps concurrent sends from interleaving.
+    pub fn send(&self, bytes: &[u8]) -> Result<()> {
+        let mut s = self.stream.lock().unwrap_or_else(|e| e.into_inner());
+        s.write_all(bytes)
+            .and_then(|_| s.flush())
+            .map_err(|e| Error::io(format!("write to port {}", self.name), e))
+    }
+}

@@ -1,0 +1,208 @@
+//! QEMU argv from a [`QemuConfig`] and the run's socket/memory paths. Pure: no I/O, so the
+//! exact command line is unit-tested without launching anything.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use crate::config::{Accel, QemuConfig};
+use crate::error::{Error, Result};
+
+/// Host-side paths of one run. QEMU connects to every socket as a client.
+#[derive(Clone, Debug)]
+pub struct RunPaths {
+    pub qmp: PathBuf,
+    pub com1: PathBuf,
+    pub com2: PathBuf,
+    pub console: PathBuf,
+    pub bulk: PathBuf,
+    pub memory: PathBuf,
+}
+
+/// Name of the virtio-serial port the guest sees at /dev/vport0p1.
+pub const BULK_PORT_NAME: &str = "ktstr.bulk";
+
+/// Default kernel command line; `tsc_khz` of `None` omits `tsc_early_khz`.
+pub fn kernel_cmdline(extra: &str, tsc_khz: Option<u64>) -> String {
+    // reboot=t: microvm has no i8042, so only a triple fault resets (and, with -no-reboot,
+    // exits QEMU). panic=-1: a panic reboots at once so the run ends.
+    let mut s = String::from("console=ttyS0 reboot=t panic=-1");
+    if let Some(khz) = tsc_khz {
+        s.push_str(&format!(" tsc_early_khz={khz}"));
+    }
+    let extra = extra.trim();
+    if !extra.is_empty() {
+        s.push(' ');
+        s.push_str(extra);
+    }
+    s
+}
+
+/// QEMU option values are comma-separated key=value lists; refuse paths that would split.
+fn opt_path(p: &Path) -> Result<String> {
+    let s = p
+        .to_str()
+        .ok_or_else(|| Error::InvalidConfig(format!("path {} is not UTF-8", p.display())))?;
+    if s.contains(',') {
+        return Err(Error::InvalidConfig(format!("path {s} contains a comma")));
+    }
+    Ok(s.to_owned())
+}
+
+/// Full argv (without the binary). Starts paused (`-S`); the host resumes over QMP once
+/// every socket is connected, so no guest output can be lost.
+pub fn build_args(
+    cfg: &QemuConfig,
+    paths: &RunPaths,
+    tsc_khz: Option<u64>,
+) -> Result<Vec<OsString>> {
+    let vcpus = cfg.effective_vcpus()?;
+    let mem = cfg.memory_mib;
+    let mut a: Vec<OsString> = Vec::new();
+    let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
+    push(&[
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
+        "-S",
+    ]);
+    push(&["-machine", "microvm,rtc=on,memory-backend=mem"]);
+    match cfg.accel {
+        Accel::Tcg => push(&["-accel", "tcg", "-cpu", "max"]),
+        Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host"]),
+    }
+    let smp = match &cfg.topology {
+        Some(t) => t.smp_arg(),
+        None => vcpus.to_string(),
+    };
+    push(&["-smp", &smp, "-m", &format!("{mem}M")]);
+    push(&[
+        "-object",
+        &format!(
+            "memory-backend-file,id=mem,size={mem}M,mem-path={},share=on",
+            opt_path(&paths.memory)?
+        ),
+    ]);
+    a.push("-kernel".into());
+    a.push(cfg.kernel.clone().into_os_string());
+    if let Some(initrd) = &cfg.initramfs {
+        a.push("-initrd".into());
+        a.push(initrd.clone().into_os_string());
+    }
+    let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
+    push(&["-append", &kernel_cmdline(&cfg.cmdline_extra, tsc_khz)]);
+    let sock = |id: &str, p: &Path| -> Result<String> {
+        Ok(format!("socket,id={id},path={}", opt_path(p)?))
+    };
+    push(&[
+        "-chardev",
+        &sock("qmp", &paths.qmp)?,
+        "-mon",
+        "chardev=qmp,mode=control",
+    ]);
+    push(&[
+        "-chardev",
+        &sock("com1", &paths.com1)?,
+        "-serial",
+        "chardev:com1",
+    ]);
+    // microvm creates only COM1 itself; COM2 is an explicit ISA UART at the standard port.
+    push(&[
+        "-chardev",
+        &sock("com2", &paths.com2)?,
+        "-device",
+        "isa-serial,chardev=com2,iobase=0x2f8,irq=3",
+    ]);
+    push(&["-device", "virtio-serial-device,id=vser0"]);
+    push(&[
+        "-chardev",
+        &sock("vcon", &paths.console)?,
+        "-device",
+        "virtconsole,chardev=vcon,bus=vser0.0,nr=0",
+    ]);
+    push(&[
+        "-chardev",
+        &sock("vbulk", &paths.bulk)?,
+        "-device",
+        &format!("virtserialport,chardev=vbulk,bus=vser0.0,nr=1,name={BULK_PORT_NAME}"),
+    ]);
+    a.extend(cfg.extra_qemu_args.iter().map(OsString::from));
+    Ok(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::Topology;
+
+    fn paths() -> RunPaths {
+        let d = PathBuf::from("/tmp/x");
+        RunPaths {
+            qmp: d.join("qmp.sock"),
+            com1: d.join("com1.sock"),
+            com2: d.join("com2.sock"),
+            console: d.join("hvc.sock"),
+            bulk: d.join("bulk.sock"),
+            memory: "/dev/shm/mem".into(),
+        }
+    }
+
+    fn joined(a: &[OsString]) -> String {
+        a.iter()
+            .map(|s| s.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn tcg_argv() {
+        let mut c = QemuConfig::new("/k/bzImage");
+        c.initramfs = Some("/k/initrd".into());
+        c.vcpus = 2;
+        c.memory_mib = 256;
+        c.cmdline_extra = " quiet ".into();
+        let a = joined(&build_args(&c, &paths(), Some(2_445_406)).unwrap());
+        for want in [
+            "-machine microvm,rtc=on,memory-backend=mem",
+            "-accel tcg -cpu max",
+            "-smp 2 -m 256M",
+            "-object memory-backend-file,id=mem,size=256M,mem-path=/dev/shm/mem,share=on",
+            "-kernel /k/bzImage -initrd /k/initrd",
+            "-append console=ttyS0 reboot=t panic=-1 tsc_early_khz=2445406 quiet -chardev",
+            "-chardev socket,id=qmp,path=/tmp/x/qmp.sock -mon chardev=qmp,mode=control",
+            "-serial chardev:com1",
+            "isa-serial,chardev=com2,iobase=0x2f8,irq=3",
+            "virtconsole,chardev=vcon,bus=vser0.0,nr=0",
+            "virtserialport,chardev=vbulk,bus=vser0.0,nr=1,name=ktstr.bulk",
+            "-no-reboot -S",
+        ] {
+            assert!(a.contains(want), "missing `{want}` in {a}");
+        }
+    }
+
+    #[test]
+    fn kvm_topology_and_no_tsc() {
+        let mut c = QemuConfig::new("/k/vmlinux");
+        c.accel = Accel::Kvm;
+        c.topology = Some(Topology::new(2, 2, 1));
+        c.extra_qemu_args = vec!["-d".into(), "guest_errors".into()];
+        let a = joined(&build_args(&c, &paths(), None).unwrap());
+        assert!(a.contains("-accel kvm -cpu host"), "{a}");
+        assert!(a.contains("-smp 4,sockets=2,cores=2,threads=1"), "{a}");
+        assert!(!a.contains("tsc_early_khz"), "{a}");
+        assert!(!a.contains("-initrd"), "{a}");
+        assert!(a.ends_with("-d guest_errors"), "{a}");
+    }
+
+    #[test]
+    fn comma_in_path_rejected() {
+        let c = QemuConfig::new("/k/bzImage");
+        let mut p = paths();
+        p.memory = "/dev/shm/a,b".into();
+        assert!(matches!(
+            build_args(&c, &p, None),
+            Err(Error::InvalidConfig(_))
+        ));
+    }
+}

@@ -1,0 +1,248 @@
+//! What to run: kernel, initramfs, command line, CPUs, memory, accelerator, limits.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::topology::Topology;
+
+/// Largest guest RAM accepted: microvm maps RAM from 0 up to the 3 GiB PCI/MMIO hole, and
+/// [`crate::GuestMemoryView`] assumes one flat region starting at physical address 0.
+pub const MAX_MEMORY_MIB: u64 = 3 * 1024;
+
+/// QEMU accelerator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accel {
+    /// Full-system emulation; works everywhere, guest user space included.
+    Tcg,
+    /// Hardware virtualisation through /dev/kvm.
+    Kvm,
+}
+
+impl Accel {
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Tcg => "tcg",
+            Accel::Kvm => "kvm",
+        }
+    }
+}
+
+/// The accelerator [`recommended_accel`] picked and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccelChoice {
+    pub accel: Accel,
+    pub reason: String,
+}
+
+/// Picks KVM only where it can run guest user space; honours `KTSTR_BACKEND=qemu-tcg|qemu-kvm`.
+pub fn recommended_accel() -> AccelChoice {
+    let env = std::env::var("KTSTR_BACKEND").ok();
+    choose_accel(
+        env.as_deref(),
+        Path::new("/dev/kvm").exists(),
+        Path::new("/sys/module/kvm_pvm").exists(),
+    )
+}
+
+/// Pure decision behind [`recommended_accel`].
+pub fn choose_accel(env: Option<&str>, kvm_exists: bool, pvm_loaded: bool) -> AccelChoice {
+    let choice = |accel, reason: String| AccelChoice { accel, reason };
+    let mut note = String::new();
+    match env {
+        Some("qemu-tcg") => return choice(Accel::Tcg, "KTSTR_BACKEND=qemu-tcg".into()),
+        Some("qemu-kvm") => return choice(Accel::Kvm, "KTSTR_BACKEND=qemu-kvm".into()),
+        Some(other) if !other.is_empty() => {
+            note = format!(" (KTSTR_BACKEND={other} names no QEMU accelerator, ignored)");
+        }
+        _ => {}
+    }
+    if !kvm_exists {
+        choice(Accel::Tcg, format!("/dev/kvm does not exist{note}"))
+    } else if pvm_loaded {
+        choice(
+            Accel::Tcg,
+            format!(
+                "/dev/kvm is kvm-pvm (/sys/module/kvm_pvm exists): software nested KVM cannot \
+                 run guest user space{note}"
+            ),
+        )
+    } else {
+        choice(
+            Accel::Kvm,
+            format!("/dev/kvm exists and is not kvm-pvm{note}"),
+        )
+    }
+}
+
+/// Host TSC frequency in kHz from the first `cpu MHz` line of /proc/cpuinfo.
+///
+/// TCG's guest TSC runs at the host TSC rate, and passing it as `tsc_early_khz` skips PIT
+/// calibration, which hangs about one boot in four under TCG. `cpu MHz` is the current
+/// clock, not the TSC, but on constant-TSC hosts it matches "tsc: Detected" to ~0.01%.
+pub fn host_tsc_khz() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    parse_cpu_mhz_khz(&text)
+}
+
+pub(crate) fn parse_cpu_mhz_khz(cpuinfo: &str) -> Option<u64> {
+    let line = cpuinfo.lines().find(|l| l.starts_with("cpu MHz"))?;
+    let mhz: f64 = line.split(':').nth(1)?.trim().parse().ok()?;
+    (mhz.is_finite() && mhz > 0.0).then(|| (mhz * 1000.0).round() as u64)
+}
+
+/// Plain data describing one run; see [`crate::QemuBuilder`] for the fluent API.
+#[derive(Clone, Debug)]
+pub struct QemuConfig {
+    pub kernel: PathBuf,
+    pub initramfs: Option<PathBuf>,
+    /// Appended to the default `console=ttyS0 reboot=t panic=-1 tsc_early_khz=...`.
+    pub cmdline_extra: String,
+    pub vcpus: u32,
+    /// Overrides `vcpus` with an explicit shape.
+    pub topology: Option<Topology>,
+    pub memory_mib: u64,
+    /// From spawn; `None` runs until the guest exits or is killed.
+    pub deadline: Option<Duration>,
+    pub accel: Accel,
+    /// `None` searches PATH for `qemu-system-x86_64`.
+    pub qemu_binary: Option<PathBuf>,
+    /// `None` reads the host TSC from /proc/cpuinfo; `Some(0)` omits `tsc_early_khz`.
+    pub tsc_khz: Option<u64>,
+    /// Limit for QEMU to connect its sockets and answer QMP.
+    pub startup_timeout: Duration,
+    /// SIGTERM → SIGKILL grace when killing.
+    pub kill_grace: Duration,
+    /// Appended verbatim to QEMU's argv (escape hatch, e.g. extra devices).
+    pub extra_qemu_args: Vec<String>,
+}
+
+impl QemuConfig {
+    pub fn new(kernel: impl Into<PathBuf>) -> Self {
+        QemuConfig {
+            kernel: kernel.into(),
+            initramfs: None,
+            cmdline_extra: String::new(),
+            vcpus: 1,
+            topology: None,
+            memory_mib: 256,
+            deadline: None,
+            accel: Accel::Tcg,
+            qemu_binary: None,
+            tsc_khz: None,
+            startup_timeout: Duration::from_secs(20),
+            kill_grace: Duration::from_millis(500),
+            extra_qemu_args: Vec::new(),
+        }
+    }
+
+    /// vCPU count after applying the topology; validates the topology.
+    pub fn effective_vcpus(&self) -> Result<u32> {
+        match &self.topology {
+            Some(t) => Ok(t.validate()?),
+            None if self.vcpus == 0 => Err(Error::InvalidConfig("vcpus must be at least 1".into())),
+            None if self.vcpus > crate::topology::MAX_VCPUS => Err(Error::Topology(
+                crate::topology::TopologyError::TooManyVcpus {
+                    vcpus: u64::from(self.vcpus),
+                    max: crate::topology::MAX_VCPUS,
+                },
+            )),
+            None => Ok(self.vcpus),
+        }
+    }
+
+    /// Everything checkable without launching QEMU.
+    pub fn validate(&self) -> Result<()> {
+        self.effective_vcpus()?;
+        if !self.kernel.is_file() {
+            return Err(Error::KernelMissing {
+                path: self.kernel.clone(),
+            });
+        }
+        if let Some(p) = &self.initramfs {
+            if !p.is_file() {
+                return Err(Error::InitramfsMissing { path: p.clone() });
+            }
+        }
+        if self.memory_mib == 0 {
+            return Err(Error::InvalidConfig("memory_mib must be at least 1".into()));
+        }
+        if self.memory_mib > MAX_MEMORY_MIB {
+            return Err(Error::MemoryTooLarge {
+                mib: self.memory_mib,
+                max_mib: MAX_MEMORY_MIB,
+            });
+        }
+        if self.cmdline_extra.contains('\n') {
+            return Err(Error::InvalidConfig(
+                "kernel command line contains a newline".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The QEMU binary to run: the configured path, or `qemu-system-x86_64` on PATH.
+    pub fn resolve_qemu(&self) -> Result<PathBuf> {
+        match &self.qemu_binary {
+            Some(p) if is_executable(p) => Ok(p.clone()),
+            Some(p) => Err(Error::QemuBinaryMissing { path: p.clone() }),
+            None => find_on_path("qemu-system-x86_64").ok_or(Error::QemuNotFound),
+        }
+    }
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| is_executable(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accel_choice() {
+        assert_eq!(choose_accel(None, true, false).accel, Accel::Kvm);
+        let c = choose_accel(None, true, true);
+        assert_eq!(c.accel, Accel::Tcg);
+        assert!(c.reason.contains("kvm_pvm"), "{}", c.reason);
+        assert_eq!(choose_accel(None, false, false).accel, Accel::Tcg);
+        assert_eq!(
+            choose_accel(Some("qemu-kvm"), false, true).accel,
+            Accel::Kvm
+        );
+        assert_eq!(
+            choose_accel(Some("qemu-tcg"), true, false).accel,
+            Accel::Tcg
+        );
+        let c = choose_accel(Some("native"), true, false);
+        assert_eq!(c.accel, Accel::Kvm);
+        assert!(c.reason.contains("ignored"), "{}", c.reason);
+    }
+
+    #[test]
+    fn cpu_mhz_parse() {
+        let info = "processor\t: 0\ncpu MHz\t\t: 2445.406\ncpu MHz\t\t: 1.0\n";
+        assert_eq!(parse_cpu_mhz_khz(info), Some(2_445_406));
+        assert_eq!(parse_cpu_mhz_khz("cpu MHz : nan\n"), None);
+        assert_eq!(parse_cpu_mhz_khz("nothing"), None);
+    }
+
+    #[test]
+    fn validation_before_launch() {
+        let mut c = QemuConfig::new("/nonexistent/kernel");
+        assert!(matches!(c.validate(), Err(Error::KernelMissing { .. })));
+        c.vcpus = 0;
+        assert!(matches!(c.validate(), Err(Error::InvalidConfig(_))));
+        c.qemu_binary = Some("/nonexistent/qemu".into());
+        let e = c.resolve_qemu().unwrap_err();
+        assert!(e.to_string().contains("qemu-system-x86"), "{e}");
+    }
+}

@@ -1,0 +1,27 @@
+//! Run a ktstr guest kernel under QEMU's microvm machine (TCG or KVM).
+//!
+//! COM1/COM2 are captured (COM1 also streamed live), the virtio-serial console (hvc0) and
+//! the `ktstr.bulk` port (/dev/vport0p1) are carried over unix sockets, guest RAM is a
+//! shared file the host can read while the guest runs, and the run ends in a classified
+//! [`ExitKind`]. See README.md for supported shapes and limits.
+
+mod chardev;
+pub mod command;
+pub mod config;
+pub mod error;
+mod memory;
+pub mod outcome;
+mod process;
+mod qmp;
+pub mod topology;
+mod vm;
+
+pub use chardev::PortSender;
+pub use command::BULK_PORT_NAME;
+pub use config::{Accel, AccelChoice, MAX_MEMORY_MIB, QemuConfig, host_tsc_khz, recommended_accel};
+pub use error::{Error, Result};
+pub use memory::GuestMemoryView;
+pub use outcome::{ExitKind, Outcome, Timings};
+pub use process::KillHandle;
+pub use topology::{NumaNode, Topology, TopologyError};
+pub use vm::{QemuBuilder, RunningVm};

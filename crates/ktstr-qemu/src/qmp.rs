@@ -1,0 +1,136 @@
+//! Minimal QMP client: capabilities handshake, `cont`, and a thread that turns events into
+//! [`QmpEvent`]s. QEMU is started with -S, so no guest event can precede the handshake.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::mpsc::Sender;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+/// The QMP events the run cares about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum QmpEvent {
+    /// SHUTDOWN with its `reason` (guest-reset, guest-shutdown, guest-panic, host-signal, ...).
+    Shutdown {
+        reason: String,
+    },
+    GuestPanicked,
+}
+
+pub(crate) fn parse_event(line: &str) -> Option<QmpEvent> {
+    let v: Value = serde_json::from_str(line).ok()?;
+    match v.get("event")?.as_str()? {
+        "SHUTDOWN" => Some(QmpEvent::Shutdown {
+            reason: v
+                .pointer("/data/reason")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown")
+                .to_owned(),
+        }),
+        "GUEST_PANICKED" => Some(QmpEvent::GuestPanicked),
+        _ => None,
+    }
+}
+
+fn read_msg(r: &mut BufReader<UnixStream>) -> Result<Value> {
+    let mut line = String::new();
+    let n = r
+        .read_line(&mut line)
+        .map_err(|e| Error::Qmp(format!("read: {e}")))?;
+    if n == 0 {
+        return Err(Error::Qmp("QEMU closed the QMP socket".into()));
+    }
+    serde_json::from_str(&line).map_err(|e| Error::Qmp(format!("bad JSON {line:?}: {e}")))
+}
+
+/// Sends `cmd` and waits for its `return`, queueing events seen meanwhile.
+fn execute(r: &mut BufReader<UnixStream>, cmd: &str, early: &mut Vec<QmpEvent>) -> Result<()> {
+    let mut w = r.get_ref();
+    writeln!(w, "{{\"execute\":\"{cmd}\"}}")
+        .map_err(|e| Error::Qmp(format!("write {cmd}: {e}")))?;
+    loop {
+        let v = read_msg(r)?;
+        if v.get("return").is_some() {
+            return Ok(());
+        }
+        if let Some(err) = v.get("error") {
+            return Err(Error::Qmp(format!("{cmd} failed: {err}")));
+        }
+        if let Some(ev) = parse_event(&v.to_string()) {
+            early.push(ev);
+        }
+    }
+}
+
+/// Negotiates capabilities and resumes the paused guest; returns the reader for events.
+pub(crate) fn start(
+    stream: UnixStream,
+    timeout: Duration,
+) -> Result<(BufReader<UnixStream>, Vec<QmpEvent>)> {
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| Error::io("set QMP timeout", e))?;
+    let mut r = BufReader::new(stream);
+    let greeting = read_msg(&mut r)?;
+    if greeting.get("QMP").is_none() {
+        return Err(Error::Qmp(format!("unexpected greeting {greeting}")));
+    }
+    let mut early = Vec::new();
+    execute(&mut r, "qmp_capabilities", &mut early)?;
+    execute(&mut r, "cont", &mut early)?;
+    r.get_ref()
+        .set_read_timeout(None)
+        .map_err(|e| Error::io("clear QMP timeout", e))?;
+    Ok((r, early))
+}
+
+/// Forwards events until QEMU closes the socket.
+pub(crate) fn spawn_event_reader(
+    mut r: BufReader<UnixStream>,
+    tx: Sender<QmpEvent>,
+) -> Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("qemu-qmp".into())
+        .spawn(move || {
+            let mut line = String::new();
+            loop {
+                line.clear();
+                match r.read_line(&mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        tracing::trace!(qmp = line.trim_end());
+                        if let Some(ev) = parse_event(&line) {
+                            let _ = tx.send(ev);
+                        }
+                    }
+                }
+            }
+        })
+        .map_err(|e| Error::io("spawn QMP thread", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events() {
+        let l = r#"{"timestamp": {"seconds": 1, "microseconds": 2}, "event": "SHUTDOWN", "data": {"guest": true, "reason": "guest-reset"}}"#;
+        assert_eq!(
+            parse_event(l),
+            Some(QmpEvent::Shutdown {
+                reason: "guest-reset".into()
+            })
+        );
+        assert_eq!(
+            parse_event(r#"{"event": "GUEST_PANICKED", "data": {"action": "pause"}}"#),
+            Some(QmpEvent::GuestPanicked)
+        );
+        assert_eq!(parse_event(r#"{"event": "RESUME"}"#), None);
+        assert_eq!(parse_event("not json"), None);
+    }
+}

@@ -1,0 +1,428 @@
+//! Orchestration: builder, spawn (sockets, QEMU, QMP), the wait loop, and cleanup.
+//! Invariant: [`RunningVm`]'s Drop kills and reaps QEMU, joins every thread and removes
+//! every temp file, on success, error and caller panic alike.
+
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::chardev::{self, AcceptError, Capture, PortSender};
+use crate::command::{RunPaths, build_args};
+use crate::config::{Accel, QemuConfig, host_tsc_khz};
+use crate::error::{Error, Result};
+use crate::memory::GuestMemoryView;
+use crate::outcome::{Observed, Outcome, Timings, classify};
+use crate::process::{KillHandle, QemuProcess};
+use crate::qmp::{self, QmpEvent};
+use crate::topology::Topology;
+
+/// Fluent front end over [`QemuConfig`] plus the live COM1/COM2 sinks.
+pub struct QemuBuilder {
+    config: QemuConfig,
+    com1_sink: Option<Box<dyn Write + Send>>,
+    com2_sink: Option<Box<dyn Write + Send>>,
+}
+
+impl QemuBuilder {
+    pub fn new(kernel: impl Into<PathBuf>) -> Self {
+        Self::from_config(QemuConfig::new(kernel))
+    }
+
+    pub fn from_config(config: QemuConfig) -> Self {
+        QemuBuilder {
+            config,
+            com1_sink: None,
+            com2_sink: None,
+        }
+    }
+
+    pub fn initramfs(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.initramfs = Some(path.into());
+        self
+    }
+
+    /// Appended to the default kernel command line.
+    pub fn cmdline(mut self, args: &str) -> Self {
+        if !self.config.cmdline_extra.is_empty() {
+            self.config.cmdline_extra.push(' ');
+        }
+        self.config.cmdline_extra.push_str(args);
+        self
+    }
+
+    pub fn vcpus(mut self, n: u32) -> Self {
+        self.config.vcpus = n;
+        self
+    }
+
+    pub fn topology(mut self, t: Topology) -> Self {
+        self.config.topology = Some(t);
+        self
+    }
+
+    pub fn memory_mib(mut self, mib: u64) -> Self {
+        self.config.memory_mib = mib;
+        self
+    }
+
+    pub fn deadline(mut self, d: Duration) -> Self {
+        self.config.deadline = Some(d);
+        self
+    }
+
+    pub fn accel(mut self, a: Accel) -> Self {
+        self.config.accel = a;
+        self
+    }
+
+    pub fn qemu_binary(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.qemu_binary = Some(path.into());
+        self
+    }
+
+    /// `0` omits `tsc_early_khz`.
+    pub fn tsc_khz(mut self, khz: u64) -> Self {
+        self.config.tsc_khz = Some(khz);
+        self
+    }
+
+    pub fn extra_qemu_arg(mut self, arg: impl Into<String>) -> Self {
+        self.config.extra_qemu_args.push(arg.into());
+        self
+    }
+
+    /// Receives COM1 bytes live, as the guest writes them.
+    pub fn com1_sink(mut self, sink: Box<dyn Write + Send>) -> Self {
+        self.com1_sink = Some(sink);
+        self
+    }
+
+    pub fn com2_sink(mut self, sink: Box<dyn Write + Send>) -> Self {
+        self.com2_sink = Some(sink);
+        self
+    }
+
+    pub fn config(&self) -> &QemuConfig {
+        &self.config
+    }
+
+    /// Starts QEMU and returns once the guest is running.
+    pub fn spawn(self) -> Result<RunningVm> {
+        RunningVm::spawn(self.config, self.com1_sink, self.com2_sink)
+    }
+
+    /// Spawns and waits for the outcome.
+    pub fn run(self) -> Result<Outcome> {
+        self.spawn()?.wait()
+    }
+}
+
+/// A running guest. Hand out senders, receivers, the kill handle and the memory view,
+/// then call [`RunningVm::wait`]. Dropping it kills QEMU.
+pub struct RunningVm {
+    // Field order matters for the implicit drops after Drop::drop: process first.
+    proc: QemuProcess,
+    kill: KillHandle,
+    started: Instant,
+    startup: Duration,
+    deadline: Option<Instant>,
+    com1: Capture,
+    com2: Capture,
+    console_rx: Option<Receiver<Vec<u8>>>,
+    bulk_rx: Option<Receiver<Vec<u8>>>,
+    console_tx: Option<PortSender>,
+    bulk_tx: Option<PortSender>,
+    events_rx: Option<Receiver<QmpEvent>>,
+    early_events: Vec<QmpEvent>,
+    streams: Vec<UnixStream>,
+    threads: Vec<JoinHandle<()>>,
+    memory: GuestMemoryView,
+    _memory_file: tempfile::NamedTempFile,
+    _dir: tempfile::TempDir,
+}
+
+fn shm_file(dir: &std::path::Path, bytes: u64) -> Result<tempfile::NamedTempFile> {
+    let shm = std::path::Path::new("/dev/shm");
+    let base = if shm.is_dir() { shm } else { dir };
+    let f = tempfile::Builder::new()
+        .prefix("ktstr-qemu-mem-")
+        .tempfile_in(base)
+        .map_err(|e| Error::io(format!("create guest memory file in {}", base.display()), e))?;
+    f.as_file()
+        .set_len(bytes)
+        .map_err(|e| Error::io("size guest memory file", e))?;
+    Ok(f)
+}
+
+impl RunningVm {
+    fn spawn(
+        cfg: QemuConfig,
+        com1_sink: Option<Box<dyn Write + Send>>,
+        com2_sink: Option<Box<dyn Write + Send>>,
+    ) -> Result<Self> {
+        cfg.validate()?;
+        let qemu = cfg.resolve_qemu()?;
+        let tsc = match cfg.tsc_khz {
+            Some(0) => None,
+            Some(k) => Some(k),
+            None => {
+                let k = host_tsc_khz();
+                if k.is_none() {
+                    tracing::warn!("host TSC kHz unknown; TCG boots may hang in calibrate_delay");
+                }
+                k
+            }
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("ktstr-qemu-")
+            .tempdir()
+            .map_err(|e| Error::io("create socket directory", e))?;
+        let bytes = cfg.memory_mib << 20;
+        let memory_file = shm_file(dir.path(), bytes)?;
+        let memory = GuestMemoryView::open(memory_file.path(), bytes as usize)?;
+        let paths = RunPaths {
+            qmp: dir.path().join("qmp.sock"),
+            com1: dir.path().join("com1.sock"),
+            com2: dir.path().join("com2.sock"),
+            console: dir.path().join("hvc0.sock"),
+            bulk: dir.path().join("bulk.sock"),
+            memory: memory_file.path().to_owned(),
+        };
+        let args = build_args(&cfg, &paths, tsc)?;
+        let order = [
+            &paths.qmp,
+            &paths.com1,
+            &paths.com2,
+            &paths.console,
+            &paths.bulk,
+        ];
+        let listeners = order
+            .iter()
+            .map(|p| chardev::bind(p))
+            .collect::<Result<Vec<_>>>()?;
+
+        let started = Instant::now();
+        let proc = QemuProcess::spawn(&qemu, &args, cfg.kill_grace)?;
+        tracing::info!(pid = proc.pid(), accel = cfg.accel.name(), "QEMU started");
+        let kill = proc.kill_handle();
+        let mut vm = RunningVm {
+            proc,
+            kill,
+            started,
+            startup: Duration::ZERO,
+            deadline: cfg.deadline.map(|d| started + d),
+            com1: Capture::default(),
+            com2: Capture::default(),
+            console_rx: None,
+            bulk_rx: None,
+            console_tx: None,
+            bulk_tx: None,
+            events_rx: None,
+            early_events: Vec::new(),
+            streams: Vec::new(),
+            threads: Vec::new(),
+            memory,
+            _memory_file: memory_file,
+            _dir: dir,
+        };
+        let until = started + cfg.startup_timeout;
+        for l in &listeners {
+            match chardev::accept(l, &mut vm.proc, until) {
+                Ok(s) => vm.streams.push(s),
+                Err(e) => return Err(vm.startup_error(e, cfg.startup_timeout)),
+            }
+        }
+        drop(listeners);
+        let [qmp_s, com1_s, com2_s, con_s, bulk_s] = &vm.streams[..] else {
+            return Err(Error::Qmp("internal: socket count".into()));
+        };
+        let qmp_s = qmp_s
+            .try_clone()
+            .map_err(|e| Error::io("clone QMP socket", e))?;
+        let mut threads = vec![
+            chardev::spawn_serial_reader("qemu-com1", com1_s, vm.com1.clone(), com1_sink)?,
+            chardev::spawn_serial_reader("qemu-com2", com2_s, vm.com2.clone(), com2_sink)?,
+        ];
+        let (ctx, crx) = channel();
+        let (btx, brx) = channel();
+        threads.push(chardev::spawn_port_reader("qemu-hvc0", con_s, ctx)?);
+        threads.push(chardev::spawn_port_reader("qemu-bulk", bulk_s, btx)?);
+        vm.console_tx = Some(PortSender::new("hvc0", con_s)?);
+        vm.bulk_tx = Some(PortSender::new(crate::command::BULK_PORT_NAME, bulk_s)?);
+        vm.console_rx = Some(crx);
+        vm.bulk_rx = Some(brx);
+        vm.threads = threads;
+
+        let remaining = until
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(100));
+        let (reader, early) = match qmp::start(qmp_s, remaining) {
+            Ok(x) => x,
+            Err(e) => {
+                // QEMU dying mid-handshake is an early exit, not a protocol bug.
+                if let Ok(Some(status)) = vm
+                    .proc
+                    .reap_until(Instant::now() + Duration::from_millis(500))
+                {
+                    return Err(Error::QemuExitedEarly {
+                        status,
+                        stderr: vm.proc.stderr(),
+                    });
+                }
+                return Err(e);
+            }
+        };
+        vm.early_events = early;
+        let (etx, erx) = channel();
+        vm.threads.push(qmp::spawn_event_reader(reader, etx)?);
+        vm.events_rx = Some(erx);
+        vm.startup = started.elapsed();
+        tracing::debug!(startup = ?vm.startup, "guest resumed");
+        Ok(vm)
+    }
+
+    fn startup_error(&mut self, e: AcceptError, timeout: Duration) -> Error {
+        match e {
+            AcceptError::Io(e) => e,
+            AcceptError::Exited => match self.proc.try_reap() {
+                Ok(Some(status)) => Error::QemuExitedEarly {
+                    status,
+                    stderr: self.proc.stderr(),
+                },
+                Ok(None) => Error::Qmp("internal: QEMU exit not observed".into()),
+                Err(e) => e,
+            },
+            AcceptError::Timeout => {
+                let _ = self.proc.terminate();
+                Error::StartupTimeout {
+                    timeout,
+                    stderr: self.proc.stderr(),
+                }
+            }
+        }
+    }
+
+    pub fn kill_handle(&self) -> KillHandle {
+        self.kill.clone()
+    }
+
+    pub fn memory(&self) -> GuestMemoryView {
+        self.memory.clone()
+    }
+
+    /// Writer for the virtio console port (guest /dev/hvc0).
+    pub fn console_sender(&self) -> Option<PortSender> {
+        self.console_tx.clone()
+    }
+
+    /// Writer for the `ktstr.bulk` port (guest /dev/vport0p1).
+    pub fn bulk_sender(&self) -> Option<PortSender> {
+        self.bulk_tx.clone()
+    }
+
+    /// Bytes the guest writes to /dev/hvc0; `None` after the first call.
+    pub fn take_console_receiver(&mut self) -> Option<Receiver<Vec<u8>>> {
+        self.console_rx.take()
+    }
+
+    /// Bytes the guest writes to /dev/vport0p1; `None` after the first call.
+    pub fn take_bulk_receiver(&mut self) -> Option<Receiver<Vec<u8>>> {
+        self.bulk_rx.take()
+    }
+
+    /// COM1 so far.
+    pub fn com1(&self) -> Vec<u8> {
+        self.com1.snapshot()
+    }
+
+    /// COM2 so far.
+    pub fn com2(&self) -> Vec<u8> {
+        self.com2.snapshot()
+    }
+
+    /// Replaces the deadline with `d` from now.
+    pub fn set_deadline(&mut self, d: Duration) {
+        self.deadline = Some(Instant::now() + d);
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+
+    /// When QEMU was spawned (the origin of [`Timings`] and the configured deadline).
+    pub fn started_at(&self) -> Instant {
+        self.started
+    }
+
+    /// Blocks until QEMU exits, is killed, or the deadline passes.
+    pub fn wait(mut self) -> Result<Outcome> {
+        let mut obs = Observed::default();
+        let grace = self.proc_grace();
+        let status = loop {
+            if let Some(s) = self.proc.try_reap()? {
+                break s;
+            }
+            if let Some(at) = self.proc.kill_requested_at() {
+                if at.elapsed() >= grace {
+                    break self.proc.force_kill()?;
+                }
+            } else if self.deadline.is_some_and(|d| Instant::now() >= d) {
+                tracing::info!("deadline exceeded; terminating QEMU");
+                obs.deadline = true;
+                break self.proc.terminate()?;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let total = self.started.elapsed();
+        obs.killed = self.kill.kill_requested();
+        self.join_threads();
+        obs.panic_on_com1 = self.com1.panic_seen.load(Ordering::SeqCst);
+        obs.events = std::mem::take(&mut self.early_events);
+        if let Some(rx) = &self.events_rx {
+            obs.events.extend(rx.try_iter());
+        }
+        let stderr = self.proc.stderr();
+        let exit = classify(&obs, status, &stderr);
+        tracing::info!(exit = exit.name(), ?total, "QEMU run ended");
+        Ok(Outcome {
+            exit,
+            com1: std::mem::take(&mut *self.com1.bytes.lock().unwrap_or_else(|e| e.into_inner())),
+            com2: std::mem::take(&mut *self.com2.bytes.lock().unwrap_or_else(|e| e.into_inner())),
+            status,
+            timings: Timings {
+                startup: self.startup,
+                total,
+            },
+            stderr,
+        })
+    }
+
+    fn proc_grace(&self) -> Duration {
+        self.proc.grace()
+    }
+
+    /// Readers end at EOF once QEMU is gone; shutdown makes that certain.
+    fn join_threads(&mut self) {
+        for s in &self.streams {
+            let _ = s.shutdown(std::net::Shutdown::Read);
+        }
+        for h in self.threads.drain(..) {
+            if h.join().is_err() {
+                tracing::warn!("a QEMU reader thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for RunningVm {
+    fn drop(&mut self) {
+        if let Err(e) = self.proc.terminate() {
+            tracing::warn!(error = %e, "could not terminate QEMU");
+        }
+        self.join_threads();
+    }
+}
