@@ -370,11 +370,13 @@ fn hostile_chains_neither_panic_nor_hang() {
     // 6. A next index beyond the queue size.
     d.write_desc(5, 6, good, 4, VIRTQ_DESC_F_NEXT, 999);
     d.make_available(5, 6);
-    // 7. A head index beyond the queue size.
+    // 7. A length claiming 4 GiB: must not make the VMM allocate it.
+    d.post_chain(5, 7, &[(good, u32::MAX, 0)]);
+    // 8. A head index beyond the queue size.
     d.make_available(5, 0xffff);
     d.notify(5);
     let used = d.take_used(5);
-    assert!(used.len() >= 6, "every sane head is returned: {used:?}");
+    assert!(used.len() >= 7, "every sane head is returned: {used:?}");
     assert!(
         host.sender.stats().bad_descriptors >= 3,
         "{:?}",

@@ -26,6 +26,9 @@ const CONTROL_RX: usize = 2;
 const CONTROL_TX: usize = 3;
 /// Host bytes queued for a guest port beyond this are dropped (and counted).
 const MAX_PENDING: usize = 64 << 20;
+/// Bytes taken from one transmit chain; a longer claim is a hostile driver
+/// asking the VMM to allocate for it, so the excess descriptors are skipped.
+const MAX_TX_CHAIN: usize = 1 << 20;
 
 const DEVICE_READY: u16 = 0;
 const DEVICE_ADD: u16 = 1;
@@ -217,7 +220,7 @@ impl Console {
             let head = chain.head_index();
             let mut bytes = Vec::new();
             for desc in chain {
-                if desc.is_write_only() {
+                if desc.is_write_only() || bytes.len() + desc.len() as usize > MAX_TX_CHAIN {
                     self.stats.bad_descriptors += 1;
                     continue;
                 }
