@@ -165,8 +165,14 @@ fn main() -> anyhow::Result<()> {
         );
         latency.push(returned.saturating_duration_since(killed_at));
     }
-    summary("kill latency (kill() -> all vCPUs out of KVM_RUN)", out_of_run);
-    summary("kill latency (kill() -> run() returned, VM torn down)", latency);
+    summary(
+        "kill latency (kill() -> all vCPUs out of KVM_RUN)",
+        out_of_run,
+    );
+    summary(
+        "kill latency (kill() -> run() returned, VM torn down)",
+        latency,
+    );
 
     let guest_mib = 256;
     let before = rss_kib("VmRSS:");
