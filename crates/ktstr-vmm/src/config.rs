@@ -14,6 +14,8 @@ use crate::vm::Vm;
 
 /// Default guest memory when the caller sets none.
 pub const DEFAULT_MEMORY_MIB: u64 = 256;
+/// Sampling faster than this would keep the vCPUs out of the guest.
+pub const MIN_PROFILE_INTERVAL: Duration = Duration::from_millis(1);
 /// Default wall-clock budget of one run.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(60);
 /// Arguments every Linux guest gets before the caller's own: serial console,
@@ -76,6 +78,12 @@ impl VmConfig {
         }
         if self.deadline.is_zero() {
             return Err(VmmError::ZeroDeadline);
+        }
+        if let Some(interval) = self.profile_interval.filter(|i| *i < MIN_PROFILE_INTERVAL) {
+            return Err(VmmError::ProfileIntervalTooShort {
+                interval,
+                min: MIN_PROFILE_INTERVAL,
+            });
         }
         if self.memory_mib < layout::MIN_MEMORY_MIB {
             return Err(VmmError::MemoryTooSmall {

@@ -51,6 +51,11 @@ pub enum VmmError {
     TooManyVcpus { requested: usize, max: usize },
     #[error("the VM deadline must be longer than zero")]
     ZeroDeadline,
+    #[error("profile interval {interval:?} is shorter than the minimum {min:?}")]
+    ProfileIntervalTooShort {
+        interval: std::time::Duration,
+        min: std::time::Duration,
+    },
     #[error("raw guest image of {len} bytes at {addr:#x} does not fit in guest memory")]
     RawImageOutOfRange { addr: u64, len: usize },
     #[error("device at {base:#x} (+{len:#x}) overlaps another device")]

@@ -28,6 +28,8 @@ use crate::profile::Profile;
 use crate::vcpu::run_loop::{VcpuContext, VcpuReport, run_vcpu};
 use crate::vcpu::state::{InterruptHandle, RunState, install_kick_handler};
 
+const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// How often the run owner re-kicks vCPUs while the VM is stopping.
 const REKICK_INTERVAL: Duration = Duration::from_millis(1);
 
@@ -262,7 +264,10 @@ impl Vm {
     pub fn run(mut self) -> Result<Outcome> {
         install_kick_handler();
         let started = Instant::now();
-        let deadline = started + self.config.deadline;
+        // A deadline too far to represent is as good as none (~a century).
+        let deadline = started
+            .checked_add(self.config.deadline)
+            .unwrap_or_else(|| started + FAR_FUTURE);
         let interval = self.config.profile_interval;
         let state = self.state.clone();
         let shims = self.compat.active;

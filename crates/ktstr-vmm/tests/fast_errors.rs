@@ -47,6 +47,25 @@ fn config_errors_need_no_kvm() {
         VmmError::MemoryTooLarge { .. }
     ));
     assert!(matches!(build_err(VmBuilder::new()), VmmError::NoKernel));
+    assert!(matches!(
+        build_err(raw().profile(Duration::ZERO)),
+        VmmError::ProfileIntervalTooShort { .. }
+    ));
+}
+
+#[test]
+fn an_unrepresentable_deadline_is_no_deadline() {
+    if !kvm_available() {
+        return;
+    }
+    let code = common::assemble(common::reboot);
+    let outcome = common::run(
+        VmBuilder::new()
+            .raw_image(code, LOAD_ADDR)
+            .memory_mib(16)
+            .deadline(Duration::MAX),
+    );
+    assert_eq!(outcome.exit, ktstr_vmm::ExitKind::Reboot);
 }
 
 #[test]
