@@ -161,22 +161,8 @@ impl<'buf> Decoder<'buf> {
     }
 
     /// Feed all of `input`, handing every frame and error to `on_item`.
-    pub fn push(
-        &mut self,
-        mut input: &[u8],
-        mut on_item: impl FnMut(Result<Frame<'_>, DecodeError>),
-    ) {
-        while !input.is_empty() {
-            let n = self.feed(input);
-            input = input.get(n..).unwrap_or_default();
-            while let Some(item) = self.next_frame() {
-                on_item(item);
-            }
-            if n == 0 {
-                // Unreachable by the feed() invariant; never spin.
-                break;
-            }
-        }
+    pub fn push(&mut self, input: &[u8], on_item: impl FnMut(Result<Frame<'_>, DecodeError>)) {
+        push_all(self, input, on_item);
     }
 
     /// Mark end of stream. Drain with [`next_frame`](Self::next_frame): a
@@ -216,6 +202,41 @@ impl<'buf> Decoder<'buf> {
             self.buf.copy_within(start..self.filled, 0);
             self.filled -= start;
             self.cursor.start = 0;
+        }
+    }
+}
+
+/// What [`push_all`] needs from a decoder, so both decoders share the loop.
+pub(crate) trait FeedFrames {
+    fn feed_bytes(&mut self, input: &[u8]) -> usize;
+    fn next_item(&mut self) -> Option<Result<Frame<'_>, DecodeError>>;
+}
+
+impl FeedFrames for Decoder<'_> {
+    fn feed_bytes(&mut self, input: &[u8]) -> usize {
+        self.feed(input)
+    }
+    fn next_item(&mut self) -> Option<Result<Frame<'_>, DecodeError>> {
+        self.next_frame()
+    }
+}
+
+/// Feeds all of `input`, handing every frame and error to `on_item`.
+/// Invariant: `feed` takes at least one byte whenever the buffer was
+/// drained, so the loop ends; the `n == 0` guard only makes that certain.
+pub(crate) fn push_all<D: FeedFrames>(
+    decoder: &mut D,
+    mut input: &[u8],
+    mut on_item: impl FnMut(Result<Frame<'_>, DecodeError>),
+) {
+    while !input.is_empty() {
+        let n = decoder.feed_bytes(input);
+        input = input.get(n..).unwrap_or_default();
+        while let Some(item) = decoder.next_item() {
+            on_item(item);
+        }
+        if n == 0 {
+            break;
         }
     }
 }

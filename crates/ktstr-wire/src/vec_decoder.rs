@@ -2,7 +2,7 @@
 
 use alloc::vec::Vec;
 
-use crate::decoder::{Cursor, DecoderStats};
+use crate::decoder::{Cursor, DecoderStats, FeedFrames, push_all};
 use crate::error::DecodeError;
 use crate::frame::Frame;
 use crate::header::HEADER_LEN;
@@ -72,22 +72,8 @@ impl VecDecoder {
     }
 
     /// Feed all of `input`, handing every frame and error to `on_item`.
-    pub fn push(
-        &mut self,
-        mut input: &[u8],
-        mut on_item: impl FnMut(Result<Frame<'_>, DecodeError>),
-    ) {
-        while !input.is_empty() {
-            let n = self.feed(input);
-            input = input.get(n..).unwrap_or_default();
-            while let Some(item) = self.next_frame() {
-                on_item(item);
-            }
-            if n == 0 {
-                // Unreachable by the feed() invariant; never spin.
-                break;
-            }
-        }
+    pub fn push(&mut self, input: &[u8], on_item: impl FnMut(Result<Frame<'_>, DecodeError>)) {
+        push_all(self, input, on_item);
     }
 
     /// Mark end of stream; see [`Decoder::finish`](crate::Decoder::finish).
@@ -144,5 +130,14 @@ impl VecDecoder {
             .min(self.cap)
             .max(needed);
         self.buf.reserve_exact(target - self.buf.len());
+    }
+}
+
+impl FeedFrames for VecDecoder {
+    fn feed_bytes(&mut self, input: &[u8]) -> usize {
+        self.feed(input)
+    }
+    fn next_item(&mut self) -> Option<Result<Frame<'_>, DecodeError>> {
+        self.next_frame()
     }
 }
