@@ -1,0 +1,128 @@
+//! What every backend gives a caller: the bulk channel, a kill handle, a
+//! read-only view of guest memory, and a classified outcome.
+
+use std::path::PathBuf;
+use std::sync::mpsc::Receiver;
+use std::time::Duration;
+
+use crate::BackendError;
+
+/// What to boot. The command line is appended to the backend's defaults.
+#[derive(Clone, Debug)]
+pub struct BootSpec {
+    pub kernel: PathBuf,
+    pub initramfs: Option<PathBuf>,
+    pub cmdline: String,
+    pub vcpus: usize,
+    pub memory_mib: u64,
+    pub deadline: Duration,
+}
+
+/// How the guest ended, in terms both backends can report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Exit {
+    Reboot,
+    Shutdown,
+    /// The kernel panicked ("Kernel panic - not syncing" on COM1).
+    GuestPanic,
+    Killed,
+    DeadlineExceeded,
+    /// The backend itself failed (emulation failure, QEMU error, ...).
+    Failed(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub exit: Exit,
+    pub com1: Vec<u8>,
+    pub run_time: Duration,
+}
+
+impl Outcome {
+    pub fn com1_text(&self) -> String {
+        String::from_utf8_lossy(&self.com1).into_owned()
+    }
+}
+
+type SendBytes = Box<dyn Fn(&[u8]) + Send + Sync>;
+type ReadMemory = Box<dyn Fn(u64, &mut [u8]) -> Result<(), String> + Send + Sync>;
+type Finish = Box<dyn FnOnce() -> Result<Outcome, BackendError> + Send>;
+
+/// A running guest. Dropping it without [`Guest::wait`] kills and reaps it.
+pub struct Guest {
+    pub(crate) bulk_rx: Option<Receiver<Vec<u8>>>,
+    pub(crate) bulk_tx: SendBytes,
+    pub(crate) kill: Box<dyn Fn() + Send + Sync>,
+    pub(crate) memory: ReadMemory,
+    pub(crate) finish: Option<Finish>,
+}
+
+impl Guest {
+    /// Bytes the guest writes to `ktstr.bulk`, delivered while it runs.
+    pub fn take_bulk_receiver(&mut self) -> Option<Receiver<Vec<u8>>> {
+        self.bulk_rx.take()
+    }
+
+    /// Sends bytes to the guest's `ktstr.bulk` port (buffered until it reads).
+    pub fn send_bulk(&self, bytes: &[u8]) {
+        (self.bulk_tx)(bytes)
+    }
+
+    pub fn kill(&self) {
+        (self.kill)()
+    }
+
+    /// Reads guest-physical memory while the guest runs.
+    pub fn read_memory(&self, addr: u64, buf: &mut [u8]) -> Result<(), BackendError> {
+        (self.memory)(addr, buf).map_err(|reason| BackendError::Memory {
+            addr,
+            len: buf.len(),
+            reason,
+        })
+    }
+
+    /// Waits for the guest to end.
+    pub fn wait(mut self) -> Result<Outcome, BackendError> {
+        match self.finish.take() {
+            Some(finish) => finish(),
+            None => Err(BackendError::Lost),
+        }
+    }
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        if let Some(finish) = self.finish.take() {
+            (self.kill)();
+            let _ = finish();
+        }
+    }
+}
+
+/// A kernel panic wins over the reboot that `panic=-1` turns it into.
+pub(crate) fn panic_or(exit: Exit, com1: &[u8]) -> Exit {
+    let panicked = com1.windows(26).any(|w| w == b"Kernel panic - not syncing");
+    if panicked && matches!(exit, Exit::Reboot | Exit::Shutdown) {
+        Exit::GuestPanic
+    } else {
+        exit
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_on_com1_turns_a_reboot_into_a_guest_panic() {
+        assert_eq!(
+            panic_or(Exit::Reboot, b"x Kernel panic - not syncing: boom"),
+            Exit::GuestPanic
+        );
+        assert_eq!(panic_or(Exit::Reboot, b"clean"), Exit::Reboot);
+        assert_eq!(
+            panic_or(Exit::Killed, b"Kernel panic - not syncing"),
+            Exit::Killed
+        );
+    }
+}

@@ -1,0 +1,39 @@
+//! One interface over ktstr's VM backends, so the same guest, wire channel
+//! and tests run on ktstr-vmm (KVM) and on QEMU (TCG where KVM is missing or
+//! cannot run guest user space, as on software/nested KVM).
+
+mod choice;
+mod guest;
+mod qemu;
+mod vmm;
+
+pub use choice::{BackendKind, Choice, choose, choose_from};
+pub use guest::{BootSpec, Exit, Guest, Outcome};
+
+/// Why a guest could not be started or its run could not be collected.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("unknown KTSTR_BACKEND value {0:?}: expected kvm, qemu-tcg, qemu-kvm or auto")]
+    UnknownBackend(String),
+    #[error("ktstr-vmm: {0}")]
+    Vmm(#[from] ktstr_vmm::VmmError),
+    #[error("QEMU: {0}")]
+    Qemu(#[from] ktstr_qemu::Error),
+    #[error("guest memory read of {len} bytes at {addr:#x} failed: {reason}")]
+    Memory {
+        addr: u64,
+        len: usize,
+        reason: String,
+    },
+    #[error("the VM thread ended without an outcome")]
+    Lost,
+}
+
+/// Boots `spec` on `kind`.
+pub fn boot(kind: BackendKind, spec: &BootSpec) -> Result<Guest, BackendError> {
+    match kind {
+        BackendKind::Vmm => vmm::boot(spec),
+        BackendKind::QemuTcg => qemu::boot(spec, ktstr_qemu::Accel::Tcg),
+        BackendKind::QemuKvm => qemu::boot(spec, ktstr_qemu::Accel::Kvm),
+    }
+}

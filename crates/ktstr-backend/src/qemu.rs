@@ -1,0 +1,52 @@
+//! The QEMU backend: a ktstr-qemu `RunningVm` behind the [`Guest`] interface.
+
+use ktstr_qemu::{Accel, ExitKind, QemuBuilder};
+
+use crate::BackendError;
+use crate::guest::{BootSpec, Exit, Guest, Outcome, panic_or};
+
+pub(crate) fn boot(spec: &BootSpec, accel: Accel) -> Result<Guest, BackendError> {
+    let vcpus = u32::try_from(spec.vcpus).unwrap_or(u32::MAX);
+    let mut builder = QemuBuilder::new(&spec.kernel)
+        .cmdline(&spec.cmdline)
+        .vcpus(vcpus)
+        .memory_mib(spec.memory_mib)
+        .deadline(spec.deadline)
+        .accel(accel);
+    if let Some(initramfs) = &spec.initramfs {
+        builder = builder.initramfs(initramfs);
+    }
+    let mut vm = builder.spawn()?;
+    let bulk_rx = vm.take_bulk_receiver();
+    let bulk = vm.bulk_sender();
+    let kill = vm.kill_handle();
+    let memory = vm.memory();
+    Ok(Guest {
+        bulk_rx,
+        bulk_tx: Box::new(move |bytes| {
+            if let Some(port) = &bulk {
+                if let Err(e) = port.send(bytes) {
+                    tracing::warn!("bulk port send: {e}");
+                }
+            }
+        }),
+        kill: Box::new(move || kill.kill()),
+        memory: Box::new(move |addr, buf| memory.read(addr, buf).map_err(|e| e.to_string())),
+        finish: Some(Box::new(move || {
+            let outcome = vm.wait()?;
+            let exit = match outcome.exit {
+                ExitKind::Reboot => Exit::Reboot,
+                ExitKind::Shutdown => Exit::Shutdown,
+                ExitKind::GuestPanic => Exit::GuestPanic,
+                ExitKind::Killed => Exit::Killed,
+                ExitKind::DeadlineExceeded => Exit::DeadlineExceeded,
+                other => Exit::Failed(format!("{other:?}: {}", outcome.stderr)),
+            };
+            Ok(Outcome {
+                exit: panic_or(exit, &outcome.com1),
+                run_time: outcome.timings.total,
+                com1: outcome.com1,
+            })
+        })),
+    })
+}

@@ -1,0 +1,398 @@
+//! One conformance suite, run against every backend: boot to /init and
+//! reboot, the wire channel round trip, guest memory read by the host while
+//! the guest runs, kill, and deadline. Real kernel (`KTSTR_KERNEL`), real
+//! VMs. On software KVM (kvm-pvm) guest user space cannot run, so the
+//! ktstr-vmm cases that need it check the kernel's side instead and say so.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use ktstr_backend::{BackendKind, BootSpec, Exit, boot};
+use ktstr_initramfs::Archive;
+use ktstr_wire::{Command, Message, VecDecoder, encode};
+
+/// `__START_KERNEL_map`: kernel image virtual = physical + this (no KASLR).
+const START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
+
+static ONE_VM_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+fn missing(what: &str, how: &str) {
+    assert!(
+        !in_ci(),
+        "{what} is missing: {how} (CI=true makes this a failure)"
+    );
+    eprintln!("SKIP: {what} is missing: {how}");
+}
+
+fn kernel() -> Option<PathBuf> {
+    let found = std::env::var_os("KTSTR_KERNEL")
+        .map(PathBuf::from)
+        .filter(|p| p.exists());
+    if found.is_none() {
+        missing("the test kernel", "set KTSTR_KERNEL (README)");
+    }
+    found
+}
+
+fn software_kvm() -> bool {
+    Path::new("/sys/module/kvm_pvm").exists()
+}
+
+/// Whether `kind` can run this suite here at all.
+fn usable(kind: BackendKind) -> bool {
+    let ok = match kind {
+        BackendKind::Vmm => Path::new("/dev/kvm").exists(),
+        _ => std::env::var_os("PATH").is_some_and(|p| {
+            std::env::split_paths(&p).any(|d| d.join("qemu-system-x86_64").exists())
+        }),
+    };
+    if !ok {
+        missing(
+            &format!("the {kind:?} backend"),
+            "needs /dev/kvm (ktstr-vmm) or qemu-system-x86 (QEMU)",
+        );
+    }
+    ok
+}
+
+/// User space runs everywhere except ktstr-vmm on software KVM.
+fn user_space_runs(kind: BackendKind) -> bool {
+    !(kind == BackendKind::Vmm && software_kvm())
+}
+
+fn initramfs(init: &str) -> PathBuf {
+    let mut a = Archive::new();
+    let add = |a: &mut Archive| -> Result<(), ktstr_initramfs::Error> {
+        a.add_dir("proc", 0o755)?;
+        a.add_dir("sys", 0o755)?;
+        a.add_dir("dev", 0o755)?;
+        a.add_char_dev("dev/console", 0o600, 5, 1)?;
+        a.add_elf_with_libs("bin/busybox", Path::new("/bin/busybox"))?;
+        a.add_symlink("bin/sh", "busybox")?;
+        a.add_file("init", 0o755, init.as_bytes())?;
+        Ok(())
+    };
+    add(&mut a).expect("initramfs (needs busybox-static)");
+    let path = std::env::temp_dir().join(format!(
+        "ktstr-conformance-{}-{:x}.cpio",
+        std::process::id(),
+        init.len() * 7919 + init.as_bytes()[init.len() / 2] as usize
+    ));
+    std::fs::write(&path, a.to_bytes().expect("archive")).expect("write initramfs");
+    path
+}
+
+fn spec(
+    kernel: PathBuf,
+    initramfs: Option<PathBuf>,
+    cmdline: &str,
+    kind: BackendKind,
+    deadline: Duration,
+) -> BootSpec {
+    // ktstr-vmm on software KVM boots in minutes, not seconds.
+    let deadline = if kind == BackendKind::Vmm && software_kvm() {
+        deadline.max(Duration::from_secs(1200))
+    } else {
+        deadline
+    };
+    BootSpec {
+        kernel,
+        initramfs,
+        cmdline: cmdline.to_string(),
+        vcpus: 2,
+        memory_mib: 256,
+        deadline,
+    }
+}
+
+const BOOT_INIT: &str = "#!/bin/sh
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t sysfs sysfs /sys
+echo \"KTSTR-CONFORMANCE nproc=$(/bin/busybox nproc)\"
+/bin/busybox reboot -f
+";
+
+fn boots_to_init_and_reboots(kind: BackendKind) {
+    let Some(kernel) = kernel() else { return };
+    let _one = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let cpio = initramfs(BOOT_INIT);
+    let guest = boot(
+        kind,
+        &spec(
+            kernel,
+            Some(cpio.clone()),
+            "rdinit=/init",
+            kind,
+            Duration::from_secs(120),
+        ),
+    )
+    .expect("boot");
+    let outcome = guest.wait().expect("outcome");
+    std::fs::remove_file(&cpio).ok();
+    let com1 = outcome.com1_text();
+    let tail: String = com1.lines().rev().take(20).collect::<Vec<_>>().join("\n");
+    assert!(
+        com1.contains("Run /init as init process"),
+        "{kind:?} reached /init; tail:\n{tail}"
+    );
+    if user_space_runs(kind) {
+        assert_eq!(outcome.exit, Exit::Reboot, "{kind:?}; tail:\n{tail}");
+        assert!(
+            com1.contains("KTSTR-CONFORMANCE nproc=2"),
+            "{kind:?} token; tail:\n{tail}"
+        );
+    } else {
+        // /init faults on its first system call and the kernel panics (host limitation).
+        assert_eq!(outcome.exit, Exit::GuestPanic, "{kind:?}; tail:\n{tail}");
+        eprintln!(
+            "{kind:?} on software KVM: /init ran and faulted on its first system call (known host limitation)"
+        );
+    }
+}
+
+/// The guest echoes the bulk port back to the host; a wire frame must survive the trip.
+fn wire_round_trip(kind: BackendKind) {
+    if !user_space_runs(kind) {
+        eprintln!(
+            "SKIP (host limitation): {kind:?} on software KVM cannot run the guest's echo loop"
+        );
+        return;
+    }
+    let Some(kernel) = kernel() else { return };
+    let _one = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let init = "#!/bin/sh
+/bin/busybox mount -t sysfs sysfs /sys
+/bin/busybox mount -t devtmpfs dev /dev
+exec 3<>/dev/vport0p1
+/bin/busybox cat <&3 >&3
+";
+    let cpio = initramfs(init);
+    let mut guest = boot(
+        kind,
+        &spec(
+            kernel,
+            Some(cpio.clone()),
+            "rdinit=/init",
+            kind,
+            Duration::from_secs(120),
+        ),
+    )
+    .expect("boot");
+    let rx = guest.take_bulk_receiver().expect("bulk receiver");
+    let ping = encode(
+        41,
+        &Message::Command(Command::Ping(ktstr_wire::Ping::new(0x5eed))),
+    )
+    .expect("encode");
+    let mut decoder = VecDecoder::new(ktstr_wire::DEFAULT_MAX_PAYLOAD);
+    let give_up = Instant::now() + Duration::from_secs(60);
+    let mut echoed = None;
+    while echoed.is_none() && Instant::now() < give_up {
+        guest.send_bulk(&ping);
+        if let Ok(bytes) = rx.recv_timeout(Duration::from_millis(500)) {
+            decoder.push(&bytes, |item| {
+                if let Ok(frame) = item {
+                    echoed = Some((frame.seq(), frame.payload().to_vec()));
+                }
+            });
+        }
+    }
+    guest.kill();
+    let outcome = guest.wait().expect("outcome");
+    std::fs::remove_file(&cpio).ok();
+    let (seq, payload) = echoed.unwrap_or_else(|| {
+        panic!(
+            "{kind:?}: no frame came back; COM1:\n{}",
+            outcome.com1_text()
+        )
+    });
+    assert_eq!(seq, 41);
+    assert_eq!(payload, ping[ktstr_wire::HEADER_LEN..]);
+    assert_eq!(decoder.stats().errors, 0);
+}
+
+/// Physical address of a kernel data symbol, from the vmlinux symbol table
+/// or a System.map beside the image.
+fn symbol_phys(kernel: &Path, name: &str) -> Option<u64> {
+    use object::{Object, ObjectSymbol};
+    let virt = std::fs::read(kernel).ok().and_then(|data| {
+        let file = object::File::parse(&*data).ok()?;
+        file.symbols()
+            .find(|s| s.name() == Ok(name))
+            .map(|s| s.address())
+    });
+    let virt = virt.or_else(|| {
+        let map = std::fs::read_to_string(kernel.with_file_name("System.map")).ok()?;
+        map.lines().find_map(|l| {
+            let mut f = l.split_whitespace();
+            let addr = f.next()?;
+            (f.nth(1)? == name)
+                .then(|| u64::from_str_radix(addr, 16).ok())
+                .flatten()
+        })
+    })?;
+    virt.checked_sub(START_KERNEL_MAP)
+}
+
+/// The kernel copies its command line into `boot_command_line` early in
+/// boot: the host must see a marker appear there while the guest runs.
+fn reads_guest_memory(kind: BackendKind) {
+    let Some(kernel) = kernel() else { return };
+    let Some(phys) = symbol_phys(&kernel, "boot_command_line") else {
+        missing(
+            "the kernel's symbols",
+            "KTSTR_KERNEL must be a vmlinux or sit next to its System.map",
+        );
+        return;
+    };
+    let _one = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let marker = format!(
+        "ktstr_marker={:016x}",
+        nanos ^ u64::from(std::process::id())
+    );
+    let guest = boot(
+        kind,
+        &spec(kernel, None, &marker, kind, Duration::from_secs(120)),
+    )
+    .expect("boot");
+    let give_up = Instant::now()
+        + if software_kvm() && kind == BackendKind::Vmm {
+            Duration::from_secs(120)
+        } else {
+            Duration::from_secs(30)
+        };
+    let mut seen = false;
+    let mut buf = vec![0u8; 2048];
+    while !seen && Instant::now() < give_up {
+        guest
+            .read_memory(phys, &mut buf)
+            .expect("read guest memory");
+        seen = buf.windows(marker.len()).any(|w| w == marker.as_bytes());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    guest.kill();
+    guest.wait().expect("outcome");
+    assert!(
+        seen,
+        "{kind:?}: marker never appeared in boot_command_line at {phys:#x}"
+    );
+}
+
+/// An /init that never ends, so only kill or the deadline can stop the guest.
+const SLEEP_INIT: &str = "#!/bin/sh
+exec /bin/busybox sleep 1000000
+";
+
+fn kill_ends_the_run(kind: BackendKind) {
+    let Some(kernel) = kernel() else { return };
+    let _one = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let cpio = initramfs(SLEEP_INIT);
+    let guest = boot(
+        kind,
+        &spec(
+            kernel,
+            Some(cpio.clone()),
+            "rdinit=/init",
+            kind,
+            Duration::from_secs(120),
+        ),
+    )
+    .expect("boot");
+    std::thread::sleep(Duration::from_secs(2));
+    let t = Instant::now();
+    guest.kill();
+    let outcome = guest.wait().expect("outcome");
+    std::fs::remove_file(&cpio).ok();
+    assert_eq!(outcome.exit, Exit::Killed);
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "{kind:?} took {:?} to end after kill",
+        t.elapsed()
+    );
+}
+
+fn deadline_ends_the_run(kind: BackendKind) {
+    let Some(kernel) = kernel() else { return };
+    let _one = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let cpio = initramfs(SLEEP_INIT);
+    let mut s = spec(
+        kernel,
+        Some(cpio.clone()),
+        "rdinit=/init",
+        kind,
+        Duration::from_secs(3),
+    );
+    s.deadline = Duration::from_secs(3);
+    let outcome = boot(kind, &s).expect("boot").wait().expect("outcome");
+    std::fs::remove_file(&cpio).ok();
+    assert_eq!(
+        outcome.exit,
+        Exit::DeadlineExceeded,
+        "COM1:\n{}",
+        outcome.com1_text()
+    );
+    assert!(
+        outcome.run_time < Duration::from_secs(10),
+        "{:?}",
+        outcome.run_time
+    );
+}
+
+macro_rules! conformance {
+    ($module:ident, $kind:expr, $boot_env:literal) => {
+        mod $module {
+            use super::*;
+
+            #[test]
+            fn boots_to_init_and_reboots() {
+                // ktstr-vmm's boot costs minutes on software KVM: opt in there.
+                if $kind == BackendKind::Vmm && software_kvm() && std::env::var_os($boot_env).is_none() {
+                    eprintln!("SKIP: set {} to run this slow boot here (crates/ktstr-vmm/tests/kernel_boot.rs covers it)", $boot_env);
+                    return;
+                }
+                if usable($kind) {
+                    super::boots_to_init_and_reboots($kind);
+                }
+            }
+            #[test]
+            fn wire_round_trip() {
+                if usable($kind) {
+                    super::wire_round_trip($kind);
+                }
+            }
+            #[test]
+            fn reads_guest_memory() {
+                if usable($kind) {
+                    super::reads_guest_memory($kind);
+                }
+            }
+            #[test]
+            fn kill_ends_the_run() {
+                if usable($kind) {
+                    super::kill_ends_the_run($kind);
+                }
+            }
+            #[test]
+            fn deadline_ends_the_run() {
+                if usable($kind) {
+                    super::deadline_ends_the_run($kind);
+                }
+            }
+        }
+    };
+}
+
+conformance!(
+    qemu_tcg,
+    BackendKind::QemuTcg,
+    "KTSTR_CONFORMANCE_SLOW_BOOT"
+);
+conformance!(vmm, BackendKind::Vmm, "KTSTR_CONFORMANCE_SLOW_BOOT");
