@@ -1,18 +1,56 @@
-//! The host→guest command loop: answer pings until told to shut down.
+//! The host→guest command loop: answer pings until told to shut down, and
+//! count (and pattern-check) the `Stdin` bytes the host streams in.
 
 use std::io::{Read, Write};
 
-use ktstr_wire::{Command, Message, Pong};
+use ktstr_wire::{ByteStr, Command, Log, LogLevel, Message, Pong};
 
 use crate::error::Error;
+use crate::pattern;
 use crate::transport::Port;
+
+/// Host→guest data received so far; reported in a `Log` before each `Pong`
+/// so the host can time and check a host→guest stream.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StdinTally {
+    /// `Stdin` frames received.
+    pub frames: u64,
+    /// Their data bytes.
+    pub bytes: u64,
+    /// Frames whose data did not match the pattern of their sequence number.
+    pub bad: u64,
+}
+
+impl StdinTally {
+    /// The `Log` text: `stdin frames=F bytes=B bad=M`.
+    pub fn to_log_text(&self) -> String {
+        format!(
+            "stdin frames={} bytes={} bad={}",
+            self.frames, self.bytes, self.bad
+        )
+    }
+}
 
 /// Serve commands until `Shutdown` (Ok) or end of stream ([`Error::Closed`]).
 /// Unknown kinds and malformed payloads are skipped, never fatal.
 pub fn serve<T: Read + Write>(port: &mut Port<T>) -> Result<(), Error> {
+    let mut tally = StdinTally::default();
     while let Some(frame) = port.recv()? {
+        let seq = frame.header.seq();
         match frame.message() {
+            Ok(Message::Command(Command::Stdin(chunk))) => {
+                tally.frames += 1;
+                tally.bytes += chunk.data.len() as u64;
+                tally.bad += u64::from(pattern::first_mismatch(seq, &chunk.data).is_some());
+            }
             Ok(Message::Command(Command::Ping(p))) => {
+                if tally.frames > 0 {
+                    let text = tally.to_log_text();
+                    port.send(&Message::Log(Log {
+                        level: LogLevel::Info,
+                        text: ByteStr(text.as_bytes()),
+                    }))?;
+                }
                 port.send(&Message::Pong(Pong::new(p.token.get())))?;
             }
             Ok(Message::Command(Command::Shutdown)) => return Ok(()),

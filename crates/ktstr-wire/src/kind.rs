@@ -53,6 +53,8 @@ impl Kind {
     pub const PING: Kind = Kind(0x8003);
     /// Execute a program. Host→guest.
     pub const EXEC: Kind = Kind(0x8004);
+    /// Bytes for the guest: a program's stdin, or bulk data. Host→guest.
+    pub const STDIN: Kind = Kind(0x8005);
 
     /// Direction encoded in the kind's top bit (defined for unknown kinds too).
     pub const fn direction(self) -> Direction {
@@ -81,6 +83,7 @@ impl Kind {
             Kind::SHUTDOWN => "SHUTDOWN",
             Kind::PING => "PING",
             Kind::EXEC => "EXEC",
+            Kind::STDIN => "STDIN",
             _ => return None,
         })
     }

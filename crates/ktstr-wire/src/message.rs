@@ -58,6 +58,8 @@ pub enum Command<'a> {
     Ping(Ping),
     /// [`Kind::EXEC`].
     Exec(Exec<'a>),
+    /// [`Kind::STDIN`]: bytes for the guest (same layout as `Stdout`).
+    Stdin(Chunk<'a>),
 }
 
 impl<'a> From<Command<'a>> for Message<'a> {
@@ -84,6 +86,7 @@ macro_rules! with_codec {
             Message::Command(Command::RunStep($m)) => $body,
             Message::Command(Command::Ping($m)) => $body,
             Message::Command(Command::Exec($m)) => $body,
+            Message::Command(Command::Stdin($m)) => $body,
             Message::Command(Command::Shutdown) => $shutdown,
             Message::Unknown { payload: $p, .. } => $unknown,
         }
@@ -115,6 +118,7 @@ impl<'a> Message<'a> {
             Kind::SHUTDOWN => Command::Shutdown.into(),
             Kind::PING => Command::Ping(Codec::read(r)?).into(),
             Kind::EXEC => Command::Exec(Codec::read(r)?).into(),
+            Kind::STDIN => Command::Stdin(Codec::read(r)?).into(),
             kind => Message::Unknown { kind, payload },
         })
     }
@@ -137,6 +141,7 @@ impl<'a> Message<'a> {
             Message::Command(Command::Shutdown) => Kind::SHUTDOWN,
             Message::Command(Command::Ping(_)) => Kind::PING,
             Message::Command(Command::Exec(_)) => Kind::EXEC,
+            Message::Command(Command::Stdin(_)) => Kind::STDIN,
             Message::Unknown { kind, .. } => *kind,
         }
     }

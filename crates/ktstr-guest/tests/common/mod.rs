@@ -108,6 +108,8 @@ pub struct StreamCheck {
     pub last_data: Option<Instant>,
     pub report: Option<Report>,
     pub pongs: Vec<(u64, Instant)>,
+    /// The guest's `stdin frames=… bytes=… bad=…` tallies, in order.
+    pub stdin_logs: Vec<String>,
 }
 
 impl StreamCheck {
@@ -122,6 +124,7 @@ impl StreamCheck {
             last_data: None,
             report: None,
             pongs: Vec::new(),
+            stdin_logs: Vec::new(),
         }
     }
 
@@ -156,6 +159,9 @@ impl StreamCheck {
                     let text = l.text.to_str().unwrap_or_default();
                     match Report::from_log_text(text) {
                         Some(r) => self.report = Some(r),
+                        None if text.starts_with("stdin ") => {
+                            self.stdin_logs.push(text.to_string())
+                        }
                         None => self.errors.push(format!("unexpected log {text:?}")),
                     }
                 }

@@ -7,7 +7,7 @@ use ktstr_wire::*;
 use proptest::prelude::*;
 
 /// Number of message shapes `Spec::message` can build (15 known + unknown).
-pub const SHAPES: u8 = 16;
+pub const SHAPES: u8 = 17;
 
 /// Owned raw material for one message; `message()` borrows from it.
 #[derive(Clone, Debug)]
@@ -92,6 +92,11 @@ impl Spec {
             12 => Command::Shutdown.into(),
             13 => Command::Ping(Ping::new(n[0])).into(),
             14 => Command::Exec(Exec { argv: a }).into(),
+            15 => Command::Stdin(Chunk {
+                pid: n[0] as u32,
+                data: a,
+            })
+            .into(),
             _ => {
                 let raw = n[0] as u16;
                 let kind = if Kind(raw).is_known() {
