@@ -3,8 +3,10 @@
 
 use std::ffi::OsString;
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{Sender, channel};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -49,9 +51,56 @@ impl KillHandle {
     }
 }
 
+/// The thread that forks QEMU. Linux sends `PR_SET_PDEATHSIG` when the
+/// forking *thread* exits, so this one lives until QEMU is reaped: if the
+/// whole process dies first (SIGKILL, `panic = "abort"`), QEMU gets SIGKILL
+/// and no VM outlives its test.
+struct ParentThread {
+    release: Sender<()>,
+    handle: JoinHandle<()>,
+}
+
+impl ParentThread {
+    fn spawn(mut cmd: Command) -> Result<(Self, Child)> {
+        let (child_tx, child_rx) = channel();
+        let (release, released) = channel::<()>();
+        let handle = std::thread::Builder::new()
+            .name("qemu-parent".into())
+            .spawn(move || {
+                let spawned = cmd.spawn();
+                let ok = spawned.is_ok();
+                let _ = child_tx.send(spawned);
+                if ok {
+                    let _ = released.recv(); // until QEMU is reaped (or the sender drops)
+                }
+            })
+            .map_err(|e| Error::io("spawn qemu-parent thread", e))?;
+        match child_rx.recv() {
+            Ok(Ok(child)) => Ok((ParentThread { release, handle }, child)),
+            Ok(Err(e)) => {
+                let _ = handle.join();
+                Err(Error::io("spawn QEMU", e))
+            }
+            Err(_) => {
+                let _ = handle.join();
+                Err(Error::io(
+                    "spawn QEMU",
+                    std::io::Error::other("qemu-parent thread died"),
+                ))
+            }
+        }
+    }
+
+    fn release(self) {
+        let _ = self.release.send(());
+        let _ = self.handle.join();
+    }
+}
+
 /// Owns the child; Drop kills and reaps it if the run did not.
 pub(crate) struct QemuProcess {
     child: Child,
+    parent: Option<ParentThread>,
     state: Arc<Mutex<ProcState>>,
     status: Option<ExitStatus>,
     stderr: Option<JoinHandle<Vec<u8>>>,
@@ -62,18 +111,29 @@ pub(crate) struct QemuProcess {
 impl QemuProcess {
     pub(crate) fn spawn(binary: &Path, args: &[OsString], grace: Duration) -> Result<Self> {
         tracing::debug!(binary = %binary.display(), ?args, "spawning QEMU");
-        let mut child = Command::new(binary)
-            .args(args)
+        let mut cmd = Command::new(binary);
+        cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => Error::QemuBinaryMissing {
+            .stderr(Stdio::piped());
+        // SAFETY: the closure runs in the forked child before exec and only makes
+        // the async-signal-safe prctl system call.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let (parent, mut child) = ParentThread::spawn(cmd).map_err(|e| match e {
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                Error::QemuBinaryMissing {
                     path: binary.to_owned(),
-                },
-                _ => Error::io(format!("spawn {}", binary.display()), e),
-            })?;
+                }
+            }
+            other => other,
+        })?;
         let stderr = child.stderr.take().map(|mut pipe| {
             std::thread::Builder::new()
                 .name("qemu-stderr".into())
@@ -93,6 +153,7 @@ impl QemuProcess {
             Some(Err(e)) => {
                 let _ = child.kill();
                 let _ = child.wait();
+                parent.release();
                 return Err(Error::io("spawn stderr thread", e));
             }
             None => None,
@@ -100,6 +161,7 @@ impl QemuProcess {
         let pid = libc::pid_t::try_from(child.id()).ok();
         Ok(QemuProcess {
             child,
+            parent: Some(parent),
             state: Arc::new(Mutex::new(ProcState {
                 pid,
                 kill_requested: None,
@@ -217,6 +279,9 @@ impl Drop for QemuProcess {
         }
         if let Some(h) = self.stderr.take() {
             let _ = h.join();
+        }
+        if let Some(parent) = self.parent.take() {
+            parent.release();
         }
     }
 }

@@ -368,3 +368,56 @@ fn poweroff_is_shutdown_and_init_exit_is_panic() {
         out.com1_text()
     );
 }
+
+/// Env var that turns the test below into its own child: start a VM, print
+/// QEMU's pid, then hang until killed.
+const ORPHAN_CHILD: &str = "KTSTR_QEMU_ORPHAN_CHILD";
+
+#[test]
+fn qemu_dies_with_a_sigkilled_caller() {
+    if std::env::var_os(ORPHAN_CHILD).is_some() {
+        let env = test_env("qemu_dies_with_a_sigkilled_caller (child)").expect("env");
+        let initrd = sleeper();
+        let vm = builder(&env, initrd.path()).spawn().expect("spawn");
+        println!("QEMU_PID={}", vm.pid());
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+    let _g = vm_lock();
+    if test_env("qemu_dies_with_a_sigkilled_caller").is_none() {
+        return;
+    }
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "qemu_dies_with_a_sigkilled_caller",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(ORPHAN_CHILD, "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("re-exec the test binary");
+    let stdout = child.stdout.take().expect("stdout");
+    let pid: u32 = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        // libtest prints "test name ... " on the same line first.
+        .find_map(|l| {
+            l.split("QEMU_PID=")
+                .nth(1)
+                .and_then(|p| p.trim().parse().ok())
+        })
+        .expect("child printed QEMU's pid");
+    assert!(proc_alive(pid), "QEMU {pid} running under the child");
+    child.kill().expect("SIGKILL the caller"); // no Drop, no cleanup: like panic=abort
+    child.wait().expect("reap the caller");
+    let give_up = Instant::now() + Duration::from_secs(5);
+    while proc_alive(pid) && Instant::now() < give_up {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!proc_alive(pid), "QEMU {pid} outlived its SIGKILLed caller");
+}
