@@ -33,6 +33,7 @@ pub mod layout;
 pub mod loader;
 pub mod outcome;
 pub mod profile;
+pub mod topology;
 mod vcpu;
 mod vm;
 

@@ -1,6 +1,7 @@
 //! x86_64 boot state: zero page, page tables, GDT, registers, CPUID, MSRs,
 //! LAPIC wiring and the MP table.
 
+pub mod acpi;
 pub mod boot_params;
 pub mod cpuid;
 pub mod gdt;
