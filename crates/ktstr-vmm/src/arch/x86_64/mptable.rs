@@ -4,6 +4,7 @@
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use zerocopy::{Immutable, IntoBytes, KnownLayout};
 
+use super::acpi::sdt::checksum;
 use crate::error::{Result, VmmError};
 use crate::layout;
 
@@ -99,13 +100,6 @@ const _: () = assert!(size_of::<ProcessorEntry>() == 20);
 const _: () = assert!(
     size_of::<BusEntry>() == 8 && size_of::<IoApicEntry>() == 8 && size_of::<InterruptEntry>() == 8
 );
-
-fn checksum(bytes: &[u8]) -> u8 {
-    bytes
-        .iter()
-        .fold(0u8, |acc, b| acc.wrapping_add(*b))
-        .wrapping_neg()
-}
 
 /// Builds the table bytes for `cpus` CPUs (APIC IDs 0..cpus) placed at `base`.
 pub fn build(cpus: usize, base: u64) -> Result<Vec<u8>> {

@@ -5,7 +5,7 @@
 
 mod fadt;
 mod madt;
-mod sdt;
+pub(crate) mod sdt;
 mod srat;
 
 use crate::layout::{self, MIB};

@@ -39,7 +39,7 @@ pub const RSDP_LEN: usize = 36;
 const RSDP_V1_LEN: usize = 20;
 const _: () = assert!(size_of::<Header>() == HEADER_LEN && size_of::<Rsdp>() == RSDP_LEN);
 
-/// The byte that makes `bytes` sum to zero.
+/// The byte that makes `bytes` sum to zero (ACPI tables and the MP table alike).
 pub fn checksum(bytes: &[u8]) -> u8 {
     bytes
         .iter()
