@@ -65,7 +65,9 @@ fn user_space_runs(kind: BackendKind) -> bool {
     !(kind == BackendKind::Vmm && software_kvm())
 }
 
-fn initramfs(init: &str) -> PathBuf {
+/// The busybox initramfs with `init` as `/init`; the file goes away when the
+/// returned path drops, even when an assertion fails first.
+fn initramfs(init: &str) -> tempfile::TempPath {
     let mut a = Archive::new();
     let add = |a: &mut Archive| -> Result<(), ktstr_initramfs::Error> {
         a.add_dir("proc", 0o755)?;
@@ -78,13 +80,32 @@ fn initramfs(init: &str) -> PathBuf {
         Ok(())
     };
     add(&mut a).expect("initramfs (needs busybox-static)");
-    let path = std::env::temp_dir().join(format!(
-        "ktstr-conformance-{}-{:x}.cpio",
-        std::process::id(),
-        init.len() * 7919 + init.as_bytes()[init.len() / 2] as usize
-    ));
-    std::fs::write(&path, a.to_bytes().expect("archive")).expect("write initramfs");
-    path
+    let mut file = tempfile::Builder::new()
+        .prefix("ktstr-conformance-")
+        .suffix(".cpio")
+        .tempfile()
+        .expect("temp file");
+    std::io::Write::write_all(&mut file, &a.to_bytes().expect("archive")).expect("write initramfs");
+    file.into_temp_path()
+}
+
+/// Boots `kind` with `cpio` as the initramfs running its `/init`.
+fn boot_with_init(
+    kind: BackendKind,
+    kernel: PathBuf,
+    cpio: &tempfile::TempPath,
+) -> ktstr_backend::Guest {
+    boot(
+        kind,
+        &spec(
+            kernel,
+            Some(cpio.to_path_buf()),
+            "rdinit=/init",
+            kind,
+            Duration::from_secs(120),
+        ),
+    )
+    .expect("boot")
 }
 
 fn spec(
@@ -121,19 +142,8 @@ fn boots_to_init_and_reboots(kind: BackendKind) {
     let Some(kernel) = kernel() else { return };
     let _one = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let cpio = initramfs(BOOT_INIT);
-    let guest = boot(
-        kind,
-        &spec(
-            kernel,
-            Some(cpio.clone()),
-            "rdinit=/init",
-            kind,
-            Duration::from_secs(120),
-        ),
-    )
-    .expect("boot");
+    let guest = boot_with_init(kind, kernel, &cpio);
     let outcome = guest.wait().expect("outcome");
-    std::fs::remove_file(&cpio).ok();
     let com1 = outcome.com1_text();
     let tail: String = com1.lines().rev().take(20).collect::<Vec<_>>().join("\n");
     assert!(
@@ -172,17 +182,7 @@ exec 3<>/dev/vport0p1
 /bin/busybox cat <&3 >&3
 ";
     let cpio = initramfs(init);
-    let mut guest = boot(
-        kind,
-        &spec(
-            kernel,
-            Some(cpio.clone()),
-            "rdinit=/init",
-            kind,
-            Duration::from_secs(120),
-        ),
-    )
-    .expect("boot");
+    let mut guest = boot_with_init(kind, kernel, &cpio);
     let rx = guest.take_bulk_receiver().expect("bulk receiver");
     let ping = encode(
         41,
@@ -204,7 +204,6 @@ exec 3<>/dev/vport0p1
     }
     guest.kill();
     let outcome = guest.wait().expect("outcome");
-    std::fs::remove_file(&cpio).ok();
     let (seq, payload) = echoed.unwrap_or_else(|| {
         panic!(
             "{kind:?}: no frame came back; COM1:\n{}",
@@ -295,22 +294,11 @@ fn kill_ends_the_run(kind: BackendKind) {
     let Some(kernel) = kernel() else { return };
     let _one = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let cpio = initramfs(SLEEP_INIT);
-    let guest = boot(
-        kind,
-        &spec(
-            kernel,
-            Some(cpio.clone()),
-            "rdinit=/init",
-            kind,
-            Duration::from_secs(120),
-        ),
-    )
-    .expect("boot");
+    let guest = boot_with_init(kind, kernel, &cpio);
     std::thread::sleep(Duration::from_secs(2));
     let t = Instant::now();
     guest.kill();
     let outcome = guest.wait().expect("outcome");
-    std::fs::remove_file(&cpio).ok();
     assert_eq!(outcome.exit, Exit::Killed);
     assert!(
         t.elapsed() < Duration::from_secs(5),
@@ -325,14 +313,13 @@ fn deadline_ends_the_run(kind: BackendKind) {
     let cpio = initramfs(SLEEP_INIT);
     let mut s = spec(
         kernel,
-        Some(cpio.clone()),
+        Some(cpio.to_path_buf()),
         "rdinit=/init",
         kind,
         Duration::from_secs(3),
     );
     s.deadline = Duration::from_secs(3);
     let outcome = boot(kind, &s).expect("boot").wait().expect("outcome");
-    std::fs::remove_file(&cpio).ok();
     assert_eq!(
         outcome.exit,
         Exit::DeadlineExceeded,
