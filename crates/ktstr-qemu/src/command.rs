@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{Accel, QemuConfig};
 use crate::error::{Error, Result};
+use crate::topology::Machine;
 
 /// Host-side paths of one run. QEMU connects to every socket as a client.
 #[derive(Clone, Debug)]
@@ -15,7 +16,8 @@ pub struct RunPaths {
     pub com2: PathBuf,
     pub console: PathBuf,
     pub bulk: PathBuf,
-    pub memory: PathBuf,
+    /// Guest RAM backing files, one per [`QemuConfig::memory_segments_mib`] entry.
+    pub memory: Vec<PathBuf>,
 }
 
 /// Name of the virtio-serial port the guest sees at /dev/vport0p1.
@@ -67,9 +69,23 @@ pub fn build_args(
         "-no-reboot",
         "-S",
     ]);
-    push(&["-machine", "microvm,rtc=on,memory-backend=mem"]);
+    let machine = cfg.machine();
+    let numa = cfg.topology.as_ref().filter(|t| t.numa_nodes.len() > 1);
+    // With NUMA each node has its own backend; otherwise the machine uses the one `mem`.
+    let machine_arg = match (machine, numa.is_some()) {
+        (Machine::Microvm, _) => "microvm,rtc=on,memory-backend=mem",
+        (Machine::Q35, false) => "q35,memory-backend=mem",
+        (Machine::Q35, true) => "q35",
+    };
+    push(&["-machine", machine_arg]);
+    // LLCs are dies, and QEMU shares L3 per die only for Intel models (see crate::topology).
+    let tcg_cpu = if cfg.topology.is_some() {
+        "max,vendor=GenuineIntel"
+    } else {
+        "max"
+    };
     match cfg.accel {
-        Accel::Tcg => push(&["-accel", "tcg", "-cpu", "max"]),
+        Accel::Tcg => push(&["-accel", "tcg", "-cpu", tcg_cpu]),
         Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host"]),
     }
     let smp = match &cfg.topology {
@@ -77,13 +93,36 @@ pub fn build_args(
         None => vcpus.to_string(),
     };
     push(&["-smp", &smp, "-m", &format!("{mem}M")]);
-    push(&[
-        "-object",
-        &format!(
-            "memory-backend-file,id=mem,size={mem}M,mem-path={},share=on",
-            opt_path(&paths.memory)?
-        ),
-    ]);
+    let segments = cfg.memory_segments_mib();
+    if segments.len() != paths.memory.len() {
+        return Err(Error::InvalidConfig(format!(
+            "{} guest memory files for {} memory segments",
+            paths.memory.len(),
+            segments.len()
+        )));
+    }
+    let memdev = |i: usize| {
+        if numa.is_some() {
+            format!("mem{i}")
+        } else {
+            "mem".to_owned()
+        }
+    };
+    for (i, (mib, path)) in segments.iter().zip(&paths.memory).enumerate() {
+        push(&[
+            "-object",
+            &format!(
+                "memory-backend-file,id={},size={mib}M,mem-path={},share=on",
+                memdev(i),
+                opt_path(path)?
+            ),
+        ]);
+    }
+    if let Some(t) = numa {
+        for n in t.numa_args(memdev) {
+            push(&["-numa", &n]);
+        }
+    }
     a.push("-kernel".into());
     a.push(cfg.kernel.clone().into_os_string());
     if let Some(initrd) = &cfg.initramfs {
@@ -114,7 +153,11 @@ pub fn build_args(
         "-device",
         "isa-serial,chardev=com2,iobase=0x2f8,irq=3",
     ]);
-    push(&["-device", "virtio-serial-device,id=vser0"]);
+    let vser = match machine {
+        Machine::Microvm => "virtio-serial-device,id=vser0",
+        Machine::Q35 => "virtio-serial-pci,id=vser0",
+    };
+    push(&["-device", vser]);
     push(&[
         "-chardev",
         &sock("vcon", &paths.console)?,
@@ -144,7 +187,7 @@ mod tests {
             com2: d.join("com2.sock"),
             console: d.join("hvc.sock"),
             bulk: d.join("bulk.sock"),
-            memory: "/dev/shm/mem".into(),
+            memory: vec!["/dev/shm/mem".into()],
         }
     }
 
@@ -196,10 +239,48 @@ mod tests {
     }
 
     #[test]
+    fn numa_topology_uses_q35_with_a_backend_per_node() {
+        let mut c = QemuConfig::new("/k/vmlinux");
+        let mut t = Topology::new(2, 1, 1);
+        t.numa_nodes = vec![
+            crate::NumaNode {
+                cpus: vec![0],
+                memory_mib: 128,
+            },
+            crate::NumaNode {
+                cpus: vec![1],
+                memory_mib: 128,
+            },
+        ];
+        t.distances = vec![vec![10, 21], vec![21, 10]];
+        c.topology = Some(t);
+        let mut p = paths();
+        p.memory = vec!["/dev/shm/m0".into(), "/dev/shm/m1".into()];
+        let a = joined(&build_args(&c, &p, None).unwrap());
+        for want in [
+            "-machine q35 ",
+            "-cpu max,vendor=GenuineIntel",
+            "-smp 2,sockets=2,cores=1,threads=1",
+            "memory-backend-file,id=mem0,size=128M,mem-path=/dev/shm/m0,share=on",
+            "memory-backend-file,id=mem1,size=128M,mem-path=/dev/shm/m1,share=on",
+            "-numa node,nodeid=0,cpus=0,memdev=mem0 -numa node,nodeid=1,cpus=1,memdev=mem1",
+            "-numa dist,src=0,dst=1,val=21 -numa dist,src=1,dst=0,val=21",
+            "virtio-serial-pci,id=vser0",
+        ] {
+            assert!(a.contains(want), "missing `{want}` in {a}");
+        }
+        // One file for two nodes is a caller bug, reported rather than half-used.
+        assert!(matches!(
+            build_args(&c, &paths(), None),
+            Err(Error::InvalidConfig(_))
+        ));
+    }
+
+    #[test]
     fn comma_in_path_rejected() {
         let c = QemuConfig::new("/k/bzImage");
         let mut p = paths();
-        p.memory = "/dev/shm/a,b".into();
+        p.memory = vec!["/dev/shm/a,b".into()];
         assert!(matches!(
             build_args(&c, &p, None),
             Err(Error::InvalidConfig(_))

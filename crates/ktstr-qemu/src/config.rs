@@ -4,11 +4,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::topology::Topology;
+use crate::topology::{Machine, Topology, TopologyError};
 
 /// Largest guest RAM accepted: microvm maps RAM from 0 up to the 3 GiB PCI/MMIO hole, and
-/// [`crate::GuestMemoryView`] assumes one flat region starting at physical address 0.
+/// [`crate::GuestMemoryView`] assumes RAM is flat from guest physical address 0.
 pub const MAX_MEMORY_MIB: u64 = 3 * 1024;
+
+/// q35 keeps RAM below 4 GiB in one piece only while it is under 2.75 GiB; 2 GiB leaves
+/// room and keeps the flat-RAM invariant of [`crate::GuestMemoryView`].
+pub const Q35_MAX_MEMORY_MIB: u64 = 2 * 1024;
 
 /// QEMU accelerator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,9 +155,36 @@ impl QemuConfig {
         }
     }
 
+    /// The machine type: microvm unless the topology needs dies or NUMA nodes.
+    pub fn machine(&self) -> Machine {
+        self.topology
+            .as_ref()
+            .map_or(Machine::Microvm, Topology::machine)
+    }
+
+    /// Sizes of the guest RAM backing files, in guest-physical order: one per NUMA node,
+    /// or one for all of RAM.
+    pub fn memory_segments_mib(&self) -> Vec<u64> {
+        match self.topology.as_ref().filter(|t| t.numa_nodes.len() > 1) {
+            Some(t) => t.numa_nodes.iter().map(|n| n.memory_mib).collect(),
+            None => vec![self.memory_mib],
+        }
+    }
+
+    /// Largest guest RAM for [`QemuConfig::machine`].
+    pub fn max_memory_mib(&self) -> u64 {
+        match self.machine() {
+            Machine::Microvm => MAX_MEMORY_MIB,
+            Machine::Q35 => Q35_MAX_MEMORY_MIB,
+        }
+    }
+
     /// Everything checkable without launching QEMU.
     pub fn validate(&self) -> Result<()> {
         self.effective_vcpus()?;
+        if let Some(t) = &self.topology {
+            self.validate_topology_here(t)?;
+        }
         if !self.kernel.is_file() {
             return Err(Error::KernelMissing {
                 path: self.kernel.clone(),
@@ -167,16 +198,33 @@ impl QemuConfig {
         if self.memory_mib == 0 {
             return Err(Error::InvalidConfig("memory_mib must be at least 1".into()));
         }
-        if self.memory_mib > MAX_MEMORY_MIB {
+        if self.memory_mib > self.max_memory_mib() {
             return Err(Error::MemoryTooLarge {
                 mib: self.memory_mib,
-                max_mib: MAX_MEMORY_MIB,
+                max_mib: self.max_memory_mib(),
             });
         }
         if self.cmdline_extra.contains('\n') {
             return Err(Error::InvalidConfig(
                 "kernel command line contains a newline".into(),
             ));
+        }
+        Ok(())
+    }
+
+    /// Topology checks that depend on the rest of the config and on the host.
+    fn validate_topology_here(&self, t: &Topology) -> Result<()> {
+        if let Some(nodes_mib) = t.nodes_memory_mib() {
+            if nodes_mib != self.memory_mib {
+                return Err(TopologyError::NodeMemory {
+                    nodes_mib,
+                    memory_mib: self.memory_mib,
+                }
+                .into());
+            }
+        }
+        if t.dies > 1 && self.accel == Accel::Kvm && host_vendor_is_amd() {
+            return Err(TopologyError::DiesOnAmdKvm { dies: t.dies }.into());
         }
         Ok(())
     }
@@ -189,6 +237,15 @@ impl QemuConfig {
             None => find_on_path("qemu-system-x86_64").ok_or(Error::QemuNotFound),
         }
     }
+}
+
+/// `-accel kvm -cpu host` passes the host vendor through; QEMU's AMD cache model differs.
+fn host_vendor_is_amd() -> bool {
+    std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|s| {
+        s.lines()
+            .find(|l| l.starts_with("vendor_id"))
+            .is_some_and(|l| l.contains("AuthenticAMD"))
+    })
 }
 
 fn is_executable(p: &Path) -> bool {

@@ -30,7 +30,7 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
     #[error(
-        "guest memory of {mib} MiB is above the supported {max_mib} MiB (microvm RAM must stay below the 3 GiB hole)"
+        "guest memory of {mib} MiB is above the supported {max_mib} MiB for this machine (RAM must stay below the PCI hole in one piece)"
     )]
     MemoryTooLarge { mib: u64, max_mib: u64 },
     #[error("QEMU exited during startup ({status}); stderr:\n{stderr}")]

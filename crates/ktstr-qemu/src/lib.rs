@@ -1,4 +1,5 @@
-//! Run a ktstr guest kernel under QEMU's microvm machine (TCG or KVM).
+//! Run a ktstr guest kernel under QEMU (TCG or KVM): microvm, or q35 for shapes with dies
+//! or NUMA nodes.
 //!
 //! COM1/COM2 are captured (COM1 also streamed live), the virtio-serial console (hvc0) and
 //! the `ktstr.bulk` port (/dev/vport0p1) are carried over unix sockets, guest RAM is a
@@ -18,10 +19,13 @@ mod vm;
 
 pub use chardev::PortSender;
 pub use command::BULK_PORT_NAME;
-pub use config::{Accel, AccelChoice, MAX_MEMORY_MIB, QemuConfig, host_tsc_khz, recommended_accel};
+pub use config::{
+    Accel, AccelChoice, MAX_MEMORY_MIB, Q35_MAX_MEMORY_MIB, QemuConfig, host_tsc_khz,
+    recommended_accel,
+};
 pub use error::{Error, Result};
 pub use memory::GuestMemoryView;
 pub use outcome::{ExitKind, Outcome, Timings};
 pub use process::KillHandle;
-pub use topology::{NumaNode, Topology, TopologyError};
+pub use topology::{Machine, NumaNode, Topology, TopologyError};
 pub use vm::{QemuBuilder, RunningVm};

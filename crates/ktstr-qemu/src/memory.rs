@@ -1,7 +1,8 @@
 //! Read-only host view of guest RAM through the shared memory-backend file.
 //!
-//! Invariant: microvm maps the backend flat at guest physical 0 (RAM is capped below the
-//! 3 GiB hole by [`crate::config::MAX_MEMORY_MIB`]), so file offset == guest physical address.
+//! Invariant: RAM is flat from guest physical 0 (capped below the PCI hole by the machine's
+//! memory limit), and with NUMA the per-node files follow one another in node order, so a
+//! guest physical address is an offset into the concatenation of the files.
 
 use std::fs::File;
 use std::path::Path;
@@ -19,6 +20,32 @@ unsafe impl Send for Mapping {}
 // SAFETY: as above; no interior mutability on the host side.
 unsafe impl Sync for Mapping {}
 
+impl Mapping {
+    /// Volatile copy of `buf.len()` bytes at `offset`; the caller keeps it in bounds.
+    fn read(&self, offset: usize, buf: &mut [u8]) {
+        debug_assert!(offset + buf.len() <= self.len);
+        // Bytes until 8-aligned, then u64 words (fast in debug builds too), then the tail.
+        let mut i = 0;
+        let head = (offset.next_multiple_of(8) - offset).min(buf.len());
+        while i < head {
+            // SAFETY: offset+i < offset+buf.len() <= len, inside the live read-only mapping.
+            buf[i] = unsafe { std::ptr::read_volatile(self.ptr.add(offset + i)) };
+            i += 1;
+        }
+        while i + 8 <= buf.len() {
+            // SAFETY: offset+i is 8-aligned (mmap is page-aligned) and within len.
+            let w = unsafe { std::ptr::read_volatile(self.ptr.add(offset + i) as *const u64) };
+            buf[i..i + 8].copy_from_slice(&w.to_ne_bytes());
+            i += 8;
+        }
+        while i < buf.len() {
+            // SAFETY: offset+i < offset+buf.len() <= len, inside the live read-only mapping.
+            buf[i] = unsafe { std::ptr::read_volatile(self.ptr.add(offset + i)) };
+            i += 1;
+        }
+    }
+}
+
 impl Drop for Mapping {
     fn drop(&mut self) {
         // SAFETY: ptr/len came from a successful mmap and are unmapped exactly once.
@@ -27,62 +54,77 @@ impl Drop for Mapping {
 }
 
 /// Cloneable, read-only view of guest physical memory. Stays valid after the VM ends
-/// (the mapping outlives the file).
+/// (the mappings outlive the files).
 #[derive(Clone)]
 pub struct GuestMemoryView {
-    map: Arc<Mapping>,
+    /// (first guest physical address, mapping), in address order, without gaps.
+    segments: Arc<Vec<(u64, Mapping)>>,
+    size: u64,
 }
 
 impl std::fmt::Debug for GuestMemoryView {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GuestMemoryView")
-            .field("size", &self.map.len)
+            .field("size", &self.size)
+            .field("segments", &self.segments.len())
             .finish()
     }
 }
 
+fn map_file(path: &Path, len: usize) -> Result<Mapping> {
+    let file = File::open(path)
+        .map_err(|e| Error::io(format!("open guest memory {}", path.display()), e))?;
+    let file_len = file
+        .metadata()
+        .map_err(|e| Error::io("stat guest memory", e))?
+        .len();
+    if file_len < len as u64 || len == 0 {
+        return Err(Error::InvalidConfig(format!(
+            "guest memory file is {file_len} bytes, expected {len}"
+        )));
+    }
+    use std::os::fd::AsRawFd;
+    // SAFETY: fresh read-only shared mapping of a file we hold open; result checked below.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(Error::io(
+            "mmap guest memory",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(Mapping {
+        ptr: ptr as *const u8,
+        len,
+    })
+}
+
 impl GuestMemoryView {
-    pub(crate) fn open(path: &Path, len: usize) -> Result<Self> {
-        let file = File::open(path)
-            .map_err(|e| Error::io(format!("open guest memory {}", path.display()), e))?;
-        let file_len = file
-            .metadata()
-            .map_err(|e| Error::io("stat guest memory", e))?
-            .len();
-        if file_len < len as u64 || len == 0 {
-            return Err(Error::InvalidConfig(format!(
-                "guest memory file is {file_len} bytes, expected {len}"
-            )));
-        }
-        use std::os::fd::AsRawFd;
-        // SAFETY: fresh read-only shared mapping of a file we hold open; result checked below.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_SHARED,
-                file.as_raw_fd(),
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(Error::io(
-                "mmap guest memory",
-                std::io::Error::last_os_error(),
-            ));
+    /// Maps `files` (path, length) back to back from guest physical 0.
+    pub(crate) fn open(files: &[(&Path, usize)]) -> Result<Self> {
+        let mut segments = Vec::with_capacity(files.len());
+        let mut size = 0u64;
+        for &(path, len) in files {
+            segments.push((size, map_file(path, len)?));
+            size += len as u64;
         }
         Ok(GuestMemoryView {
-            map: Arc::new(Mapping {
-                ptr: ptr as *const u8,
-                len,
-            }),
+            segments: Arc::new(segments),
+            size,
         })
     }
 
     /// Guest RAM size in bytes.
     pub fn size(&self) -> u64 {
-        self.map.len as u64
+        self.size
     }
 
     /// Copies `buf.len()` bytes from guest physical `addr`. The guest may be writing
@@ -91,31 +133,27 @@ impl GuestMemoryView {
         let oob = || Error::OutOfBounds {
             addr,
             len: buf.len(),
-            size: self.size(),
+            size: self.size,
         };
-        let start = usize::try_from(addr).map_err(|_| oob())?;
-        let end = start.checked_add(buf.len()).ok_or_else(oob)?;
-        if end > self.map.len {
+        let end = addr.checked_add(buf.len() as u64).ok_or_else(oob)?;
+        if end > self.size {
             return Err(oob());
         }
-        // Bytes until 8-aligned, then u64 words (fast in debug builds too), then the tail.
-        let mut i = 0;
-        let head = start.next_multiple_of(8).min(end) - start;
-        while i < head {
-            // SAFETY: start+i < end <= len, inside the live read-only mapping.
-            buf[i] = unsafe { std::ptr::read_volatile(self.map.ptr.add(start + i)) };
-            i += 1;
-        }
-        while i + 8 <= buf.len() {
-            // SAFETY: start+i is 8-aligned (mmap is page-aligned) and start+i+8 <= end <= len.
-            let w = unsafe { std::ptr::read_volatile(self.map.ptr.add(start + i) as *const u64) };
-            buf[i..i + 8].copy_from_slice(&w.to_ne_bytes());
-            i += 8;
-        }
-        while i < buf.len() {
-            // SAFETY: start+i < end <= len, inside the live read-only mapping.
-            buf[i] = unsafe { std::ptr::read_volatile(self.map.ptr.add(start + i)) };
-            i += 1;
+        let mut done = 0usize;
+        for (start, map) in self.segments.iter() {
+            let seg_end = start + map.len as u64;
+            let at = addr + done as u64;
+            if done == buf.len() {
+                break;
+            }
+            if at >= seg_end {
+                continue;
+            }
+            // In bounds: at >= start because segments are contiguous and in order.
+            let offset = (at - start) as usize;
+            let n = (map.len - offset).min(buf.len() - done);
+            map.read(offset, &mut buf[done..done + n]);
+            done += n;
         }
         Ok(())
     }
@@ -129,8 +167,9 @@ impl GuestMemoryView {
         let overlap = needle.len() - 1;
         let mut buf = vec![0u8; CHUNK + overlap];
         let mut addr = 0usize;
-        while addr < self.map.len {
-            let n = (CHUNK + overlap).min(self.map.len - addr);
+        let size = self.size as usize;
+        while addr < size {
+            let n = (CHUNK + overlap).min(size - addr);
             self.read(addr as u64, &mut buf[..n])?;
             if let Some(pos) = memmem(&buf[..n], needle) {
                 return Ok(Some((addr + pos) as u64));
@@ -167,7 +206,7 @@ mod tests {
         let at = (1 << 20) - 3; // straddles a chunk boundary
         data[at..at + 6].copy_from_slice(b"MARKER");
         f.write_all(&data).unwrap();
-        let v = GuestMemoryView::open(f.path(), data.len()).unwrap();
+        let v = GuestMemoryView::open(&[(f.path(), data.len())]).unwrap();
         assert_eq!(v.size(), 3 << 20);
         let mut b = [0u8; 6];
         v.read(at as u64, &mut b).unwrap();
@@ -183,5 +222,25 @@ mod tests {
             Err(Error::OutOfBounds { .. })
         ));
         assert!(v.read(v.size(), &mut []).is_ok());
+    }
+
+    #[test]
+    fn reads_span_node_files() {
+        let mut a = tempfile::NamedTempFile::new().unwrap();
+        let mut b = tempfile::NamedTempFile::new().unwrap();
+        let mut first = vec![0u8; 1 << 20];
+        let n = first.len();
+        first[n - 3..].copy_from_slice(b"MAR");
+        a.write_all(&first).unwrap();
+        let mut second = vec![0u8; 1 << 20];
+        second[..3].copy_from_slice(b"KER");
+        b.write_all(&second).unwrap();
+        let v = GuestMemoryView::open(&[(a.path(), n), (b.path(), n)]).unwrap();
+        assert_eq!(v.size(), 2 << 20);
+        let mut buf = [0u8; 6];
+        v.read(n as u64 - 3, &mut buf).unwrap();
+        assert_eq!(&buf, b"MARKER");
+        assert_eq!(v.find(b"MARKER").unwrap(), Some(n as u64 - 3));
+        assert!(v.read((2 << 20) - 5, &mut buf).is_err());
     }
 }

@@ -141,7 +141,7 @@ pub struct RunningVm {
     streams: Vec<UnixStream>,
     threads: Vec<JoinHandle<()>>,
     memory: GuestMemoryView,
-    _memory_file: tempfile::NamedTempFile,
+    _memory_files: Vec<tempfile::NamedTempFile>,
     _dir: tempfile::TempDir,
 }
 
@@ -181,16 +181,27 @@ impl RunningVm {
             .prefix("ktstr-qemu-")
             .tempdir()
             .map_err(|e| Error::io("create socket directory", e))?;
-        let bytes = cfg.memory_mib << 20;
-        let memory_file = shm_file(dir.path(), bytes)?;
-        let memory = GuestMemoryView::open(memory_file.path(), bytes as usize)?;
+        let memory_files = cfg
+            .memory_segments_mib()
+            .into_iter()
+            .map(|mib| Ok((shm_file(dir.path(), mib << 20)?, (mib << 20) as usize)))
+            .collect::<Result<Vec<_>>>()?;
+        let memory = GuestMemoryView::open(
+            &memory_files
+                .iter()
+                .map(|(f, len)| (f.path(), *len))
+                .collect::<Vec<_>>(),
+        )?;
         let paths = RunPaths {
             qmp: dir.path().join("qmp.sock"),
             com1: dir.path().join("com1.sock"),
             com2: dir.path().join("com2.sock"),
             console: dir.path().join("hvc0.sock"),
             bulk: dir.path().join("bulk.sock"),
-            memory: memory_file.path().to_owned(),
+            memory: memory_files
+                .iter()
+                .map(|(f, _)| f.path().to_owned())
+                .collect(),
         };
         let args = build_args(&cfg, &paths, tsc)?;
         let order = [
@@ -226,7 +237,7 @@ impl RunningVm {
             streams: Vec::new(),
             threads: Vec::new(),
             memory,
-            _memory_file: memory_file,
+            _memory_files: memory_files.into_iter().map(|(f, _)| f).collect(),
             _dir: dir,
         };
         let until = started + cfg.startup_timeout;
