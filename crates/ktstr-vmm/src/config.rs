@@ -10,6 +10,7 @@ use crate::devices::bus::{IoDevice, IoSpace};
 use crate::devices::virtio::console::ConsoleSender;
 use crate::error::{Result, VmmError};
 use crate::layout;
+use crate::topology::NumaTopology;
 use crate::vm::Vm;
 
 /// Default guest memory when the caller sets none.
@@ -51,6 +52,9 @@ pub struct VmConfig {
     /// With the compat layer active, also pass its boot-time cuts
     /// ([`crate::compat::SLOW_HOST_BOOT_CMDLINE`]). On by default.
     pub slow_host_boot_cuts: bool,
+    /// CPU/NUMA shape: the guest gets ACPI tables (MADT, SRAT, SLIT) and
+    /// per-vCPU CPUID for it. `None` boots `vcpus` flat CPUs with an MP table.
+    pub topology: Option<NumaTopology>,
 }
 
 impl Default for VmConfig {
@@ -66,6 +70,7 @@ impl Default for VmConfig {
             compat: CompatMode::Auto,
             profile_interval: None,
             slow_host_boot_cuts: true,
+            topology: None,
         }
     }
 }
@@ -100,6 +105,16 @@ impl VmConfig {
         }
         if self.image.is_none() {
             return Err(VmmError::NoKernel);
+        }
+        if let Some(topo) = &self.topology {
+            topo.check()?;
+            if topo.vcpus() as usize != self.vcpus {
+                return Err(VmmError::TopologyVcpus {
+                    vcpus: self.vcpus,
+                    topology: topo.vcpus(),
+                });
+            }
+            topo.node_memory_mib(self.memory_mib)?;
         }
         Ok(())
     }
@@ -167,6 +182,13 @@ impl VmBuilder {
 
     pub fn memory_mib(mut self, mib: u64) -> Self {
         self.config.memory_mib = mib;
+        self
+    }
+
+    /// The guest's CPU/NUMA shape; also sets the vCPU count.
+    pub fn topology(mut self, topology: NumaTopology) -> Self {
+        self.config.vcpus = topology.vcpus() as usize;
+        self.config.topology = Some(topology);
         self
     }
 

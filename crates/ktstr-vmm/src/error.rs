@@ -49,6 +49,14 @@ pub enum VmmError {
     NoVcpus,
     #[error("{requested} vCPUs requested but KVM on this host allows at most {max}")]
     TooManyVcpus { requested: usize, max: usize },
+    #[error("{vcpus} vCPUs configured but the topology has {topology}")]
+    TopologyVcpus { vcpus: usize, topology: u32 },
+    #[error("invalid topology: {0}")]
+    Topology(#[from] crate::topology::TopologyError),
+    #[error("cannot build the vCPU CPUID: {0}")]
+    Cpuid(String),
+    #[error("cannot build ACPI tables: {0}")]
+    Acpi(#[from] crate::topology::AcpiError),
     #[error("the VM deadline must be longer than zero")]
     ZeroDeadline,
     #[error("profile interval {interval:?} is shorter than the minimum {min:?}")]

@@ -32,6 +32,7 @@ mod kvm;
 pub mod layout;
 pub mod loader;
 pub mod outcome;
+mod platform;
 pub mod profile;
 pub mod topology;
 mod vcpu;

@@ -24,6 +24,7 @@ use crate::error::{Result, VmmError, kvm_op};
 use crate::layout;
 use crate::loader::{self, KernelFormat};
 use crate::outcome::{ExitKind, Outcome, ShimUse, Timings};
+use crate::platform;
 use crate::profile::Profile;
 use crate::vcpu::run_loop::{VcpuContext, VcpuReport, run_vcpu};
 use crate::vcpu::state::{InterruptHandle, RunState, install_kick_handler};
@@ -165,14 +166,14 @@ impl Vm {
         let mut vcpus = Vec::with_capacity(config.vcpus);
         for index in 0..config.vcpus {
             let vcpu = vm_fd
-                .create_vcpu(index as u64)
+                .create_vcpu(platform::vcpu_id(&config, index)?)
                 .map_err(kvm_op("KVM_CREATE_VCPU"))?;
-            vcpu.set_cpuid2(&cpuid::for_vcpu(
+            vcpu.set_cpuid2(&platform::vcpu_cpuid(
+                &config,
                 &base_cpuid,
                 index,
-                config.vcpus,
                 &compat.masked_features,
-            ))
+            )?)
             .map_err(kvm_op("KVM_SET_CPUID2"))?;
             msrs::set_boot_msrs(&vcpu)?;
             lapic::set_lint(&vcpu)?;
@@ -207,7 +208,7 @@ impl Vm {
             vcpus.push(vcpu);
         }
         if matches!(config.image, Some(GuestImage::Kernel(_))) {
-            mptable::write(&memory, config.vcpus)?;
+            platform::write_tables(&config, &memory)?;
         }
 
         let state = Arc::new(RunState::new(config.vcpus));
@@ -426,7 +427,7 @@ fn load_image(
         }
         Some(GuestImage::Kernel(path)) => {
             let kernel = loader::load_kernel(memory, path)?;
-            let cmdline = build_cmdline(compat, extra_args);
+            let cmdline = build_cmdline(compat, extra_args, config.topology.is_some());
             if cmdline.contains('\0') {
                 return Err(VmmError::CmdlineInvalid("contains a NUL byte".into()));
             }
@@ -454,8 +455,12 @@ fn load_image(
 }
 
 /// Default arguments, then host-compat arguments, then the caller's (last wins in Linux).
-pub fn build_cmdline(compat: &CompatProfile, extra: &str) -> String {
-    let mut parts = vec![DEFAULT_CMDLINE];
+/// `acpi`: the VM carries ACPI tables (a topology), so `acpi=off` is dropped.
+pub fn build_cmdline(compat: &CompatProfile, extra: &str, acpi: bool) -> String {
+    let mut parts: Vec<&str> = DEFAULT_CMDLINE
+        .split(' ')
+        .filter(|p| !(acpi && *p == "acpi=off"))
+        .collect();
     parts.extend(compat.cmdline.iter().copied());
     if !extra.trim().is_empty() {
         parts.push(extra.trim());

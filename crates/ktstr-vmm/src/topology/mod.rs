@@ -10,6 +10,7 @@ mod cpuid;
 mod decode;
 mod distance;
 mod error;
+mod linux_view;
 mod text;
 
 pub use crate::arch::x86_64::acpi::{
@@ -20,6 +21,7 @@ pub use cpuid::{CpuidLeaf, Vendor, for_all as cpuid_for_all, for_vcpu as cpuid_f
 pub use decode::{Decoded, decode};
 pub use distance::{DistanceMatrix, LOCAL_DISTANCE, REMOTE_DISTANCE};
 pub use error::TopologyError;
+pub use linux_view::{CpuView, LinuxView, NodeView, format_cpulist, parse_cpulist};
 
 /// Where one vCPU sits. `llc` is the machine-wide LLC index, `llc_in_node`
 /// its index within its node; `core` and `thread` are within their parent.

@@ -4,6 +4,7 @@
 pub mod acpi;
 pub mod boot_params;
 pub mod cpuid;
+pub mod cpuid_topology;
 pub mod gdt;
 pub mod lapic;
 pub mod mptable;
