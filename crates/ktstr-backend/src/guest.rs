@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
+use ktstr_vmm::topology::NumaTopology;
+
 use crate::BackendError;
 
 /// What to boot. The command line is appended to the backend's defaults.
@@ -13,9 +15,21 @@ pub struct BootSpec {
     pub kernel: PathBuf,
     pub initramfs: Option<PathBuf>,
     pub cmdline: String,
+    /// Ignored when `topology` is set.
     pub vcpus: usize,
     pub memory_mib: u64,
     pub deadline: Duration,
+    /// The CPU/NUMA shape; `None` is `vcpus` cores in one LLC of one node.
+    pub topology: Option<NumaTopology>,
+}
+
+impl BootSpec {
+    /// vCPUs the guest gets: the topology's, else `vcpus`.
+    pub fn effective_vcpus(&self) -> usize {
+        self.topology
+            .as_ref()
+            .map_or(self.vcpus, |t| t.vcpus() as usize)
+    }
 }
 
 /// How the guest ended, in terms both backends can report.

@@ -25,6 +25,13 @@ pub enum BackendError {
         len: usize,
         reason: String,
     },
+    #[error("the {backend} backend cannot express this topology: {reason}")]
+    TopologyUnsupported {
+        backend: &'static str,
+        reason: String,
+    },
+    #[error("invalid topology: {0}")]
+    Topology(#[from] ktstr_vmm::topology::TopologyError),
     #[error("the VM thread ended without an outcome")]
     Lost,
 }

@@ -16,6 +16,9 @@ pub(crate) fn boot(spec: &BootSpec) -> Result<Guest, BackendError> {
         .memory_mib(spec.memory_mib)
         .deadline(spec.deadline)
         .virtio_console(&console.sender);
+    if let Some(topology) = &spec.topology {
+        builder = builder.topology(topology.clone());
+    }
     if let Some(initramfs) = &spec.initramfs {
         builder = builder.initramfs(initramfs);
     }

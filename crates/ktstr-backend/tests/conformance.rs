@@ -4,6 +4,8 @@
 //! VMs. On software KVM (kvm-pvm) guest user space cannot run, so the
 //! ktstr-vmm cases that need it check the kernel's side instead and say so.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -128,6 +130,7 @@ fn spec(
         vcpus: 2,
         memory_mib: 256,
         deadline,
+        topology: None,
     }
 }
 
@@ -333,6 +336,57 @@ fn deadline_ends_the_run(kind: BackendKind) {
     );
 }
 
+/// Boots `text` (e.g. `2n2l1c1t`) and compares what the guest reports with
+/// what the topology implies: sysfs and debugfs where user space runs, the
+/// kernel log (sched_verbose domain dump, CPU/node counts, SRAT) everywhere.
+fn topology_seen_by_guest(kind: BackendKind, text: &str) {
+    let Some(kernel) = kernel() else { return };
+    let topo = text
+        .parse::<ktstr_vmm::topology::Topology>()
+        .and_then(|t| t.to_numa())
+        .expect("topology");
+    let _one = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let cpio = initramfs(common::topology::PROBE_INIT);
+    let mut s = spec(
+        kernel,
+        Some(cpio.to_path_buf()),
+        common::topology::CMDLINE,
+        kind,
+        Duration::from_secs(120),
+    );
+    s.topology = Some(topo.clone());
+    let outcome = boot(kind, &s).expect("boot").wait().expect("outcome");
+    let com1 = outcome.com1_text();
+    let tail: String = com1.lines().rev().take(30).collect::<Vec<_>>().join("\n");
+    let mut bad = common::topology::compare_log(&com1, &topo, s.memory_mib);
+    if user_space_runs(kind) {
+        assert_eq!(outcome.exit, Exit::Reboot, "{kind:?} {text}; tail:\n{tail}");
+        bad.extend(common::topology::compare_probe(
+            &common::topology::parse_probe(&com1),
+            &topo,
+            s.memory_mib,
+        ));
+    } else {
+        assert!(
+            com1.contains("Run /init as init process"),
+            "{kind:?} {text} reached /init; tail:\n{tail}"
+        );
+        eprintln!(
+            "{kind:?} {text}: kernel log checked; sysfs needs guest user space (known host limitation)"
+        );
+    }
+    assert!(
+        bad.is_empty(),
+        "{kind:?} {text}: the guest's topology differs:\n  {}\n(run time {:?})",
+        bad.join("\n  "),
+        outcome.run_time
+    );
+    eprintln!(
+        "{kind:?} {text}: guest topology matches ({:?})",
+        outcome.run_time
+    );
+}
+
 macro_rules! conformance {
     ($module:ident, $kind:expr, $boot_env:literal) => {
         mod $module {
@@ -373,6 +427,26 @@ macro_rules! conformance {
                     super::deadline_ends_the_run($kind);
                 }
             }
+            #[test]
+            fn topology_1n1l2c1t() {
+                if $kind == BackendKind::Vmm && software_kvm() && std::env::var_os($boot_env).is_none() {
+                    eprintln!("SKIP: set {} to run this slow boot here", $boot_env);
+                    return;
+                }
+                if usable($kind) {
+                    super::topology_seen_by_guest($kind, "1n1l2c1t");
+                }
+            }
+            #[test]
+            fn topology_2n2l1c1t() {
+                if $kind == BackendKind::Vmm && software_kvm() && std::env::var_os($boot_env).is_none() {
+                    eprintln!("SKIP: set {} to run this slow boot here", $boot_env);
+                    return;
+                }
+                if usable($kind) {
+                    super::topology_seen_by_guest($kind, "2n2l1c1t");
+                }
+            }
         }
     };
 }
@@ -383,3 +457,23 @@ conformance!(
     "KTSTR_CONFORMANCE_SLOW_BOOT"
 );
 conformance!(vmm, BackendKind::Vmm, "KTSTR_CONFORMANCE_SLOW_BOOT");
+
+/// The rest of the kernel-tier presets (LLCs as dies, SMT) on QEMU TCG, where
+/// guest user space runs and sysfs can be read.
+mod presets {
+    use super::*;
+
+    #[test]
+    fn topology_1n2l2c1t() {
+        if usable(BackendKind::QemuTcg) {
+            topology_seen_by_guest(BackendKind::QemuTcg, "1n2l2c1t");
+        }
+    }
+
+    #[test]
+    fn topology_1n1l1c2t() {
+        if usable(BackendKind::QemuTcg) {
+            topology_seen_by_guest(BackendKind::QemuTcg, "1n1l1c2t");
+        }
+    }
+}
