@@ -186,3 +186,41 @@ fn every_vcpu_starts_with_its_own_index() {
     assert_eq!(seen, vec![0, 1, 2, 3]);
     assert_eq!(outcome.vcpus, VCPUS);
 }
+
+#[test]
+fn topology_vcpus_get_their_apic_ids() {
+    if !kvm_available() {
+        return;
+    }
+    // Three cores per LLC leave a gap in the APIC IDs (core field is 2 bits).
+    let topo: ktstr_vmm::topology::Topology = "2n2l3c1t".parse().expect("topology");
+    let topo = topo.to_numa().expect("numa");
+    let vcpus = topo.vcpus() as usize;
+    let recorder = Recorder {
+        reboot_after: Some(vcpus),
+        ..Default::default()
+    };
+    let code = assemble(|a| {
+        // xAPIC ID register (0xfee00020), bits 31:24: what KVM gave this vCPU.
+        a.mov(rbx, 0xfee0_0020u64)?;
+        a.mov(eax, dword_ptr(rbx))?;
+        a.shr(eax, 24)?;
+        a.mov(dx, RECORDER_PORT as u32)?;
+        a.out(dx, al)?;
+        halt_forever(a)
+    });
+    let outcome = run(raw_vm(code).topology(topo.clone()).device(
+        IoSpace::Pio,
+        RECORDER_PORT,
+        1,
+        Box::new(recorder.clone()),
+    ));
+    assert_eq!(outcome.exit, ExitKind::Reboot, "{}", outcome.com1_text());
+    let mut seen = recorder.bytes();
+    seen.sort();
+    let want: Vec<u8> = (0..vcpus as u32)
+        .map(|i| topo.apic_id(i).expect("apic id") as u8)
+        .collect();
+    assert_eq!(seen, want);
+    assert_eq!(want, [0, 1, 2, 4, 5, 6], "the layout leaves a gap");
+}
