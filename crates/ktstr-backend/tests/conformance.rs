@@ -387,6 +387,16 @@ fn topology_seen_by_guest(kind: BackendKind, text: &str) {
     );
 }
 
+/// ktstr-vmm's boots cost minutes on software KVM: there they run only when
+/// `env` is set (CI sets it); everywhere else they always run.
+fn slow_boot_allowed(kind: BackendKind, env: &str) -> bool {
+    if kind == BackendKind::Vmm && software_kvm() && std::env::var_os(env).is_none() {
+        eprintln!("SKIP: set {env} to run this slow ktstr-vmm boot on software KVM");
+        return false;
+    }
+    true
+}
+
 macro_rules! conformance {
     ($module:ident, $kind:expr, $boot_env:literal) => {
         mod $module {
@@ -394,12 +404,7 @@ macro_rules! conformance {
 
             #[test]
             fn boots_to_init_and_reboots() {
-                // ktstr-vmm's boot costs minutes on software KVM: opt in there.
-                if $kind == BackendKind::Vmm && software_kvm() && std::env::var_os($boot_env).is_none() {
-                    eprintln!("SKIP: set {} to run this slow boot here (crates/ktstr-vmm/tests/kernel_boot.rs covers it)", $boot_env);
-                    return;
-                }
-                if usable($kind) {
+                if slow_boot_allowed($kind, $boot_env) && usable($kind) {
                     super::boots_to_init_and_reboots($kind);
                 }
             }
@@ -429,21 +434,13 @@ macro_rules! conformance {
             }
             #[test]
             fn topology_1n1l2c1t() {
-                if $kind == BackendKind::Vmm && software_kvm() && std::env::var_os($boot_env).is_none() {
-                    eprintln!("SKIP: set {} to run this slow boot here", $boot_env);
-                    return;
-                }
-                if usable($kind) {
+                if slow_boot_allowed($kind, $boot_env) && usable($kind) {
                     super::topology_seen_by_guest($kind, "1n1l2c1t");
                 }
             }
             #[test]
             fn topology_2n2l1c1t() {
-                if $kind == BackendKind::Vmm && software_kvm() && std::env::var_os($boot_env).is_none() {
-                    eprintln!("SKIP: set {} to run this slow boot here", $boot_env);
-                    return;
-                }
-                if usable($kind) {
+                if slow_boot_allowed($kind, $boot_env) && usable($kind) {
                     super::topology_seen_by_guest($kind, "2n2l1c1t");
                 }
             }
