@@ -10,6 +10,7 @@ use crate::devices::bus::{IoDevice, IoSpace};
 use crate::devices::virtio::console::ConsoleSender;
 use crate::error::{Result, VmmError};
 use crate::layout;
+use crate::snapshot::{SnapshotPlan, SnapshotTrigger};
 use crate::vm::Vm;
 
 /// Default guest memory when the caller sets none.
@@ -51,6 +52,8 @@ pub struct VmConfig {
     /// With the compat layer active, also pass its boot-time cuts
     /// ([`crate::compat::SLOW_HOST_BOOT_CMDLINE`]). On by default.
     pub slow_host_boot_cuts: bool,
+    /// Take a snapshot during the run (see [`crate::snapshot`]).
+    pub snapshot: Option<SnapshotPlan>,
 }
 
 impl Default for VmConfig {
@@ -66,6 +69,7 @@ impl Default for VmConfig {
             compat: CompatMode::Auto,
             profile_interval: None,
             slow_host_boot_cuts: true,
+            snapshot: None,
         }
     }
 }
@@ -100,6 +104,17 @@ impl VmConfig {
         }
         if self.image.is_none() {
             return Err(VmmError::NoKernel);
+        }
+        if let Some(SnapshotPlan {
+            trigger: SnapshotTrigger::Com1Marker(m),
+            ..
+        }) = &self.snapshot
+        {
+            if m.is_empty() {
+                return Err(VmmError::CmdlineInvalid(
+                    "snapshot COM1 marker must not be empty".into(),
+                ));
+            }
         }
         Ok(())
     }
@@ -192,6 +207,12 @@ impl VmBuilder {
 
     pub fn slow_host_boot_cuts(mut self, on: bool) -> Self {
         self.config.slow_host_boot_cuts = on;
+        self
+    }
+
+    /// Takes a snapshot to `plan.path` when `plan.trigger` fires.
+    pub fn snapshot(mut self, plan: SnapshotPlan) -> Self {
+        self.config.snapshot = Some(plan);
         self
     }
 

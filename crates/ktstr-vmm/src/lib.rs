@@ -33,6 +33,7 @@ pub mod layout;
 pub mod loader;
 pub mod outcome;
 pub mod profile;
+pub mod snapshot;
 pub mod topology;
 mod vcpu;
 mod vm;
@@ -47,4 +48,7 @@ pub use error::{Result, VmmError};
 pub use outcome::{ExitKind, Outcome, ShimUse, Timings};
 pub use vcpu::panic_shim::{current_vcpu, install as install_panic_shim};
 pub use vcpu::state::InterruptHandle;
+pub use snapshot::{
+    AfterSnapshot, RestoreOptions, SnapshotError, SnapshotInfo, SnapshotPlan, SnapshotTrigger,
+};
 pub use vm::{Vm, build_cmdline};

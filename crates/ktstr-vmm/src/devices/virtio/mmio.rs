@@ -196,4 +196,9 @@ impl<D: VirtioDevice> IoDevice for MmioTransport<D> {
         }
         IoAction::Continue
     }
+
+    /// Queue and port state live partly in host threads; not snapshotted yet.
+    fn save_state(&self) -> Option<Vec<u8>> {
+        None
+    }
 }
