@@ -121,7 +121,7 @@ impl VmConfig {
 }
 
 /// A device the caller plugs into the port-I/O or MMIO bus.
-pub(crate) struct ExtraDevice {
+pub struct ExtraDevice {
     pub space: IoSpace,
     pub base: u64,
     pub len: u64,

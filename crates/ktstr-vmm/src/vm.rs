@@ -51,6 +51,9 @@ pub struct Vm {
     pub(crate) cmdline: String,
     pub(crate) kernel_format: Option<KernelFormat>,
     pub(crate) setup: Duration,
+    /// The CPUID each vCPU was given (what its guest sees; KVM_GET_CPUID2
+    /// may report more on some hosts).
+    pub(crate) cpuids: Vec<Vec<kvm_bindings::kvm_cpuid_entry2>>,
 }
 
 impl Vm {
@@ -181,17 +184,16 @@ impl Vm {
 
         let base_cpuid = cpuid::supported(&kvm)?;
         let mut vcpus = Vec::with_capacity(config.vcpus);
+        let mut cpuids = Vec::with_capacity(config.vcpus);
         for index in 0..config.vcpus {
             let vcpu = vm_fd
                 .create_vcpu(index as u64)
                 .map_err(kvm_op("KVM_CREATE_VCPU"))?;
-            vcpu.set_cpuid2(&cpuid::for_vcpu(
-                &base_cpuid,
-                index,
-                config.vcpus,
-                &compat.masked_features,
-            ))
-            .map_err(kvm_op("KVM_SET_CPUID2"))?;
+            let vcpu_cpuid =
+                cpuid::for_vcpu(&base_cpuid, index, config.vcpus, &compat.masked_features);
+            vcpu.set_cpuid2(&vcpu_cpuid)
+                .map_err(kvm_op("KVM_SET_CPUID2"))?;
+            cpuids.push(vcpu_cpuid.as_slice().to_vec());
             msrs::set_boot_msrs(&vcpu)?;
             lapic::set_lint(&vcpu)?;
             match &config.image {
@@ -244,6 +246,7 @@ impl Vm {
             cmdline,
             kernel_format,
             setup: started.elapsed(),
+            cpuids,
         })
     }
 

@@ -48,7 +48,8 @@ pub(crate) fn capture(vm: &mut Vm, key: &str) -> Result<MachineState, SnapshotEr
     let vcpus = vm
         .vcpus
         .iter()
-        .map(|v| VcpuState::capture(v, &msr_indices))
+        .zip(&vm.cpuids)
+        .map(|(v, cpuid)| VcpuState::capture(v, &msr_indices, cpuid))
         .collect::<Result<Vec<_>, _>>()?;
     let vm_state = VmState::capture(&vm.vm_fd)?;
     let pio = vm

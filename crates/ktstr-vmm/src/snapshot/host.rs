@@ -1,6 +1,6 @@
 //! Can this host run a snapshot taken elsewhere? The guest already decided
-//! which CPU features and MSRs exist; if this host's KVM cannot offer them
-//! the restored kernel would fault later, so refuse up front.
+//! which CPU features and MSRs exist; if a fresh VM on this host would not
+//! offer them the restored kernel would fault later, so refuse up front.
 
 use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, kvm_cpuid_entry2};
 use kvm_ioctls::Kvm;
@@ -60,8 +60,11 @@ pub(crate) fn check(kvm: &Kvm, machine: &MachineState) -> Result<(), SnapshotErr
             op: "KVM_GET_MSR_INDEX_LIST",
             source,
         })?;
-    for vcpu in &machine.vcpus {
-        if let Some(why) = cpuid_mismatch(&vcpu.cpuid, host.as_slice()) {
+    for (index, vcpu) in machine.vcpus.iter().enumerate() {
+        // What this VMM would give a fresh vCPU here (before compat masking,
+        // which only removes bits) is the upper bound a guest may rely on.
+        let fresh = crate::arch::x86_64::cpuid::for_vcpu(&host, index, machine.vcpus.len(), &[]);
+        if let Some(why) = cpuid_mismatch(&vcpu.cpuid, fresh.as_slice()) {
             return Err(SnapshotError::IncompatibleHost(why));
         }
         if let Some(m) = vcpu

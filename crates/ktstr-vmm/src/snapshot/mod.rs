@@ -128,7 +128,7 @@ pub struct RestoreOptions {
     pub com1_sink: Option<Box<dyn Write + Send>>,
     pub com2_sink: Option<Box<dyn Write + Send>>,
     /// The same extra devices, at the same addresses, as the snapshotted VM.
-    pub(crate) devices: Vec<ExtraDevice>,
+    pub devices: Vec<ExtraDevice>,
     pub kvm_path: PathBuf,
     pub profile_interval: Option<Duration>,
 }

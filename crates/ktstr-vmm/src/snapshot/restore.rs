@@ -179,6 +179,7 @@ impl Vm {
             cmdline,
             kernel_format: None,
             setup: started.elapsed(),
+            cpuids: machine.vcpus.iter().map(|v| v.cpuid.clone()).collect(),
         })
     }
 }

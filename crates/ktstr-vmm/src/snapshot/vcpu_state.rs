@@ -4,7 +4,7 @@
 //! MSRs (TSC-deadline needs the LAPIC mode); events last (they may inject).
 
 use kvm_bindings::{
-    CpuId, KVM_MAX_CPUID_ENTRIES, Msrs, kvm_cpuid_entry2, kvm_debugregs, kvm_lapic_state,
+    CpuId, Msrs, kvm_cpuid_entry2, kvm_debugregs, kvm_lapic_state,
     kvm_mp_state, kvm_msr_entry, kvm_regs, kvm_sregs, kvm_vcpu_events, kvm_xcrs, kvm_xsave,
 };
 use kvm_ioctls::{Kvm, VcpuFd};
@@ -97,7 +97,13 @@ fn read_msrs(vcpu: &VcpuFd, indices: &[u32]) -> Result<Vec<kvm_msr_entry>, Snaps
 
 impl VcpuState {
     /// Captures a vCPU that is outside `KVM_RUN` with no I/O pending.
-    pub(crate) fn capture(vcpu: &VcpuFd, msr_indices: &[u32]) -> Result<Self, SnapshotError> {
+    /// `cpuid` is what the VMM set on this vCPU (KVM cannot be asked: some
+    /// hosts report more than was set).
+    pub(crate) fn capture(
+        vcpu: &VcpuFd,
+        msr_indices: &[u32],
+        cpuid: &[kvm_cpuid_entry2],
+    ) -> Result<Self, SnapshotError> {
         // MP state first: reading it makes KVM process pending INIT/SIPI.
         let mp_state = vcpu.get_mp_state().map_err(kvm_err("KVM_GET_MP_STATE"))?;
         let regs = vcpu.get_regs().map_err(kvm_err("KVM_GET_REGS"))?;
@@ -118,11 +124,7 @@ impl VcpuState {
         let vcpu_events = vcpu
             .get_vcpu_events()
             .map_err(kvm_err("KVM_GET_VCPU_EVENTS"))?;
-        let cpuid = vcpu
-            .get_cpuid2(KVM_MAX_CPUID_ENTRIES)
-            .map_err(kvm_err("KVM_GET_CPUID2"))?
-            .as_slice()
-            .to_vec();
+        let cpuid = cpuid.to_vec();
         let tsc_khz = vcpu.get_tsc_khz().map_err(kvm_err("KVM_GET_TSC_KHZ"))?;
         Ok(Self {
             cpuid,
