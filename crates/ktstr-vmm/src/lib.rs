@@ -46,9 +46,9 @@ pub use devices::virtio::console::{
 };
 pub use error::{Result, VmmError};
 pub use outcome::{ExitKind, Outcome, ShimUse, Timings};
-pub use vcpu::panic_shim::{current_vcpu, install as install_panic_shim};
-pub use vcpu::state::InterruptHandle;
 pub use snapshot::{
     AfterSnapshot, RestoreOptions, SnapshotError, SnapshotInfo, SnapshotPlan, SnapshotTrigger,
 };
+pub use vcpu::panic_shim::{current_vcpu, install as install_panic_shim};
+pub use vcpu::state::InterruptHandle;
 pub use vm::{Vm, build_cmdline};

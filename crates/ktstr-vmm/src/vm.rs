@@ -20,12 +20,12 @@ use crate::devices::bus::{Bus, IoSpace};
 use crate::devices::virtio::mmio::MmioTransport;
 use crate::devices::virtio::{self, Interrupt};
 use crate::devices::{cmos, control, i8042, serial};
-use crate::snapshot::{AfterSnapshot, SnapshotInfo, SnapshotPlan, SnapshotTrigger};
 use crate::error::{Result, VmmError, kvm_op};
 use crate::layout;
 use crate::loader::{self, KernelFormat};
 use crate::outcome::{ExitKind, Outcome, ShimUse, Timings};
 use crate::profile::Profile;
+use crate::snapshot::{AfterSnapshot, SnapshotInfo, SnapshotPlan, SnapshotTrigger};
 use crate::vcpu::run_loop::{VcpuContext, VcpuReport, run_vcpu};
 use crate::vcpu::state::{InterruptHandle, RunState, install_kick_handler};
 
@@ -325,7 +325,9 @@ impl Vm {
                         break;
                     }
                 },
-                None => tracing::warn!("snapshot requested but none configured (or already taken); resuming"),
+                None => tracing::warn!(
+                    "snapshot requested but none configured (or already taken); resuming"
+                ),
             }
             state.rearm();
         }

@@ -98,16 +98,27 @@ fn restore(path: &Path, generation: u32, step: u8) -> Vm {
 /// Takes the counting guest's snapshot; the cold VM continues to the end.
 fn snapshot_counting_guest(path: &Path) {
     let vm = raw_vm(counting_guest())
-        .snapshot(plan(path, SnapshotTrigger::GuestRequest, AfterSnapshot::Continue))
+        .snapshot(plan(
+            path,
+            SnapshotTrigger::GuestRequest,
+            AfterSnapshot::Continue,
+        ))
         .build()
         .expect("build");
     let mem = vm.memory().clone();
     let outcome = vm.run().expect("run");
     assert_eq!(outcome.exit, ExitKind::Reboot, "{outcome:?}");
-    assert_eq!(outcome.com1_text(), "g0", "the cold guest sees generation 0");
+    assert_eq!(
+        outcome.com1_text(),
+        "g0",
+        "the cold guest sees generation 0"
+    );
     assert_eq!(read_u64(&mem, COUNTER), u64::from(LIMIT));
     let info = outcome.snapshot.expect("snapshot taken");
-    assert!(info.disk_bytes > 0 && info.disk_bytes < info.file_bytes, "{info:?}");
+    assert!(
+        info.disk_bytes > 0 && info.disk_bytes < info.file_bytes,
+        "{info:?}"
+    );
 }
 
 #[test]
@@ -205,7 +216,11 @@ fn a_com1_marker_snapshots_and_stops_and_the_restore_prints_the_rest() {
         .run()
         .expect("run");
     assert_eq!(outcome.exit, ExitKind::Snapshotted, "{outcome:?}");
-    assert_eq!(outcome.com1_text(), "booted;", "stopped right at the marker");
+    assert_eq!(
+        outcome.com1_text(),
+        "booted;",
+        "stopped right at the marker"
+    );
     let outcome = restore(&path, 1, 0).run().expect("run restored");
     assert_eq!(outcome.exit, ExitKind::Reboot, "{outcome:?}");
     assert_eq!(outcome.com1_text(), " after marker\n");
@@ -245,8 +260,12 @@ fn broken_files_give_typed_errors_before_anything_is_applied() {
     };
 
     let p = copy("truncated.snap");
-    let f = std::fs::OpenOptions::new().write(true).open(&p).expect("open");
-    f.set_len(header.mem_offset + header.mem_len / 2).expect("truncate");
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .expect("open");
+    f.set_len(header.mem_offset + header.mem_len / 2)
+        .expect("truncate");
     assert!(matches!(restore_err(&p), SnapshotError::Truncated { .. }));
     f.set_len(10).expect("truncate");
     assert!(matches!(restore_err(&p), SnapshotError::Truncated { .. }));
@@ -266,21 +285,34 @@ fn broken_files_give_typed_errors_before_anything_is_applied() {
     rewrite(&p, 20, &[0xff]);
     assert!(matches!(
         restore_err(&p),
-        SnapshotError::ChecksumMismatch { section: "header", .. }
+        SnapshotError::ChecksumMismatch {
+            section: "header",
+            ..
+        }
     ));
 
     let p = copy("state.snap");
-    rewrite(&p, header.state_offset + header.state_len / 2, &[0xa5, 0x5a]);
+    rewrite(
+        &p,
+        header.state_offset + header.state_len / 2,
+        &[0xa5, 0x5a],
+    );
     assert!(matches!(
         restore_err(&p),
-        SnapshotError::ChecksumMismatch { section: "state", .. }
+        SnapshotError::ChecksumMismatch {
+            section: "state",
+            ..
+        }
     ));
 
     let p = copy("memory.snap");
     rewrite(&p, header.mem_offset + COUNTER, &[0x42]);
     assert!(matches!(
         restore_err(&p),
-        SnapshotError::ChecksumMismatch { section: "memory", .. }
+        SnapshotError::ChecksumMismatch {
+            section: "memory",
+            ..
+        }
     ));
 }
 
@@ -339,8 +371,13 @@ fn the_cache_builds_once_then_hits_and_rebuilds_a_corrupt_file() {
         Ok(())
     };
     let first = cache.get_or_build(&key, build).expect("build");
-    assert!(matches!(first, CacheResult::Built { replaced: None, .. }), "{first:?}");
-    let second = cache.get_or_build(&key, |_| panic!("must not rebuild")).expect("hit");
+    assert!(
+        matches!(first, CacheResult::Built { replaced: None, .. }),
+        "{first:?}"
+    );
+    let second = cache
+        .get_or_build(&key, |_| panic!("must not rebuild"))
+        .expect("hit");
     assert_eq!(second, CacheResult::Hit(first.path().to_path_buf()));
 
     let header = file::open(first.path(), false).expect("open").header;

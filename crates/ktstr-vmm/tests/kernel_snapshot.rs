@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use common::cpio::{Entry, archive};
 use common::{is_software_kvm, kvm_available, tiny_init};
 use ktstr_vmm::snapshot::cache::{CacheKey, SnapshotCache};
-use ktstr_vmm::{AfterSnapshot, ExitKind, RestoreOptions, SnapshotPlan, SnapshotTrigger, Vm, VmBuilder};
+use ktstr_vmm::{
+    AfterSnapshot, ExitKind, RestoreOptions, SnapshotPlan, SnapshotTrigger, Vm, VmBuilder,
+};
 
 const RESTORES: u32 = 5;
 /// Late in boot, after the last initcall: the restore still has to free
@@ -39,7 +41,10 @@ fn in_ci() -> bool {
 
 fn require(what: &str, found: Option<PathBuf>, how: &str) -> Option<PathBuf> {
     if found.is_none() {
-        assert!(!in_ci(), "{what} is missing: {how} (CI=true makes this a failure)");
+        assert!(
+            !in_ci(),
+            "{what} is missing: {how} (CI=true makes this a failure)"
+        );
         eprintln!("SKIP: {what} is missing: {how}");
     }
     found
@@ -49,7 +54,11 @@ fn kernel() -> Option<PathBuf> {
     let found = std::env::var_os("KTSTR_KERNEL")
         .map(PathBuf::from)
         .filter(|p| p.exists());
-    require("the test kernel", found, "set KTSTR_KERNEL to a vmlinux or bzImage (see README)")
+    require(
+        "the test kernel",
+        found,
+        "set KTSTR_KERNEL to a vmlinux or bzImage (see README)",
+    )
 }
 
 fn busybox() -> Option<PathBuf> {
@@ -222,7 +231,10 @@ fn kernel_snapshot_restores_five_times_and_keeps_working() {
         )
         .expect("restore");
         let outcome = vm.run().expect("run restored");
-        let first = first.lock().unwrap_or_else(|p| p.into_inner()).map(|t| t - began);
+        let first = first
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|t| t - began);
         let com1 = outcome.com1_text();
         eprintln!(
             "restore {generation}: {:?} after {:?}, first COM1 byte after {first:?}",
@@ -230,9 +242,18 @@ fn kernel_snapshot_restores_five_times_and_keeps_working() {
         );
         to_first_output.extend(first);
         for splat in SPLATS {
-            assert!(!com1.contains(splat), "restore {generation}: {splat:?} in COM1:\n{}", tail(&com1));
+            assert!(
+                !com1.contains(splat),
+                "restore {generation}: {splat:?} in COM1:\n{}",
+                tail(&com1)
+            );
         }
-        assert_eq!(outcome.exit, ExitKind::Reboot, "restore {generation}; COM1 tail:\n{}", tail(&com1));
+        assert_eq!(
+            outcome.exit,
+            ExitKind::Reboot,
+            "restore {generation}; COM1 tail:\n{}",
+            tail(&com1)
+        );
         if software {
             assert!(
                 com1.contains("Run /init as init process") && com1.contains("init[1]: segfault at"),
@@ -240,8 +261,16 @@ fn kernel_snapshot_restores_five_times_and_keeps_working() {
                 tail(&com1)
             );
         } else {
-            assert!(com1.contains(&format!("KTSTR-RESTORED gen={generation}")), "{}", tail(&com1));
-            assert!(com1.contains(&format!("KTSTR-CMD-{generation}-42")), "{}", tail(&com1));
+            assert!(
+                com1.contains(&format!("KTSTR-RESTORED gen={generation}")),
+                "{}",
+                tail(&com1)
+            );
+            assert!(
+                com1.contains(&format!("KTSTR-CMD-{generation}-42")),
+                "{}",
+                tail(&com1)
+            );
         }
     }
     if !to_first_output.is_empty() {

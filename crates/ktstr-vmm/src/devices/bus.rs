@@ -41,7 +41,10 @@ pub trait IoDevice: Send {
         if state.is_empty() {
             Ok(())
         } else {
-            Err(format!("a stateless device got {} bytes of state", state.len()))
+            Err(format!(
+                "a stateless device got {} bytes of state",
+                state.len()
+            ))
         }
     }
 }
@@ -134,7 +137,12 @@ impl Bus {
     pub(crate) fn save_states(&self) -> std::result::Result<Vec<(u64, Vec<u8>)>, u64> {
         self.slots
             .iter()
-            .map(|s| lock(&s.device).save_state().map(|st| (s.base, st)).ok_or(s.base))
+            .map(|s| {
+                lock(&s.device)
+                    .save_state()
+                    .map(|st| (s.base, st))
+                    .ok_or(s.base)
+            })
             .collect()
     }
 

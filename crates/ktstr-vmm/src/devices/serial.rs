@@ -66,7 +66,9 @@ impl Write for Capture {
                 // Only the tail that the new bytes could complete is searched.
                 let from = bytes.len().saturating_sub(m.pattern.len() + buf.len());
                 if !m.pattern.is_empty()
-                    && bytes[from..].windows(m.pattern.len()).any(|w| w == m.pattern)
+                    && bytes[from..]
+                        .windows(m.pattern.len())
+                        .any(|w| w == m.pattern)
                 {
                     if let Some(mut m) = self.marker.take() {
                         (m.on_match)();
@@ -149,15 +151,25 @@ impl IoDevice for SerialPort {
             scratch: *b8,
             in_buffer: rest.to_vec(),
         };
-        let irq = self.0.interrupt_evt().0.try_clone().map_err(|e| e.to_string())?;
+        let irq = self
+            .0
+            .interrupt_evt()
+            .0
+            .try_clone()
+            .map_err(|e| e.to_string())?;
         let placeholder = Serial::new(
             IrqFdTrigger(irq.try_clone().map_err(|e| e.to_string())?),
             Capture::new(None),
         );
         // The capture (buffer and live sink) moves over; only registers change.
         let capture = std::mem::replace(&mut self.0, placeholder).into_writer();
-        self.0 = Serial::from_state(&st, IrqFdTrigger(irq), vm_superio::serial::NoEvents, capture)
-            .map_err(|e| format!("{e:?}"))?;
+        self.0 = Serial::from_state(
+            &st,
+            IrqFdTrigger(irq),
+            vm_superio::serial::NoEvents,
+            capture,
+        )
+        .map_err(|e| format!("{e:?}"))?;
         Ok(())
     }
 }

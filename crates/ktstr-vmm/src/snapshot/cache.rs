@@ -5,8 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::file::{self, FORMAT_VERSION};
 use super::SnapshotError;
+use super::file::{self, FORMAT_VERSION};
 use crate::config::{GuestImage, VmConfig};
 
 /// The text every cached snapshot stores and is compared against exactly,

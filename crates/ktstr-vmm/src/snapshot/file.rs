@@ -192,7 +192,9 @@ pub fn open(path: &Path, verify_memory: bool) -> Result<Loaded, SnapshotError> {
         .checked_add(header.mem_len)
         .ok_or_else(|| SnapshotError::Malformed("memory length overflows".into()))?;
     if header.mem_offset % PAGE != 0 || state_end > header.mem_offset {
-        return Err(SnapshotError::Malformed("sections overlap or are misaligned".into()));
+        return Err(SnapshotError::Malformed(
+            "sections overlap or are misaligned".into(),
+        ));
     }
     if actual < end {
         return Err(SnapshotError::Truncated {

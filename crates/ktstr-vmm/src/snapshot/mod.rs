@@ -39,7 +39,9 @@ pub enum SnapshotError {
     BadMagic { found: [u8; 8] },
     #[error("snapshot format version {found}, this build reads version {expected}; rebuild it")]
     VersionMismatch { found: u32, expected: u32 },
-    #[error("snapshot {section} checksum mismatch (stored {stored:#010x}, computed {computed:#010x}): the file is corrupt")]
+    #[error(
+        "snapshot {section} checksum mismatch (stored {stored:#010x}, computed {computed:#010x}): the file is corrupt"
+    )]
     ChecksumMismatch {
         section: &'static str,
         stored: u32,
@@ -152,7 +154,13 @@ impl Default for RestoreOptions {
 
 impl RestoreOptions {
     /// Re-adds a caller device the snapshotted VM had (its state is restored into it).
-    pub fn device(mut self, space: IoSpace, base: u64, len: u64, device: Box<dyn IoDevice>) -> Self {
+    pub fn device(
+        mut self,
+        space: IoSpace,
+        base: u64,
+        len: u64,
+        device: Box<dyn IoDevice>,
+    ) -> Self {
         self.devices.push(ExtraDevice {
             space,
             base,

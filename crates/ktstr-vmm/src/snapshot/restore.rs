@@ -26,7 +26,10 @@ fn map_memory(loaded: &Loaded) -> std::result::Result<GuestMemoryMmap, SnapshotE
     let mut offset = loaded.header.mem_offset;
     let mut regions = Vec::new();
     for &(start, len) in &loaded.machine.meta.regions {
-        let file = loaded.file.try_clone().map_err(|e| SnapshotError::Memory(e.to_string()))?;
+        let file = loaded
+            .file
+            .try_clone()
+            .map_err(|e| SnapshotError::Memory(e.to_string()))?;
         let mapping = MmapRegion::build(
             Some(FileOffset::new(file, offset)),
             len as usize,

@@ -4,8 +4,8 @@
 //! MSRs (TSC-deadline needs the LAPIC mode); events last (they may inject).
 
 use kvm_bindings::{
-    CpuId, Msrs, kvm_cpuid_entry2, kvm_debugregs, kvm_lapic_state,
-    kvm_mp_state, kvm_msr_entry, kvm_regs, kvm_sregs, kvm_vcpu_events, kvm_xcrs, kvm_xsave,
+    CpuId, Msrs, kvm_cpuid_entry2, kvm_debugregs, kvm_lapic_state, kvm_mp_state, kvm_msr_entry,
+    kvm_regs, kvm_sregs, kvm_vcpu_events, kvm_xcrs, kvm_xsave,
 };
 use kvm_ioctls::{Kvm, VcpuFd};
 
