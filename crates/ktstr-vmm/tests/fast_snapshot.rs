@@ -406,3 +406,90 @@ fn the_cache_builds_once_then_hits_and_rebuilds_a_corrupt_file() {
     let other = CacheKey::for_config(raw_vm(vec![0x90]).config(), "x").expect("key");
     assert_ne!(other.file_name(), key.file_name());
 }
+
+/// Counts forever at COUNTER after printing "s"; the host pauses it.
+fn endless_counter() -> Vec<u8> {
+    assemble(|a| {
+        out_str(a, COM1, b"s")?;
+        a.mov(rbx, COUNTER)?;
+        let mut l = a.create_label();
+        a.set_label(&mut l)?;
+        a.inc(qword_ptr(rbx))?;
+        a.jmp(l)
+    })
+}
+
+#[test]
+fn a_host_requested_pause_snapshots_a_running_guest_mid_count() {
+    if !kvm_available() {
+        return;
+    }
+    let _one = ONE_VM.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("host.snap");
+    let vm = raw_vm(endless_counter())
+        .vcpus(2)
+        .snapshot(plan(&path, SnapshotTrigger::Host, AfterSnapshot::Stop))
+        .build()
+        .expect("build");
+    let handle = vm.interrupt_handle();
+    let runner = std::thread::spawn(move || vm.run().expect("run"));
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    handle.request_snapshot();
+    let outcome = runner.join().expect("join");
+    assert_eq!(outcome.exit, ExitKind::Snapshotted, "{outcome:?}");
+    assert_eq!(outcome.com1_text(), "ss", "both vCPUs ran");
+
+    let snapshot_count = read_u64(restore(&path, 1, 0).memory(), COUNTER);
+    assert!(snapshot_count > 0, "the guest was counting");
+    for generation in [1, 2] {
+        let vm = restore(&path, generation, 0);
+        let mem = vm.memory().clone();
+        let handle = vm.interrupt_handle();
+        let runner = std::thread::spawn(move || vm.run().expect("run"));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        handle.kill();
+        let outcome = runner.join().expect("join");
+        assert_eq!(outcome.exit, ExitKind::Killed);
+        assert_eq!(outcome.com1_text(), "", "restored past the print");
+        let count = read_u64(&mem, COUNTER);
+        assert!(
+            count > snapshot_count,
+            "restore {generation} counted on from {snapshot_count}: {count}"
+        );
+    }
+}
+
+#[test]
+fn a_vm_with_a_virtio_device_refuses_to_snapshot_with_a_reason() {
+    if !kvm_available() {
+        return;
+    }
+    let _one = ONE_VM.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("virtio.snap");
+    let console = ktstr_vmm::virtio_console();
+    let outcome = raw_vm(counting_guest())
+        .virtio_console(&console.sender)
+        .snapshot(plan(
+            &path,
+            SnapshotTrigger::GuestRequest,
+            AfterSnapshot::Continue,
+        ))
+        .build()
+        .expect("build")
+        .run()
+        .expect("run");
+    match &outcome.exit {
+        ExitKind::InternalError { detail, .. } => {
+            assert!(detail.contains("cannot be snapshotted"), "{detail}")
+        }
+        other => panic!("expected a refused snapshot, got {other:?}"),
+    }
+    assert!(!path.exists(), "no partial file left behind");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).expect("dir").count(),
+        0,
+        "no temporary file either"
+    );
+}
