@@ -461,7 +461,7 @@ fn a_host_requested_pause_snapshots_a_running_guest_mid_count() {
 }
 
 #[test]
-fn a_vm_with_a_virtio_device_refuses_to_snapshot_with_a_reason() {
+fn a_vm_with_the_virtio_console_restores_only_with_a_console_attached() {
     if !kvm_available() {
         return;
     }
@@ -471,6 +471,60 @@ fn a_vm_with_a_virtio_device_refuses_to_snapshot_with_a_reason() {
     let console = ktstr_vmm::virtio_console();
     let outcome = raw_vm(counting_guest())
         .virtio_console(&console.sender)
+        .snapshot(plan(
+            &path,
+            SnapshotTrigger::GuestRequest,
+            AfterSnapshot::Stop,
+        ))
+        .build()
+        .expect("build")
+        .run()
+        .expect("run");
+    assert_eq!(outcome.exit, ExitKind::Snapshotted, "{outcome:?}");
+    assert!(matches!(
+        restore_err(&path),
+        SnapshotError::DeviceMismatch(_)
+    ));
+    let fresh = ktstr_vmm::virtio_console();
+    let outcome = Vm::restore(
+        &path,
+        RestoreOptions {
+            virtio_console: Some(fresh.sender.clone()),
+            input: vec![1],
+            ..Default::default()
+        },
+    )
+    .expect("restore with a console")
+    .run()
+    .expect("run");
+    assert_eq!(outcome.exit, ExitKind::Reboot, "{outcome:?}");
+    assert_eq!(outcome.com1_text(), "g1");
+}
+
+/// A caller device that does not implement `save_state`.
+struct Opaque;
+impl ktstr_vmm::IoDevice for Opaque {
+    fn read(&mut self, _: u64, data: &mut [u8]) {
+        data.fill(0);
+    }
+    fn write(&mut self, _: u64, _: &[u8]) -> ktstr_vmm::IoAction {
+        ktstr_vmm::IoAction::Continue
+    }
+    fn save_state(&self) -> Option<Vec<u8>> {
+        None
+    }
+}
+
+#[test]
+fn a_device_without_state_support_refuses_the_snapshot_and_leaves_no_file() {
+    if !kvm_available() {
+        return;
+    }
+    let _one = ONE_VM.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("opaque.snap");
+    let outcome = raw_vm(counting_guest())
+        .device(ktstr_vmm::IoSpace::Pio, RECORDER_PORT, 1, Box::new(Opaque))
         .snapshot(plan(
             &path,
             SnapshotTrigger::GuestRequest,
@@ -486,10 +540,9 @@ fn a_vm_with_a_virtio_device_refuses_to_snapshot_with_a_reason() {
         }
         other => panic!("expected a refused snapshot, got {other:?}"),
     }
-    assert!(!path.exists(), "no partial file left behind");
     assert_eq!(
         std::fs::read_dir(dir.path()).expect("dir").count(),
         0,
-        "no temporary file either"
+        "neither the snapshot nor a temporary file exists"
     );
 }

@@ -22,9 +22,10 @@ fn digest(bytes: &[u8]) -> String {
 
 impl CacheKey {
     /// Hashes the kernel and initramfs bytes, and records vCPUs, memory,
-    /// the caller's command line, the compat mode, the snapshot trigger
-    /// and the format version.
-    pub fn for_config(config: &VmConfig, trigger: &str) -> Result<Self, SnapshotError> {
+    /// the caller's command line, the compat mode and the format version.
+    /// `extra` is whatever else shapes the snapshot that the config does not
+    /// hold: the trigger, attached devices (e.g. a virtio-console).
+    pub fn for_config(config: &VmConfig, extra: &str) -> Result<Self, SnapshotError> {
         let read = |p: &Path| {
             std::fs::read(p).map_err(|source| SnapshotError::Io {
                 path: p.to_path_buf(),
@@ -44,7 +45,7 @@ impl CacheKey {
         };
         Ok(Self {
             material: format!(
-                "format={FORMAT_VERSION};{image};initramfs={initramfs};vcpus={};memory_mib={};cmdline={:?};compat={:?};boot_cuts={};trigger={trigger:?}",
+                "format={FORMAT_VERSION};{image};initramfs={initramfs};vcpus={};memory_mib={};cmdline={:?};compat={:?};boot_cuts={};extra={extra:?}",
                 config.vcpus,
                 config.memory_mib,
                 config.cmdline_extra,

@@ -9,7 +9,7 @@
 
 pub mod cache;
 pub(crate) mod capture;
-mod codec;
+pub(crate) mod codec;
 pub mod file;
 mod host;
 pub(crate) mod machine;
@@ -51,7 +51,7 @@ pub enum SnapshotError {
     Malformed(String),
     #[error("snapshot was taken on an incompatible host: {0}")]
     IncompatibleHost(String),
-    #[error("the device at {base:#x} cannot be snapshotted (virtio devices are not supported yet)")]
+    #[error("the device at {base:#x} cannot be snapshotted (it does not implement save_state)")]
     UnsupportedDevice { base: u64 },
     #[error("snapshot devices do not match this VM's: {0}")]
     DeviceMismatch(String),
@@ -131,6 +131,9 @@ pub struct RestoreOptions {
     pub com2_sink: Option<Box<dyn Write + Send>>,
     /// The same extra devices, at the same addresses, as the snapshotted VM.
     pub devices: Vec<ExtraDevice>,
+    /// The host side for the virtio-console, required when the snapshotted
+    /// VM had one (from [`crate::virtio_console`]; a new one per restore).
+    pub virtio_console: Option<crate::ConsoleSender>,
     pub kvm_path: PathBuf,
     pub profile_interval: Option<Duration>,
 }
@@ -146,6 +149,7 @@ impl Default for RestoreOptions {
             com1_sink: None,
             com2_sink: None,
             devices: Vec::new(),
+            virtio_console: None,
             kvm_path: PathBuf::from("/dev/kvm"),
             profile_interval: None,
         }

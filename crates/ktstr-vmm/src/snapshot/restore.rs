@@ -16,6 +16,8 @@ use super::{RestoreOptions, SnapshotError, host};
 use crate::compat::CompatProfile;
 use crate::config::VmConfig;
 use crate::devices::bus::{Bus, IoSpace};
+use crate::devices::virtio::mmio::MmioTransport;
+use crate::devices::virtio::{self, Interrupt};
 use crate::devices::{cmos, control, i8042, serial};
 use crate::error::{Result, VmmError, kvm_op};
 use crate::layout;
@@ -119,6 +121,23 @@ impl Vm {
                 state.clone(),
             )),
         )?;
+        if let Some(console) = &options.virtio_console {
+            let evt = EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC)?;
+            vm_fd
+                .register_irqfd(&evt, layout::VIRTIO_CONSOLE_IRQ)
+                .map_err(kvm_op("KVM_IRQFD"))?;
+            let transport = MmioTransport::new(
+                console.device(),
+                memory.clone(),
+                Interrupt::new(evt.try_clone()?),
+            );
+            mmio.insert(
+                layout::VIRTIO_MMIO_BASE,
+                virtio::mmio::MMIO_LEN,
+                Box::new(transport),
+            )?;
+            irqfds.push(evt);
+        }
         for dev in options.devices {
             let bus = if dev.space == IoSpace::Pio {
                 &mut pio
