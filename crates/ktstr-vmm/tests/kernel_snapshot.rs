@@ -23,9 +23,12 @@ use ktstr_vmm::{
 };
 
 const RESTORES: u32 = 5;
-/// Late in boot, after the last initcall: the restore still has to free
-/// init memory and start /init.
-const PVM_MARKER: &str = "Freeing unused kernel image";
+/// Late in boot, ~15 s of guest time before `/init` on kvm-pvm: each restore
+/// still runs the last initcalls, frees init memory and starts `/init`.
+const PVM_MARKER: &str = "Loading compiled-in X.509 certificates";
+/// The restored kernel's printk clock may move on from the snapshot's by at
+/// most this much (it must not jump by the time the file sat on disk).
+const MAX_CLOCK_STEP_S: f64 = 60.0;
 const SPLATS: &[&str] = &[
     "self-detected stall",
     "rcu_sched detected stall",
@@ -146,6 +149,16 @@ fn tail(text: &str) -> String {
     lines[lines.len().saturating_sub(25)..].join("\n")
 }
 
+/// printk timestamps `[   12.345678]` in order of appearance.
+fn printk_times(text: &str) -> Vec<f64> {
+    text.lines()
+        .filter_map(|l| {
+            let rest = l.trim_start().strip_prefix('[')?;
+            rest.split(']').next()?.trim().parse().ok()
+        })
+        .collect()
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -203,6 +216,7 @@ fn kernel_snapshot_restores_five_times_and_keeps_working() {
         })
         .expect("cold boot and snapshot");
     let cold = cold.expect("the cache was empty, so a cold boot ran");
+    let cold_clock = printk_times(&cold.com1_text()).last().copied();
     let info = cold.snapshot.clone().expect("snapshot info");
     eprintln!(
         "cold boot to the snapshot point: {:?} (+{:?} setup), save {:?}, file {} MiB apparent / {} MiB on disk",
@@ -241,6 +255,16 @@ fn kernel_snapshot_restores_five_times_and_keeps_working() {
             outcome.exit, outcome.timings.run
         );
         to_first_output.extend(first);
+        let times = printk_times(&com1);
+        if let (Some(before), Some(after), Some(end)) = (cold_clock, times.first(), times.last()) {
+            eprintln!(
+                "restore {generation}: printk clock {before:.3} s at the snapshot, {after:.3} s at the first restored line, {end:.3} s at the last"
+            );
+            assert!(
+                *after >= before && after - before < MAX_CLOCK_STEP_S,
+                "restore {generation}: the guest clock jumped from {before} to {after}"
+            );
+        }
         for splat in SPLATS {
             assert!(
                 !com1.contains(splat),
