@@ -1,6 +1,7 @@
 //! Kernel tier: boot the real kernel (`KTSTR_KERNEL`) once, snapshot it, and
 //! restore it 5 times. Each restored kernel must carry on as a cold boot
-//! would, with no RCU stall, soft lockup or unstable-clocksource splat.
+//! would, with no RCU stall, soft lockup or unstable-clocksource splat, no
+//! printk-clock jump, and its log on hvc0 through the restored virtio queues.
 //!
 //! On software KVM (kvm-pvm) guest user space cannot make system calls, so
 //! the snapshot is taken at a late COM1 marker and each restore must reach
@@ -182,16 +183,25 @@ fn kernel_snapshot_restores_five_times_and_keeps_working() {
     } else {
         SnapshotTrigger::GuestRequest
     };
+    // The virtio-console is attached so its queues, live under the guest's
+    // driver, go through the snapshot too; hvc0 must carry the restored log.
+    let cold_console = ktstr_vmm::virtio_console();
+    let vcpus = std::env::var("KTSTR_SNAPSHOT_VCPUS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
     let builder = || {
         VmBuilder::new()
             .kernel(&kernel)
             .initramfs(&initramfs)
-            .cmdline("rdinit=/init")
-            .vcpus(1)
+            .virtio_console(&cold_console.sender)
+            .cmdline("console=hvc0 console=ttyS0 rdinit=/init")
+            .vcpus(vcpus)
             .memory_mib(256)
             .deadline(Duration::from_secs(1200))
     };
-    let key = CacheKey::for_config(builder().config(), &format!("{trigger:?}")).expect("key");
+    let key = CacheKey::for_config(builder().config(), &format!("{trigger:?} virtio-console"))
+        .expect("key");
     let cache = SnapshotCache::new(dir.path().join("cache"));
     let mut cold = None;
     let snap = cache
@@ -219,7 +229,7 @@ fn kernel_snapshot_restores_five_times_and_keeps_working() {
     let cold_clock = printk_times(&cold.com1_text()).last().copied();
     let info = cold.snapshot.clone().expect("snapshot info");
     eprintln!(
-        "cold boot to the snapshot point: {:?} (+{:?} setup), save {:?}, file {} MiB apparent / {} MiB on disk",
+        "cold boot ({vcpus} vCPUs) to the snapshot point: {:?} (+{:?} setup), save {:?}, file {} MiB apparent / {} MiB on disk",
         info.taken_at,
         cold.timings.setup,
         info.save_time,
@@ -232,9 +242,11 @@ fn kernel_snapshot_restores_five_times_and_keeps_working() {
         let first = Arc::new(Mutex::new(None));
         let command = format!("echo KTSTR-CMD-{generation}-$((6*7))");
         let began = Instant::now();
+        let console = ktstr_vmm::virtio_console();
         let vm = Vm::restore(
             snap.path(),
             RestoreOptions {
+                virtio_console: Some(console.sender.clone()),
                 generation,
                 input: command.into_bytes(),
                 expect_key: Some(key.material.clone()),
@@ -250,6 +262,8 @@ fn kernel_snapshot_restores_five_times_and_keeps_working() {
             .unwrap_or_else(|p| p.into_inner())
             .map(|t| t - began);
         let com1 = outcome.com1_text();
+        let hvc0: Vec<u8> = console.console_output.try_iter().flatten().collect();
+        let hvc0 = String::from_utf8_lossy(&hvc0);
         eprintln!(
             "restore {generation}: {:?} after {:?}, first COM1 byte after {first:?}",
             outcome.exit, outcome.timings.run
@@ -277,6 +291,11 @@ fn kernel_snapshot_restores_five_times_and_keeps_working() {
             ExitKind::Reboot,
             "restore {generation}; COM1 tail:\n{}",
             tail(&com1)
+        );
+        assert!(
+            hvc0.contains("Run /init as init process"),
+            "restore {generation}: the restored virtio queues carry hvc0; hvc0 tail:\n{}",
+            tail(&hvc0)
         );
         if software {
             assert!(
