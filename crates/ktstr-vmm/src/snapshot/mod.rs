@@ -2,17 +2,19 @@
 //! point, start each test from a copy-on-write restore.
 //!
 //! Map: [`vcpu_state`] and [`vm_state`] (KVM state, capture/apply),
-//! `machine` (everything but memory, encoded), [`file`] (the on-disk format:
+//! [`machine`] (everything but memory, encoded with `codec`), `capture`
+//! (quiesce a parked VM and read it all), [`file`] (the on-disk format:
 //! header, checksummed state, page-aligned memory), `host` (is this host able
-//! to run that snapshot), [`cache`] (snapshots keyed by what shaped the boot).
-//! The pause itself lives in the run loop (`vm.rs`); restore in `restore.rs`.
+//! to run that snapshot), `restore` (`Vm::restore`), [`cache`] (snapshots
+//! keyed by what shaped the boot). The pause itself is in the run loop
+//! (`vm.rs`: vCPU threads end, the state is captured, threads start again).
 
 pub mod cache;
 pub(crate) mod capture;
 pub(crate) mod codec;
 pub mod file;
 mod host;
-pub(crate) mod machine;
+pub mod machine;
 pub(crate) mod restore;
 pub mod vcpu_state;
 pub mod vm_state;
