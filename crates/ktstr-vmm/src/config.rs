@@ -10,6 +10,7 @@ use crate::devices::bus::{IoDevice, IoSpace};
 use crate::devices::virtio::console::ConsoleSender;
 use crate::error::{Result, VmmError};
 use crate::layout;
+use crate::snapshot::{SnapshotPlan, SnapshotTrigger};
 use crate::topology::NumaTopology;
 use crate::vm::Vm;
 
@@ -55,6 +56,8 @@ pub struct VmConfig {
     /// CPU/NUMA shape: the guest gets ACPI tables (MADT, SRAT, SLIT) and
     /// per-vCPU CPUID for it. `None` boots `vcpus` flat CPUs with an MP table.
     pub topology: Option<NumaTopology>,
+    /// Take a snapshot during the run (see [`crate::snapshot`]).
+    pub snapshot: Option<SnapshotPlan>,
 }
 
 impl Default for VmConfig {
@@ -71,6 +74,7 @@ impl Default for VmConfig {
             profile_interval: None,
             slow_host_boot_cuts: true,
             topology: None,
+            snapshot: None,
         }
     }
 }
@@ -116,12 +120,23 @@ impl VmConfig {
             }
             topo.node_memory_mib(self.memory_mib)?;
         }
+        if let Some(SnapshotPlan {
+            trigger: SnapshotTrigger::Com1Marker(m),
+            ..
+        }) = &self.snapshot
+        {
+            if m.is_empty() {
+                return Err(VmmError::CmdlineInvalid(
+                    "snapshot COM1 marker must not be empty".into(),
+                ));
+            }
+        }
         Ok(())
     }
 }
 
 /// A device the caller plugs into the port-I/O or MMIO bus.
-pub(crate) struct ExtraDevice {
+pub struct ExtraDevice {
     pub space: IoSpace,
     pub base: u64,
     pub len: u64,
@@ -214,6 +229,12 @@ impl VmBuilder {
 
     pub fn slow_host_boot_cuts(mut self, on: bool) -> Self {
         self.config.slow_host_boot_cuts = on;
+        self
+    }
+
+    /// Takes a snapshot to `plan.path` when `plan.trigger` fires.
+    pub fn snapshot(mut self, plan: SnapshotPlan) -> Self {
+        self.config.snapshot = Some(plan);
         self
     }
 

@@ -79,6 +79,8 @@ pub enum VmmError {
     Thread(io::Error),
     #[error("the VM can be run only once; build a new one")]
     AlreadyRun,
+    #[error(transparent)]
+    Snapshot(#[from] crate::snapshot::SnapshotError),
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),
 }

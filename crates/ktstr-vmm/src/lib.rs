@@ -21,7 +21,30 @@
 //! Map: [`config`] (builder, validation) → `vm` (create, run) → `vcpu`
 //! (threads, kick, panic shim) → `devices` (bus, UARTs, i8042, CMOS) and
 //! `arch` (boot structures); [`compat`] holds the software-KVM shims,
-//! [`profile`] the RIP sampler.
+//! [`profile`] the RIP sampler, [`snapshot`] boot-once/restore-many:
+//!
+//! ```no_run
+//! # fn main() -> Result<(), ktstr_vmm::VmmError> {
+//! use ktstr_vmm::{AfterSnapshot, RestoreOptions, SnapshotPlan, SnapshotTrigger, Vm, VmBuilder};
+//! // Boot once; the guest writes to the control port when it is ready.
+//! VmBuilder::new()
+//!     .kernel("vmlinux")
+//!     .snapshot(SnapshotPlan {
+//!         path: "booted.snap".into(),
+//!         trigger: SnapshotTrigger::GuestRequest,
+//!         then: AfterSnapshot::Stop,
+//!         key: String::new(),
+//!     })
+//!     .build()?
+//!     .run()?;
+//! // Each test: a copy-on-write restore that knows it is restore #1.
+//! let outcome = Vm::restore(
+//!     "booted.snap",
+//!     RestoreOptions { generation: 1, input: b"per-test command".to_vec(), ..Default::default() },
+//! )?
+//! .run()?;
+//! # drop(outcome); Ok(()) }
+//! ```
 
 mod arch;
 pub mod compat;
@@ -34,6 +57,7 @@ pub mod loader;
 pub mod outcome;
 mod platform;
 pub mod profile;
+pub mod snapshot;
 pub mod topology;
 mod vcpu;
 mod vm;
@@ -46,6 +70,9 @@ pub use devices::virtio::console::{
 };
 pub use error::{Result, VmmError};
 pub use outcome::{ExitKind, Outcome, ShimUse, Timings};
+pub use snapshot::{
+    AfterSnapshot, RestoreOptions, SnapshotError, SnapshotInfo, SnapshotPlan, SnapshotTrigger,
+};
 pub use vcpu::panic_shim::{current_vcpu, install as install_panic_shim};
 pub use vcpu::state::InterruptHandle;
 pub use vm::{Vm, build_cmdline};

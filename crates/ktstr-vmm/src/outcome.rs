@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::profile::Profile;
+use crate::snapshot::SnapshotInfo;
 
 /// How the VM ended. Guest behaviour is classified here, never returned as an error.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,6 +24,8 @@ pub enum ExitKind {
         rip: u64,
         bytes: Vec<u8>,
     },
+    /// The configured snapshot was saved and the plan said to stop.
+    Snapshotted,
     /// Anything else KVM reported that the VMM cannot continue from.
     InternalError { vcpu: usize, detail: String },
 }
@@ -38,6 +41,7 @@ impl ExitKind {
             ExitKind::VcpuPanicked { .. } => "vcpu_panicked",
             ExitKind::EmulationFailure { .. } => "emulation_failure",
             ExitKind::InternalError { .. } => "internal_error",
+            ExitKind::Snapshotted => "snapshotted",
         }
     }
 }
@@ -68,6 +72,8 @@ pub struct Outcome {
     pub unhandled_io: u64,
     pub shims: Vec<ShimUse>,
     pub profile: Option<Profile>,
+    /// The snapshot this run saved, if any.
+    pub snapshot: Option<SnapshotInfo>,
 }
 
 impl Outcome {

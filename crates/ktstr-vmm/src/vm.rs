@@ -19,13 +19,14 @@ use crate::config::{Attachments, DEFAULT_CMDLINE, GuestImage, VmConfig};
 use crate::devices::bus::{Bus, IoSpace};
 use crate::devices::virtio::mmio::MmioTransport;
 use crate::devices::virtio::{self, Interrupt};
-use crate::devices::{cmos, i8042, serial};
+use crate::devices::{cmos, control, i8042, serial};
 use crate::error::{Result, VmmError, kvm_op};
 use crate::layout;
 use crate::loader::{self, KernelFormat};
 use crate::outcome::{ExitKind, Outcome, ShimUse, Timings};
 use crate::platform;
 use crate::profile::Profile;
+use crate::snapshot::{AfterSnapshot, SnapshotInfo, SnapshotPlan, SnapshotTrigger};
 use crate::vcpu::run_loop::{VcpuContext, VcpuReport, run_vcpu};
 use crate::vcpu::state::{InterruptHandle, RunState, install_kick_handler};
 
@@ -35,22 +36,25 @@ const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 const REKICK_INTERVAL: Duration = Duration::from_millis(1);
 
 pub struct Vm {
-    config: VmConfig,
+    pub(crate) config: VmConfig,
     // Field order is drop order: vCPU fds before the VM fd before /dev/kvm.
-    vcpus: Vec<VcpuFd>,
-    vm_fd: VmFd,
-    _kvm: Kvm,
-    memory: GuestMemoryMmap,
-    pio: Bus,
-    mmio: Bus,
-    com1: Arc<Mutex<Vec<u8>>>,
-    com2: Arc<Mutex<Vec<u8>>>,
-    _irqfds: Vec<EventFd>,
-    state: Arc<RunState>,
-    compat: CompatProfile,
-    cmdline: String,
-    kernel_format: Option<KernelFormat>,
-    setup: Duration,
+    pub(crate) vcpus: Vec<VcpuFd>,
+    pub(crate) vm_fd: VmFd,
+    pub(crate) kvm: Kvm,
+    pub(crate) memory: GuestMemoryMmap,
+    pub(crate) pio: Bus,
+    pub(crate) mmio: Bus,
+    pub(crate) com1: Arc<Mutex<Vec<u8>>>,
+    pub(crate) com2: Arc<Mutex<Vec<u8>>>,
+    pub(crate) _irqfds: Vec<EventFd>,
+    pub(crate) state: Arc<RunState>,
+    pub(crate) compat: CompatProfile,
+    pub(crate) cmdline: String,
+    pub(crate) kernel_format: Option<KernelFormat>,
+    pub(crate) setup: Duration,
+    /// The CPUID each vCPU was given (what its guest sees; KVM_GET_CPUID2
+    /// may report more on some hosts).
+    pub(crate) cpuids: Vec<Vec<kvm_bindings::kvm_cpuid_entry2>>,
 }
 
 impl Vm {
@@ -115,7 +119,19 @@ impl Vm {
 
         let mut pio = Bus::default();
         let mut mmio = Bus::default();
-        let com1 = serial::Capture::new(com1_sink);
+        let state = Arc::new(RunState::new(config.vcpus));
+        let mut com1 = serial::Capture::new(com1_sink);
+        if let Some(SnapshotPlan {
+            trigger: SnapshotTrigger::Com1Marker(pattern),
+            ..
+        }) = &config.snapshot
+        {
+            let state = state.clone();
+            com1 = com1.with_marker(serial::Marker {
+                pattern: pattern.clone(),
+                on_match: Box::new(move || state.request_pause()),
+            });
+        }
         let com2 = serial::Capture::new(com2_sink);
         let (com1_bytes, com2_bytes) = (com1.bytes.clone(), com2.bytes.clone());
         let mut serial_irqs = Vec::new();
@@ -136,6 +152,11 @@ impl Vm {
         }
         pio.insert(i8042::BASE, i8042::LEN, Box::new(i8042::I8042::default()))?;
         pio.insert(cmos::BASE, cmos::LEN, Box::new(cmos::Cmos::default()))?;
+        pio.insert(
+            control::BASE,
+            control::LEN,
+            Box::new(control::Control::new(0, Vec::new(), state.clone())),
+        )?;
         if let Some(console) = &console {
             let evt = EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC)?;
             vm_fd
@@ -164,17 +185,16 @@ impl Vm {
 
         let base_cpuid = cpuid::supported(&kvm)?;
         let mut vcpus = Vec::with_capacity(config.vcpus);
+        let mut cpuids = Vec::with_capacity(config.vcpus);
         for index in 0..config.vcpus {
             let vcpu = vm_fd
                 .create_vcpu(platform::vcpu_id(&config, index)?)
                 .map_err(kvm_op("KVM_CREATE_VCPU"))?;
-            vcpu.set_cpuid2(&platform::vcpu_cpuid(
-                &config,
-                &base_cpuid,
-                index,
-                &compat.masked_features,
-            )?)
-            .map_err(kvm_op("KVM_SET_CPUID2"))?;
+            let vcpu_cpuid =
+                platform::vcpu_cpuid(&config, &base_cpuid, index, &compat.masked_features)?;
+            vcpu.set_cpuid2(&vcpu_cpuid)
+                .map_err(kvm_op("KVM_SET_CPUID2"))?;
+            cpuids.push(vcpu_cpuid.as_slice().to_vec());
             msrs::set_boot_msrs(&vcpu)?;
             lapic::set_lint(&vcpu)?;
             match &config.image {
@@ -211,12 +231,11 @@ impl Vm {
             platform::write_tables(&config, &memory)?;
         }
 
-        let state = Arc::new(RunState::new(config.vcpus));
         Ok(Vm {
             config,
             vcpus,
             vm_fd,
-            _kvm: kvm,
+            kvm,
             memory,
             pio,
             mmio,
@@ -228,6 +247,7 @@ impl Vm {
             cmdline,
             kernel_format,
             setup: started.elapsed(),
+            cpuids,
         })
     }
 
@@ -260,6 +280,15 @@ impl Vm {
         &self.vm_fd
     }
 
+    /// Captures this (not running) VM's full state without writing a file,
+    /// e.g. to compare a restored VM with the snapshot it came from.
+    pub fn machine_state(
+        &mut self,
+        key: &str,
+    ) -> std::result::Result<crate::snapshot::MachineState, crate::SnapshotError> {
+        crate::snapshot::capture::capture(self, key)
+    }
+
     /// Runs the guest to its end and returns how it ended. Every vCPU thread
     /// is joined before this returns, on every path.
     pub fn run(mut self) -> Result<Outcome> {
@@ -269,12 +298,89 @@ impl Vm {
         let deadline = started
             .checked_add(self.config.deadline)
             .unwrap_or_else(|| started + FAR_FUTURE);
+        let state = self.state.clone();
+        let mut plan = self.config.snapshot.take();
+        let mut snapshot = None;
+        let mut reports = Vec::new();
+        loop {
+            reports.extend(self.run_vcpus(started, deadline));
+            if state.has_reason() || !state.pause_requested() {
+                break;
+            }
+            // Every vCPU thread is joined: the machine is quiescent.
+            match plan.take() {
+                Some(p) => match self.save_snapshot(&p, started.elapsed()) {
+                    Ok(info) => {
+                        tracing::info!(path = %info.path.display(), bytes = info.disk_bytes, "snapshot saved");
+                        snapshot = Some(info);
+                        if p.then == AfterSnapshot::Stop {
+                            state.stop(ExitKind::Snapshotted);
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        state.stop(ExitKind::InternalError {
+                            vcpu: 0,
+                            detail: format!("snapshot failed: {e}"),
+                        });
+                        break;
+                    }
+                },
+                None => tracing::warn!(
+                    "snapshot requested but none configured (or already taken); resuming"
+                ),
+            }
+            state.rearm();
+        }
+
+        let exit = state.take_reason().unwrap_or(ExitKind::InternalError {
+            vcpu: 0,
+            detail: "vCPUs ended without a reason".into(),
+        });
+        let mut samples: Vec<_> = reports
+            .iter()
+            .flat_map(|r| r.samples.iter().copied())
+            .collect();
+        samples.sort_by_key(|s| s.at);
+        let mut shims: Vec<ShimUse> = Vec::new();
+        for (name, count) in reports.iter().flat_map(|r| r.shims.iter()) {
+            match shims.iter_mut().find(|s| s.name == *name) {
+                Some(s) => s.count += count,
+                None => shims.push(ShimUse {
+                    name,
+                    count: *count,
+                }),
+            }
+        }
+        let take = |bytes: &Arc<Mutex<Vec<u8>>>| {
+            std::mem::take(&mut *bytes.lock().unwrap_or_else(|p| p.into_inner()))
+        };
+        Ok(Outcome {
+            exit,
+            com1: take(&self.com1),
+            com2: take(&self.com2),
+            timings: Timings {
+                setup: self.setup,
+                run: started.elapsed(),
+            },
+            vcpus: self.config.vcpus,
+            unhandled_io: self.pio.unhandled() + self.mmio.unhandled(),
+            shims,
+            profile: self
+                .config
+                .profile_interval
+                .map(|interval| Profile { interval, samples }),
+            snapshot,
+        })
+    }
+
+    /// Runs one set of vCPU threads until they all ended (stop or pause).
+    fn run_vcpus(&mut self, started: Instant, deadline: Instant) -> Vec<VcpuReport> {
         let interval = self.config.profile_interval;
         let state = self.state.clone();
         let shims = self.compat.active;
         let (pio, mmio, mem) = (&self.pio, &self.mmio, &self.memory);
-
-        let reports: Vec<VcpuReport> = std::thread::scope(|scope| {
+        std::thread::scope(|scope| {
             let mut handles = Vec::new();
             for (index, vcpu) in self.vcpus.iter_mut().enumerate() {
                 let ctx = VcpuContext {
@@ -315,42 +421,30 @@ impl Vm {
                     })
                 })
                 .collect()
-        });
+        })
+    }
 
-        let exit = state.take_reason().unwrap_or(ExitKind::InternalError {
-            vcpu: 0,
-            detail: "vCPUs ended without a reason".into(),
-        });
-        let mut samples: Vec<_> = reports
-            .iter()
-            .flat_map(|r| r.samples.iter().copied())
-            .collect();
-        samples.sort_by_key(|s| s.at);
-        let mut shims: Vec<ShimUse> = Vec::new();
-        for (name, count) in reports.iter().flat_map(|r| r.shims.iter()) {
-            match shims.iter_mut().find(|s| s.name == *name) {
-                Some(s) => s.count += count,
-                None => shims.push(ShimUse {
-                    name,
-                    count: *count,
-                }),
-            }
-        }
-        let take = |bytes: &Arc<Mutex<Vec<u8>>>| {
-            std::mem::take(&mut *bytes.lock().unwrap_or_else(|p| p.into_inner()))
-        };
-        Ok(Outcome {
-            exit,
-            com1: take(&self.com1),
-            com2: take(&self.com2),
-            timings: Timings {
-                setup: self.setup,
-                run: started.elapsed(),
-            },
-            vcpus: self.config.vcpus,
-            unhandled_io: self.pio.unhandled() + self.mmio.unhandled(),
-            shims,
-            profile: interval.map(|interval| Profile { interval, samples }),
+    /// Captures the parked machine and writes it to `plan.path`.
+    fn save_snapshot(
+        &mut self,
+        plan: &SnapshotPlan,
+        taken_at: Duration,
+    ) -> std::result::Result<SnapshotInfo, crate::SnapshotError> {
+        let begun = Instant::now();
+        let machine = crate::snapshot::capture::capture(self, &plan.key)?;
+        let regions = crate::snapshot::capture::memory_slices(&self.memory)?;
+        let header = crate::snapshot::file::write(&plan.path, &machine.encode(), &regions)?;
+        let meta = std::fs::metadata(&plan.path).map_err(|source| crate::SnapshotError::Io {
+            path: plan.path.clone(),
+            source,
+        })?;
+        use std::os::unix::fs::MetadataExt;
+        Ok(SnapshotInfo {
+            path: plan.path.clone(),
+            disk_bytes: meta.blocks() * 512,
+            file_bytes: header.mem_offset + header.mem_len,
+            taken_at,
+            save_time: begun.elapsed(),
         })
     }
 }
@@ -391,7 +485,7 @@ fn wait_for_end(state: &RunState, spawned: usize, deadline: Instant, interval: O
     }
 }
 
-fn register_memory(vm_fd: &VmFd, memory: &GuestMemoryMmap) -> Result<()> {
+pub(crate) fn register_memory(vm_fd: &VmFd, memory: &GuestMemoryMmap) -> Result<()> {
     for (slot, region) in memory.iter().enumerate() {
         let host = memory
             .get_host_address(region.start_addr())

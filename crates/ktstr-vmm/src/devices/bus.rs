@@ -29,6 +29,24 @@ pub enum IoAction {
 pub trait IoDevice: Send {
     fn read(&mut self, offset: u64, data: &mut [u8]);
     fn write(&mut self, offset: u64, data: &[u8]) -> IoAction;
+
+    /// The device's state for a snapshot. `None` means this device cannot
+    /// be snapshotted (the snapshot is refused). Default: stateless.
+    fn save_state(&self) -> Option<Vec<u8>> {
+        Some(Vec::new())
+    }
+
+    /// Restores what [`IoDevice::save_state`] returned; `Err` names what is wrong.
+    fn restore_state(&mut self, state: &[u8]) -> std::result::Result<(), String> {
+        if state.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "a stateless device got {} bytes of state",
+                state.len()
+            ))
+        }
+    }
 }
 
 type SharedDevice = Arc<Mutex<Box<dyn IoDevice>>>;
@@ -112,6 +130,45 @@ impl Bus {
                 "guest access to no device"
             );
         }
+    }
+
+    /// Every device's state by base address; `Err(base)` names the first
+    /// device that cannot be snapshotted.
+    pub(crate) fn save_states(&self) -> std::result::Result<Vec<(u64, Vec<u8>)>, u64> {
+        self.slots
+            .iter()
+            .map(|s| {
+                lock(&s.device)
+                    .save_state()
+                    .map(|st| (s.base, st))
+                    .ok_or(s.base)
+            })
+            .collect()
+    }
+
+    /// Applies saved states; every saved device must exist here and vice versa.
+    pub(crate) fn restore_states(
+        &self,
+        states: &[(u64, Vec<u8>)],
+    ) -> std::result::Result<(), String> {
+        if states.len() != self.slots.len() {
+            return Err(format!(
+                "snapshot has {} devices, this VM {}",
+                states.len(),
+                self.slots.len()
+            ));
+        }
+        for (base, state) in states {
+            let slot = self
+                .slots
+                .iter()
+                .find(|s| s.base == *base)
+                .ok_or_else(|| format!("no device at {base:#x}"))?;
+            lock(&slot.device)
+                .restore_state(state)
+                .map_err(|e| format!("device at {base:#x}: {e}"))?;
+        }
+        Ok(())
     }
 
     /// Accesses that hit no device so far.

@@ -79,6 +79,20 @@ impl IoDevice for Cmos {
         }
         IoAction::Continue
     }
+
+    fn save_state(&self) -> Option<Vec<u8>> {
+        Some(vec![self.index])
+    }
+
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), String> {
+        match state {
+            [index] => {
+                self.index = index & 0x7f;
+                Ok(())
+            }
+            _ => Err(format!("CMOS state is 1 byte, got {}", state.len())),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
 
+use vm_superio::serial::SerialState;
 use vm_superio::{Serial, Trigger};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -31,6 +32,13 @@ impl Trigger for IrqFdTrigger {
 pub struct Capture {
     pub bytes: Arc<Mutex<Vec<u8>>>,
     sink: Option<Box<dyn Write + Send>>,
+    marker: Option<Marker>,
+}
+
+/// Calls `on_match` once, when the captured output first contains `pattern`.
+pub struct Marker {
+    pub pattern: Vec<u8>,
+    pub on_match: Box<dyn FnMut() + Send>,
 }
 
 impl Capture {
@@ -38,7 +46,13 @@ impl Capture {
         Self {
             bytes: Arc::default(),
             sink,
+            marker: None,
         }
+    }
+
+    pub fn with_marker(mut self, marker: Marker) -> Self {
+        self.marker = Some(marker);
+        self
     }
 }
 
@@ -48,6 +62,19 @@ impl Write for Capture {
             let mut bytes = self.bytes.lock().unwrap_or_else(|p| p.into_inner());
             let room = CAPTURE_LIMIT.saturating_sub(bytes.len());
             bytes.extend_from_slice(&buf[..buf.len().min(room)]);
+            if let Some(m) = &self.marker {
+                // Only the tail that the new bytes could complete is searched.
+                let from = bytes.len().saturating_sub(m.pattern.len() + buf.len());
+                if !m.pattern.is_empty()
+                    && bytes[from..]
+                        .windows(m.pattern.len())
+                        .any(|w| w == m.pattern)
+                {
+                    if let Some(mut m) = self.marker.take() {
+                        (m.on_match)();
+                    }
+                }
+            }
         }
         if let Some(sink) = self.sink.as_mut() {
             // A broken sink must not stop the guest; the capture still has it.
@@ -89,6 +116,61 @@ impl IoDevice for SerialPort {
             }
         }
         IoAction::Continue
+    }
+
+    fn save_state(&self) -> Option<Vec<u8>> {
+        let st = self.0.state();
+        let mut out = vec![
+            st.baud_divisor_low,
+            st.baud_divisor_high,
+            st.interrupt_enable,
+            st.interrupt_identification,
+            st.line_control,
+            st.line_status,
+            st.modem_control,
+            st.modem_status,
+            st.scratch,
+        ];
+        out.extend_from_slice(&st.in_buffer);
+        Some(out)
+    }
+
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), String> {
+        let [b0, b1, b2, b3, b4, b5, b6, b7, b8, rest @ ..] = state else {
+            return Err(format!("UART state needs 9 bytes, got {}", state.len()));
+        };
+        let st = SerialState {
+            baud_divisor_low: *b0,
+            baud_divisor_high: *b1,
+            interrupt_enable: *b2,
+            interrupt_identification: *b3,
+            line_control: *b4,
+            line_status: *b5,
+            modem_control: *b6,
+            modem_status: *b7,
+            scratch: *b8,
+            in_buffer: rest.to_vec(),
+        };
+        let irq = self
+            .0
+            .interrupt_evt()
+            .0
+            .try_clone()
+            .map_err(|e| e.to_string())?;
+        let placeholder = Serial::new(
+            IrqFdTrigger(irq.try_clone().map_err(|e| e.to_string())?),
+            Capture::new(None),
+        );
+        // The capture (buffer and live sink) moves over; only registers change.
+        let capture = std::mem::replace(&mut self.0, placeholder).into_writer();
+        self.0 = Serial::from_state(
+            &st,
+            IrqFdTrigger(irq),
+            vm_superio::serial::NoEvents,
+            capture,
+        )
+        .map_err(|e| format!("{e:?}"))?;
+        Ok(())
     }
 }
 

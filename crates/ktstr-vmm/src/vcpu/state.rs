@@ -35,6 +35,8 @@ struct VcpuSlot {
 
 pub(crate) struct RunState {
     stopping: AtomicBool,
+    /// A snapshot pause: vCPUs leave like a stop, but no reason is set.
+    pause: AtomicBool,
     reason: Mutex<Option<ExitKind>>,
     slots: Box<[VcpuSlot]>,
     exited: Mutex<usize>,
@@ -71,6 +73,7 @@ impl RunState {
             .collect();
         Self {
             stopping: AtomicBool::new(false),
+            pause: AtomicBool::new(false),
             reason: Mutex::new(None),
             slots,
             exited: Mutex::new(0),
@@ -96,6 +99,33 @@ impl RunState {
         }
         self.stopping.store(true, Ordering::SeqCst);
         self.kick_all();
+    }
+
+    /// Parks every vCPU outside `KVM_RUN` for a snapshot (threads end; the
+    /// run owner captures, then [`Self::rearm`]s or stops).
+    pub fn request_pause(&self) {
+        self.pause.store(true, Ordering::SeqCst);
+        self.stopping.store(true, Ordering::SeqCst);
+        self.kick_all();
+    }
+
+    pub fn pause_requested(&self) -> bool {
+        self.pause.load(Ordering::SeqCst)
+    }
+
+    pub fn has_reason(&self) -> bool {
+        lock(&self.reason).is_some()
+    }
+
+    /// Makes the state fresh for another set of vCPU threads after a pause.
+    /// Only valid once every vCPU thread was joined.
+    pub fn rearm(&self) {
+        for slot in self.slots.iter() {
+            slot.bits.store(0, Ordering::SeqCst);
+        }
+        *lock(&self.exited) = 0;
+        self.pause.store(false, Ordering::SeqCst);
+        self.stopping.store(false, Ordering::SeqCst);
     }
 
     pub fn take_reason(&self) -> Option<ExitKind> {
@@ -237,6 +267,13 @@ impl InterruptHandle {
         self.state.stop(ExitKind::Killed);
         self.state
             .kick_until_out(Instant::now() + std::time::Duration::from_secs(1));
+    }
+
+    /// Pauses the VM for its configured snapshot ([`crate::VmBuilder::snapshot`]):
+    /// every vCPU leaves `KVM_RUN`, the state is saved, then the run resumes
+    /// or ends as the plan says. Without a plan the guest just resumes.
+    pub fn request_snapshot(&self) {
+        self.state.request_pause();
     }
 
     /// True once the VM is ending, for whatever reason.

@@ -19,6 +19,18 @@ const EXT1_ECX_TOPOLOGY: u32 = (1 << 1) | (1 << 22);
 /// Leaf 0x8000_0008 ECX: NC and ApicIdCoreIdSize.
 const EXT8_ECX_TOPOLOGY: u32 = 0xf0ff;
 
+/// Bits of `(leaf, register)` a topology sets: they describe the guest's
+/// shape, not a host capability, so host-compatibility checks ignore them.
+pub fn topology_owned_bits(leaf: u32, reg: &str) -> u32 {
+    match (leaf, reg) {
+        (1, "ebx") => LEAF1_EBX_TOPOLOGY,
+        (1, "edx") => LEAF1_EDX_HTT,
+        (0x8000_0001, "ecx") => EXT1_ECX_TOPOLOGY,
+        (0x8000_0008, "ecx") => EXT8_ECX_TOPOLOGY,
+        _ => 0,
+    }
+}
+
 /// The CPU vendor from leaf 0 (Hygon follows AMD's topology leaves).
 pub fn vendor(cpuid: &CpuId) -> Option<Vendor> {
     let leaf0 = cpuid.as_slice().iter().find(|e| e.function == 0)?;

@@ -13,6 +13,7 @@ use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestMemoryMmap};
 
 use super::{F_VERSION_1, INT_VRING, Interrupt, VirtioDevice};
+use crate::snapshot::codec::{Reader, Writer};
 
 pub const DEVICE_TYPE_CONSOLE: u32 = 3;
 const F_MULTIPORT: u64 = 1 << 1;
@@ -399,6 +400,62 @@ impl VirtioDevice for Console {
         self.pending_control.clear();
         self.guest_open = [false; PORTS];
         self.guest_ready = [false; PORTS];
+    }
+
+    fn queue_states(&self) -> Vec<virtio_queue::QueueState> {
+        self.live
+            .as_ref()
+            .map(|l| l.queues.iter().map(|q| q.state()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Host bytes not yet delivered, control messages not yet taken, port
+    /// flags and counters. The host-side receivers are the restorer's own.
+    fn save_state(&self) -> Option<Vec<u8>> {
+        let mut w = Writer::default();
+        for pending in &self.pending_rx {
+            w.bytes(&pending.iter().copied().collect::<Vec<u8>>());
+        }
+        w.u64(self.pending_control.len() as u64);
+        for msg in &self.pending_control {
+            w.bytes(msg);
+        }
+        for flag in self.guest_open.iter().chain(self.guest_ready.iter()) {
+            w.u8(u8::from(*flag));
+        }
+        w.u64(self.stats.bad_descriptors);
+        w.u64(self.stats.dropped_host_bytes);
+        w.u64(self.stats.bad_control);
+        Some(w.buf)
+    }
+
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), String> {
+        let mut r = Reader::new(state, "virtio-console");
+        let mut pending_rx: [VecDeque<u8>; PORTS] = Default::default();
+        for pending in pending_rx.iter_mut() {
+            pending.extend(r.bytes().map_err(|e| e.to_string())?);
+        }
+        let n = r.len().map_err(|e| e.to_string())?;
+        let pending_control = (0..n)
+            .map(|_| r.bytes().map(<[u8]>::to_vec))
+            .collect::<Result<VecDeque<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        let mut flags = [false; 2 * PORTS];
+        for f in flags.iter_mut() {
+            *f = r.u8().map_err(|e| e.to_string())? != 0;
+        }
+        let stats = ConsoleStats {
+            bad_descriptors: r.u64().map_err(|e| e.to_string())?,
+            dropped_host_bytes: r.u64().map_err(|e| e.to_string())?,
+            bad_control: r.u64().map_err(|e| e.to_string())?,
+        };
+        r.finish().map_err(|e| e.to_string())?;
+        self.pending_rx = pending_rx;
+        self.pending_control = pending_control;
+        self.guest_open.copy_from_slice(&flags[..PORTS]);
+        self.guest_ready.copy_from_slice(&flags[PORTS..]);
+        self.stats = stats;
+        Ok(())
     }
 }
 

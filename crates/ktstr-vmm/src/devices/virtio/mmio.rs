@@ -5,11 +5,12 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use virtio_queue::{Queue, QueueT};
+use virtio_queue::{Queue, QueueState, QueueT};
 use vm_memory::GuestMemoryMmap;
 
 use super::{Interrupt, VirtioDevice};
 use crate::devices::bus::{IoAction, IoDevice};
+use crate::snapshot::codec::{Reader, Writer};
 
 pub const MMIO_LEN: u64 = 0x1000;
 const MAGIC: u32 = 0x7472_6976; // "virt"
@@ -195,5 +196,104 @@ impl<D: VirtioDevice> IoDevice for MmioTransport<D> {
             }
         }
         IoAction::Continue
+    }
+
+    /// Registers, InterruptStatus, every queue (the transport's before
+    /// activation, the device's after) and the device's own state.
+    fn save_state(&self) -> Option<Vec<u8>> {
+        let device = lock(&self.device);
+        let device_state = device.save_state()?;
+        let queues = if self.activated {
+            device.queue_states()
+        } else {
+            self.queues.iter().map(|q| q.state()).collect()
+        };
+        let mut w = Writer::default();
+        for v in [
+            self.queue_sel,
+            self.device_features_sel,
+            self.driver_features_sel,
+            self.status,
+            self.interrupt.status(),
+        ] {
+            w.u32(v);
+        }
+        w.u64(self.driver_features);
+        w.u8(u8::from(self.activated));
+        w.u64(queues.len() as u64);
+        for q in &queues {
+            for v in [q.max_size, q.next_avail, q.next_used, q.size] {
+                w.u32(u32::from(v));
+            }
+            w.u8(u8::from(q.event_idx_enabled));
+            w.u8(u8::from(q.ready));
+            for v in [q.desc_table, q.avail_ring, q.used_ring] {
+                w.u64(v);
+            }
+        }
+        w.bytes(&device_state);
+        Some(w.buf)
+    }
+
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), String> {
+        self.restore(state).map_err(|e| e.to_string())
+    }
+}
+
+impl<D: VirtioDevice> MmioTransport<D> {
+    fn restore(&mut self, state: &[u8]) -> Result<(), crate::SnapshotError> {
+        let bad = |what: String| crate::SnapshotError::Malformed(format!("virtio-mmio: {what}"));
+        let mut r = Reader::new(state, "virtio-mmio");
+        let (queue_sel, device_features_sel, driver_features_sel, status, int_status) =
+            (r.u32()?, r.u32()?, r.u32()?, r.u32()?, r.u32()?);
+        let driver_features = r.u64()?;
+        let activated = r.u8()? != 0;
+        let n = r.len()?;
+        let mut queues = Vec::with_capacity(n);
+        for _ in 0..n {
+            let narrow = |v: u32| u16::try_from(v).map_err(|_| bad(format!("queue field {v}")));
+            let q = QueueState {
+                max_size: narrow(r.u32()?)?,
+                next_avail: narrow(r.u32()?)?,
+                next_used: narrow(r.u32()?)?,
+                size: narrow(r.u32()?)?,
+                event_idx_enabled: r.u8()? != 0,
+                ready: r.u8()? != 0,
+                desc_table: r.u64()?,
+                avail_ring: r.u64()?,
+                used_ring: r.u64()?,
+            };
+            queues.push(Queue::try_from(q).map_err(|e| bad(format!("queue: {e:?}")))?);
+        }
+        let device_state = r.bytes()?.to_vec();
+        r.finish()?;
+        if activated
+            && !queues
+                .iter()
+                .filter(|q| q.ready())
+                .all(|q| q.is_valid(&self.mem))
+        {
+            return Err(bad("a live queue does not fit guest memory".into()));
+        }
+        (
+            self.queue_sel,
+            self.device_features_sel,
+            self.driver_features_sel,
+        ) = (queue_sel, device_features_sel, driver_features_sel);
+        (self.status, self.driver_features, self.activated) = (status, driver_features, activated);
+        self.interrupt.set_status(int_status);
+        let mut device = lock(&self.device);
+        if activated {
+            device.activate(
+                self.mem.clone(),
+                queues,
+                self.interrupt.clone(),
+                driver_features,
+            );
+            self.queues = Vec::new();
+        } else {
+            self.queues = queues;
+        }
+        device.restore_state(&device_state).map_err(bad)
     }
 }

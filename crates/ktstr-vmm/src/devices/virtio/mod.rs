@@ -47,6 +47,11 @@ impl Interrupt {
     pub fn ack(&self, bits: u32) {
         self.status.fetch_and(!bits, Ordering::SeqCst);
     }
+
+    /// Sets InterruptStatus to a restored value (the line itself is in the IOAPIC state).
+    pub fn set_status(&self, bits: u32) {
+        self.status.store(bits, Ordering::SeqCst);
+    }
 }
 
 /// What a virtio device implements; the transport owns everything else.
@@ -68,4 +73,19 @@ pub trait VirtioDevice: Send {
     fn queue_notify(&mut self, index: u32);
     /// The driver wrote 0 to Status: drop all queue state.
     fn reset(&mut self);
+
+    /// The live queues' state (empty before activation), for a snapshot.
+    fn queue_states(&self) -> Vec<virtio_queue::QueueState> {
+        Vec::new()
+    }
+
+    /// The device's own state beyond its queues; `None`: not snapshottable.
+    fn save_state(&self) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// Restores [`VirtioDevice::save_state`]'s bytes, after `activate` if it was live.
+    fn restore_state(&mut self, _state: &[u8]) -> Result<(), String> {
+        Err("this virtio device cannot be restored".into())
+    }
 }

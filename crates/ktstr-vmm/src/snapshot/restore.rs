@@ -1,0 +1,209 @@
+//! Restore: a new VM whose guest memory is the snapshot file mapped
+//! copy-on-write (`MAP_PRIVATE`), so N restores share the page cache and each
+//! owns only the pages it writes. Devices are re-created and given their
+//! saved state; output sinks are new.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use kvm_bindings::{KVM_PIT_SPEAKER_DUMMY, kvm_pit_config};
+use vm_memory::{FileOffset, GuestAddress, GuestMemoryMmap, GuestRegionMmap, MmapRegion};
+use vmm_sys_util::eventfd::EventFd;
+
+use super::file::{self, Loaded};
+use super::{RestoreOptions, SnapshotError, host};
+use crate::compat::CompatProfile;
+use crate::config::VmConfig;
+use crate::devices::bus::{Bus, IoSpace};
+use crate::devices::virtio::mmio::MmioTransport;
+use crate::devices::virtio::{self, Interrupt};
+use crate::devices::{cmos, control, i8042, serial};
+use crate::error::{Result, VmmError, kvm_op};
+use crate::layout;
+use crate::vcpu::state::RunState;
+use crate::vm::{Vm, register_memory};
+
+fn map_memory(loaded: &Loaded) -> std::result::Result<GuestMemoryMmap, SnapshotError> {
+    let mut offset = loaded.header.mem_offset;
+    let mut regions = Vec::new();
+    for &(start, len) in &loaded.machine.meta.regions {
+        let file = loaded
+            .file
+            .try_clone()
+            .map_err(|e| SnapshotError::Memory(e.to_string()))?;
+        let mapping = MmapRegion::build(
+            Some(FileOffset::new(file, offset)),
+            len as usize,
+            libc::PROT_READ | libc::PROT_WRITE,
+            // Private: guest writes go to anonymous copies, never to the file.
+            libc::MAP_PRIVATE | libc::MAP_NORESERVE,
+        )
+        .map_err(|e| SnapshotError::Memory(e.to_string()))?;
+        let region = GuestRegionMmap::new(mapping, GuestAddress(start))
+            .ok_or_else(|| SnapshotError::Memory(format!("region at {start:#x} overflows")))?;
+        regions.push(region);
+        offset += len;
+    }
+    GuestMemoryMmap::from_regions(regions).map_err(|e| SnapshotError::Memory(e.to_string()))
+}
+
+impl Vm {
+    /// Builds a VM from the snapshot at `path`. Everything is checked
+    /// (format, checksums, key, host compatibility) before any state is
+    /// applied; a failure returns a typed [`SnapshotError`] in [`VmmError::Snapshot`].
+    pub fn restore(path: impl AsRef<Path>, options: RestoreOptions) -> Result<Vm> {
+        let started = Instant::now();
+        let loaded = file::open(path.as_ref(), options.verify_memory)?;
+        let machine = &loaded.machine;
+        if options
+            .expect_key
+            .as_ref()
+            .is_some_and(|k| *k != machine.meta.key)
+        {
+            return Err(SnapshotError::KeyMismatch.into());
+        }
+        let kvm = crate::kvm::open(&options.kvm_path)?;
+        host::check(&kvm, machine)?;
+        let vcpu_count = machine.vcpus.len();
+
+        let vm_fd = kvm.create_vm().map_err(kvm_op("KVM_CREATE_VM"))?;
+        vm_fd
+            .set_tss_address(layout::KVM_TSS_ADDR as usize)
+            .map_err(kvm_op("KVM_SET_TSS_ADDR"))?;
+        vm_fd
+            .set_identity_map_address(layout::KVM_IDENTITY_MAP_ADDR)
+            .map_err(kvm_op("KVM_SET_IDENTITY_MAP_ADDR"))?;
+        vm_fd
+            .create_irq_chip()
+            .map_err(kvm_op("KVM_CREATE_IRQCHIP"))?;
+        vm_fd
+            .create_pit2(kvm_pit_config {
+                flags: KVM_PIT_SPEAKER_DUMMY,
+                ..Default::default()
+            })
+            .map_err(kvm_op("KVM_CREATE_PIT2"))?;
+        let memory = map_memory(&loaded)?;
+        register_memory(&vm_fd, &memory)?;
+
+        let state = Arc::new(RunState::new(vcpu_count));
+        let mut pio = Bus::default();
+        let mut mmio = Bus::default();
+        let com1 = serial::Capture::new(options.com1_sink);
+        let com2 = serial::Capture::new(options.com2_sink);
+        let (com1_bytes, com2_bytes) = (com1.bytes.clone(), com2.bytes.clone());
+        let mut irqfds = Vec::new();
+        for (base, irq, capture) in [
+            (serial::COM1_BASE, serial::COM1_IRQ, com1),
+            (serial::COM2_BASE, serial::COM2_IRQ, com2),
+        ] {
+            let evt = EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC)?;
+            vm_fd
+                .register_irqfd(&evt, irq)
+                .map_err(kvm_op("KVM_IRQFD"))?;
+            pio.insert(
+                base,
+                serial::PORT_LEN,
+                Box::new(serial::SerialPort::new(evt.try_clone()?, capture)),
+            )?;
+            irqfds.push(evt);
+        }
+        pio.insert(i8042::BASE, i8042::LEN, Box::new(i8042::I8042::default()))?;
+        pio.insert(cmos::BASE, cmos::LEN, Box::new(cmos::Cmos::default()))?;
+        let mut input = options.input;
+        input.truncate(control::INPUT_MAX);
+        pio.insert(
+            control::BASE,
+            control::LEN,
+            Box::new(control::Control::new(
+                options.generation,
+                input,
+                state.clone(),
+            )),
+        )?;
+        if let Some(console) = &options.virtio_console {
+            let evt = EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC)?;
+            vm_fd
+                .register_irqfd(&evt, layout::VIRTIO_CONSOLE_IRQ)
+                .map_err(kvm_op("KVM_IRQFD"))?;
+            let transport = MmioTransport::new(
+                console.device(),
+                memory.clone(),
+                Interrupt::new(evt.try_clone()?),
+            );
+            mmio.insert(
+                layout::VIRTIO_MMIO_BASE,
+                virtio::mmio::MMIO_LEN,
+                Box::new(transport),
+            )?;
+            irqfds.push(evt);
+        }
+        for dev in options.devices {
+            let bus = if dev.space == IoSpace::Pio {
+                &mut pio
+            } else {
+                &mut mmio
+            };
+            bus.insert(dev.base, dev.len, dev.device)?;
+        }
+        pio.restore_states(&machine.pio)
+            .and_then(|()| mmio.restore_states(&machine.mmio))
+            .map_err(SnapshotError::DeviceMismatch)?;
+
+        let mut vcpus = Vec::with_capacity(vcpu_count);
+        for index in 0..vcpu_count {
+            let vcpu = vm_fd
+                .create_vcpu(machine.meta.vcpu_ids.get(index).copied().ok_or_else(|| {
+                    SnapshotError::Malformed(format!("no KVM id for vCPU {index}"))
+                })?)
+                .map_err(kvm_op("KVM_CREATE_VCPU"))?;
+            machine.vcpus[index].apply_cpuid(&vcpu)?;
+            vcpus.push(vcpu);
+        }
+        // VM-wide state (clock, PIT, interrupt controllers) before the vCPUs'.
+        machine.vm.apply(&vm_fd)?;
+        for (vcpu, saved) in vcpus.iter().zip(&machine.vcpus) {
+            saved.apply(vcpu)?;
+        }
+
+        let config = VmConfig {
+            image: None,
+            memory_mib: machine.meta.memory_mib,
+            vcpus: vcpu_count,
+            deadline: options.deadline,
+            kvm_path: options.kvm_path,
+            profile_interval: options.profile_interval,
+            ..VmConfig::default()
+        };
+        if config.deadline.is_zero() {
+            return Err(VmmError::ZeroDeadline);
+        }
+        let compat = CompatProfile {
+            active: machine.meta.compat_active,
+            reason: machine
+                .meta
+                .compat_active
+                .then(|| "restored from a snapshot taken with the compat layer".to_string()),
+            ..CompatProfile::default()
+        };
+        let cmdline = machine.meta.cmdline.clone();
+        Ok(Vm {
+            config,
+            vcpus,
+            vm_fd,
+            kvm,
+            memory,
+            pio,
+            mmio,
+            com1: com1_bytes,
+            com2: com2_bytes,
+            _irqfds: irqfds,
+            state,
+            compat,
+            cmdline,
+            kernel_format: None,
+            setup: started.elapsed(),
+            cpuids: machine.vcpus.iter().map(|v| v.cpuid.clone()).collect(),
+        })
+    }
+}
