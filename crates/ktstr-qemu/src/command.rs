@@ -170,6 +170,10 @@ pub fn build_args(
         "-device",
         &format!("virtserialport,chardev=vbulk,bus=vser0.0,nr=1,name={BULK_PORT_NAME}"),
     ]);
+    if cfg.restore_from.is_some() {
+        // The state arrives over QMP (migrate-incoming) once capabilities are set.
+        a.extend(["-incoming", "defer"].map(OsString::from));
+    }
     a.extend(cfg.extra_qemu_args.iter().map(OsString::from));
     Ok(a)
 }

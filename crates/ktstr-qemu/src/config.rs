@@ -119,6 +119,8 @@ pub struct QemuConfig {
     pub kill_grace: Duration,
     /// Appended verbatim to QEMU's argv (escape hatch, e.g. extra devices).
     pub extra_qemu_args: Vec<String>,
+    /// Resume this snapshot instead of booting (see [`crate::snapshot`]).
+    pub restore_from: Option<crate::snapshot::QemuSnapshot>,
 }
 
 impl QemuConfig {
@@ -137,6 +139,7 @@ impl QemuConfig {
             startup_timeout: Duration::from_secs(20),
             kill_grace: Duration::from_millis(500),
             extra_qemu_args: Vec::new(),
+            restore_from: None,
         }
     }
 

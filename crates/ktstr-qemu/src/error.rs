@@ -37,6 +37,12 @@ pub enum Error {
     QemuExitedEarly { status: ExitStatus, stderr: String },
     #[error("QEMU did not finish starting within {timeout:?}; stderr:\n{stderr}")]
     StartupTimeout { timeout: Duration, stderr: String },
+    #[error("snapshot in {dir} is unusable: {why}")]
+    SnapshotInvalid { dir: PathBuf, why: String },
+    #[error(
+        "snapshot in {dir} was taken from a different machine (kernel, initramfs, command line, CPUs, topology, memory or accelerator differ)"
+    )]
+    SnapshotKeyMismatch { dir: PathBuf },
     #[error("QMP: {0}")]
     Qmp(String),
     #[error("guest memory read of {len} bytes at {addr:#x} is outside guest RAM (size {size:#x})")]

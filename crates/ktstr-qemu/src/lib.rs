@@ -14,6 +14,7 @@ mod memory;
 pub mod outcome;
 mod process;
 mod qmp;
+pub mod snapshot;
 pub mod topology;
 mod vm;
 
@@ -27,5 +28,6 @@ pub use error::{Error, Result};
 pub use memory::GuestMemoryView;
 pub use outcome::{ExitKind, Outcome, Timings};
 pub use process::KillHandle;
+pub use snapshot::{AfterSnapshot, QemuSnapshot, snapshot_key};
 pub use topology::{Machine, NumaNode, Topology, TopologyError};
 pub use vm::{QemuBuilder, RunningVm};

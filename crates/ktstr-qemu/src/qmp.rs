@@ -1,9 +1,12 @@
-//! Minimal QMP client: capabilities handshake, `cont`, and a thread that turns events into
-//! [`QmpEvent`]s. QEMU is started with -S, so no guest event can precede the handshake.
+//! Minimal QMP client: capabilities handshake, then a reader thread that turns events into
+//! [`QmpEvent`]s and hands command replies to [`QmpCommands`], so commands (`cont`, `stop`,
+//! migration for snapshots) can be issued while the guest runs. QEMU is started with -S, so
+//! no guest event can precede the handshake.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::sync::mpsc::Sender;
+use std::sync::Mutex;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -47,7 +50,7 @@ fn read_msg(r: &mut BufReader<UnixStream>) -> Result<Value> {
     serde_json::from_str(&line).map_err(|e| Error::Qmp(format!("bad JSON {line:?}: {e}")))
 }
 
-/// Sends `cmd` and waits for its `return`, queueing events seen meanwhile.
+/// Sends `cmd` on the handshake reader and waits for its `return`, queueing events seen meanwhile.
 fn execute(r: &mut BufReader<UnixStream>, cmd: &str, early: &mut Vec<QmpEvent>) -> Result<()> {
     let mut w = r.get_ref();
     writeln!(w, "{{\"execute\":\"{cmd}\"}}")
@@ -66,7 +69,7 @@ fn execute(r: &mut BufReader<UnixStream>, cmd: &str, early: &mut Vec<QmpEvent>) 
     }
 }
 
-/// Negotiates capabilities and resumes the paused guest; returns the reader for events.
+/// Negotiates capabilities; returns the reader for events (the guest is still paused).
 pub(crate) fn start(
     stream: UnixStream,
     timeout: Duration,
@@ -81,17 +84,68 @@ pub(crate) fn start(
     }
     let mut early = Vec::new();
     execute(&mut r, "qmp_capabilities", &mut early)?;
-    execute(&mut r, "cont", &mut early)?;
     r.get_ref()
         .set_read_timeout(None)
         .map_err(|e| Error::io("clear QMP timeout", e))?;
     Ok((r, early))
 }
 
-/// Forwards events until QEMU closes the socket.
+/// Issues QMP commands after the handshake; replies arrive through the reader thread.
+pub(crate) struct QmpCommands {
+    writer: Mutex<UnixStream>,
+    replies: Mutex<Receiver<Value>>,
+}
+
+impl QmpCommands {
+    pub(crate) fn new(writer: UnixStream, replies: Receiver<Value>) -> Self {
+        QmpCommands {
+            writer: Mutex::new(writer),
+            replies: Mutex::new(replies),
+        }
+    }
+
+    /// Runs `cmd` with `args` (a JSON object or `null`) and returns its `return` value.
+    pub(crate) fn execute(&self, cmd: &str, args: Value, timeout: Duration) -> Result<Value> {
+        let replies = self
+            .replies
+            .lock()
+            .map_err(|_| Error::Qmp("reply channel poisoned".into()))?;
+        // Replies to an earlier command that timed out must not answer this one.
+        while replies.try_recv().is_ok() {}
+        let mut msg = serde_json::json!({ "execute": cmd });
+        if !args.is_null() {
+            msg["arguments"] = args;
+        }
+        {
+            let mut w = self
+                .writer
+                .lock()
+                .map_err(|_| Error::Qmp("writer poisoned".into()))?;
+            writeln!(w, "{msg}").map_err(|e| Error::Qmp(format!("write {cmd}: {e}")))?;
+        }
+        match replies.recv_timeout(timeout) {
+            Ok(v) => match v.get("return") {
+                Some(r) => Ok(r.clone()),
+                None => Err(Error::Qmp(format!(
+                    "{cmd} failed: {}",
+                    v.get("error").unwrap_or(&v)
+                ))),
+            },
+            Err(RecvTimeoutError::Timeout) => {
+                Err(Error::Qmp(format!("{cmd}: no reply within {timeout:?}")))
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                Err(Error::Qmp(format!("{cmd}: QEMU closed the QMP socket")))
+            }
+        }
+    }
+}
+
+/// Forwards events (and command replies, to `replies`) until QEMU closes the socket.
 pub(crate) fn spawn_event_reader(
     mut r: BufReader<UnixStream>,
     tx: Sender<QmpEvent>,
+    replies: Sender<Value>,
 ) -> Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("qemu-qmp".into())
@@ -105,6 +159,10 @@ pub(crate) fn spawn_event_reader(
                         tracing::trace!(qmp = line.trim_end());
                         if let Some(ev) = parse_event(&line) {
                             let _ = tx.send(ev);
+                        } else if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                            if v.get("return").is_some() || v.get("error").is_some() {
+                                let _ = replies.send(v);
+                            }
                         }
                     }
                 }

@@ -17,7 +17,8 @@ use crate::error::{Error, Result};
 use crate::memory::GuestMemoryView;
 use crate::outcome::{Observed, Outcome, Timings, classify};
 use crate::process::{KillHandle, QemuProcess};
-use crate::qmp::{self, QmpEvent};
+use crate::qmp::{self, QmpCommands, QmpEvent};
+use crate::snapshot::{self, AfterSnapshot, QemuSnapshot};
 use crate::topology::Topology;
 
 /// Fluent front end over [`QemuConfig`] plus the live COM1/COM2 sinks.
@@ -115,6 +116,13 @@ impl QemuBuilder {
         RunningVm::spawn(self.config, self.com1_sink, self.com2_sink)
     }
 
+    /// Resumes `snapshot` instead of booting; the rest of the configuration must be the one
+    /// the snapshot was taken with (checked against its key).
+    pub fn restore(mut self, snapshot: QemuSnapshot) -> Self {
+        self.config.restore_from = Some(snapshot);
+        self
+    }
+
     /// Spawns and waits for the outcome.
     pub fn run(self) -> Result<Outcome> {
         self.spawn()?.wait()
@@ -138,6 +146,8 @@ pub struct RunningVm {
     bulk_tx: Option<PortSender>,
     events_rx: Option<Receiver<QmpEvent>>,
     early_events: Vec<QmpEvent>,
+    qmp: Option<QmpCommands>,
+    config: QemuConfig,
     streams: Vec<UnixStream>,
     threads: Vec<JoinHandle<()>>,
     memory: GuestMemoryView,
@@ -156,6 +166,32 @@ fn shm_file(dir: &std::path::Path, bytes: u64) -> Result<tempfile::NamedTempFile
         .set_len(bytes)
         .map_err(|e| Error::io("size guest memory file", e))?;
     Ok(f)
+}
+
+/// Fills the fresh RAM files with the snapshot's, after checking it belongs to `cfg`.
+fn load_snapshot_ram(
+    cfg: &QemuConfig,
+    snap: &QemuSnapshot,
+    files: &[(tempfile::NamedTempFile, usize)],
+) -> Result<()> {
+    let mut plain = cfg.clone();
+    plain.restore_from = None;
+    let saved = snap.ram_files();
+    if snapshot::snapshot_key(&plain)? != snap.key() || saved.len() != files.len() {
+        return Err(Error::SnapshotKeyMismatch {
+            dir: snap.dir().to_path_buf(),
+        });
+    }
+    for ((from, bytes), (to, len)) in saved.iter().zip(files) {
+        if *bytes != *len as u64 {
+            return Err(Error::SnapshotKeyMismatch {
+                dir: snap.dir().to_path_buf(),
+            });
+        }
+        std::fs::copy(from, to.path())
+            .map_err(|e| Error::io(format!("copy snapshot RAM {}", from.display()), e))?;
+    }
+    Ok(())
 }
 
 impl RunningVm {
@@ -186,6 +222,9 @@ impl RunningVm {
             .into_iter()
             .map(|mib| Ok((shm_file(dir.path(), mib << 20)?, (mib << 20) as usize)))
             .collect::<Result<Vec<_>>>()?;
+        if let Some(snap) = &cfg.restore_from {
+            load_snapshot_ram(&cfg, snap, &memory_files)?;
+        }
         let memory = GuestMemoryView::open(
             &memory_files
                 .iter()
@@ -234,6 +273,8 @@ impl RunningVm {
             bulk_tx: None,
             events_rx: None,
             early_events: Vec::new(),
+            qmp: None,
+            config: cfg.clone(),
             streams: Vec::new(),
             threads: Vec::new(),
             memory,
@@ -288,9 +329,34 @@ impl RunningVm {
             }
         };
         vm.early_events = early;
+        let writer = reader
+            .get_ref()
+            .try_clone()
+            .map_err(|e| Error::io("clone QMP socket", e))?;
         let (etx, erx) = channel();
-        vm.threads.push(qmp::spawn_event_reader(reader, etx)?);
+        let (rtx, rrx) = channel();
+        vm.threads.push(qmp::spawn_event_reader(reader, etx, rtx)?);
         vm.events_rx = Some(erx);
+        let commands = QmpCommands::new(writer, rrx);
+        if let Some(snap) = &cfg.restore_from {
+            let state = snapshot::shell_safe(&snap.state_path())?.to_owned();
+            commands.execute(
+                "migrate-set-capabilities",
+                snapshot::ignore_shared_args(),
+                remaining,
+            )?;
+            commands.execute(
+                "migrate-incoming",
+                serde_json::json!({ "uri": format!("exec:cat {state}") }),
+                remaining,
+            )?;
+            snapshot::wait_migration(
+                &|c, a| commands.execute(c, a, remaining),
+                "loading the snapshot",
+            )?;
+        }
+        commands.execute("cont", serde_json::Value::Null, remaining)?;
+        vm.qmp = Some(commands);
         vm.startup = started.elapsed();
         tracing::debug!(startup = ?vm.startup, "guest resumed");
         Ok(vm)
@@ -315,6 +381,39 @@ impl RunningVm {
                 }
             }
         }
+    }
+
+    /// Pauses the guest and writes a snapshot into `dir` (created; must not hold one yet):
+    /// QEMU's device/CPU state plus a copy of guest RAM, then resumes or stays paused.
+    pub fn snapshot(&self, dir: &std::path::Path, then: AfterSnapshot) -> Result<QemuSnapshot> {
+        let qmp = self
+            .qmp
+            .as_ref()
+            .ok_or_else(|| Error::Qmp("no QMP connection".into()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("create {}", dir.display()), e))?;
+        let key = snapshot::snapshot_key(&self.config)?;
+        let timeout = snapshot::MIGRATE_TIMEOUT;
+        let exec = |c: &str, a| qmp.execute(c, a, timeout);
+        exec("stop", serde_json::Value::Null)?;
+        exec("migrate-set-capabilities", snapshot::ignore_shared_args())?;
+        let state = dir.join("state");
+        let uri = format!("exec:cat > {}", snapshot::shell_safe(&state)?);
+        exec("migrate", serde_json::json!({ "uri": uri }))?;
+        snapshot::wait_migration(&exec, "writing the snapshot")?;
+        // The guest is paused: its RAM files are consistent with the state just written.
+        let mut ram = Vec::new();
+        for (i, f) in self._memory_files.iter().enumerate() {
+            let to = dir.join(format!("ram{i}"));
+            std::fs::copy(f.path(), &to)
+                .map_err(|e| Error::io(format!("copy guest RAM to {}", to.display()), e))?;
+            ram.push(to);
+        }
+        let snap = snapshot::write_manifest(dir, &key, &ram)?;
+        if then == AfterSnapshot::Continue {
+            exec("cont", serde_json::Value::Null)?;
+        }
+        Ok(snap)
     }
 
     pub fn kill_handle(&self) -> KillHandle {

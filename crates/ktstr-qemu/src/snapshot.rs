@@ -1,0 +1,278 @@
+//! Snapshots of a running QEMU guest, and restores from them.
+//!
+//! Guest RAM already lives in shared files (`memory-backend-file,share=on`), so a snapshot
+//! is: pause, QEMU migration with `x-ignore-shared` (device and CPU state only, ~60 KiB),
+//! a copy of each RAM file, and a manifest with a key and CRC32C of every file. A restore
+//! starts QEMU with `-incoming defer` on fresh copies of the RAM files, loads the state and
+//! resumes; the guest continues where it paused. The key names everything that shapes the
+//! booted machine, so a snapshot is never loaded into a different one.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::config::QemuConfig;
+use crate::error::{Error, Result};
+
+/// Bumped whenever the manifest or the set of files changes meaning.
+pub const FORMAT_VERSION: u64 = 1;
+
+const MANIFEST: &str = "manifest.json";
+const STATE: &str = "state";
+/// QMP `query-migrate` polling; migration of ~60 KiB of state takes milliseconds.
+const MIGRATE_POLL: Duration = Duration::from_millis(5);
+pub(crate) const MIGRATE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What the guest does once its snapshot is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AfterSnapshot {
+    /// Resume the guest.
+    Continue,
+    /// Leave it paused (e.g. to kill it next).
+    StayPaused,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct RamFile {
+    name: String,
+    bytes: u64,
+    crc: u32,
+}
+
+/// A verified snapshot directory.
+#[derive(Clone, Debug)]
+pub struct QemuSnapshot {
+    dir: PathBuf,
+    key: String,
+    ram: Vec<RamFile>,
+}
+
+fn digest_file(path: &Path) -> Result<String> {
+    let bytes =
+        std::fs::read(path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+    Ok(format!("{}:{:08x}", bytes.len(), crc32c::crc32c(&bytes)))
+}
+
+fn crc_file(path: &Path) -> Result<(u64, u32)> {
+    let bytes =
+        std::fs::read(path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+    Ok((bytes.len() as u64, crc32c::crc32c(&bytes)))
+}
+
+/// Everything that shapes the booted machine: images (by content), command line, CPUs,
+/// topology, memory, accelerator and the format version.
+pub fn snapshot_key(cfg: &QemuConfig) -> Result<String> {
+    let initramfs = match &cfg.initramfs {
+        Some(p) => digest_file(p)?,
+        None => "none".into(),
+    };
+    Ok(format!(
+        "v{FORMAT_VERSION};kernel={};initramfs={initramfs};cmdline={:?};vcpus={};topology={:?};memory_mib={};accel={:?};extra={:?}",
+        digest_file(&cfg.kernel)?,
+        cfg.cmdline_extra,
+        cfg.vcpus,
+        cfg.topology,
+        cfg.memory_mib,
+        cfg.accel,
+        cfg.extra_qemu_args,
+    ))
+}
+
+impl QemuSnapshot {
+    /// Opens `dir` and checks its manifest, its key against `key`, and every file's CRC.
+    pub fn open(dir: &Path, key: &str) -> Result<Self> {
+        let corrupt = |why: String| Error::SnapshotInvalid {
+            dir: dir.to_path_buf(),
+            why,
+        };
+        let text = std::fs::read_to_string(dir.join(MANIFEST))
+            .map_err(|e| corrupt(format!("manifest: {e}")))?;
+        let m: Value =
+            serde_json::from_str(&text).map_err(|e| corrupt(format!("manifest: {e}")))?;
+        let version = m["version"].as_u64().unwrap_or(0);
+        if version != FORMAT_VERSION {
+            return Err(corrupt(format!(
+                "format version {version}, this build reads {FORMAT_VERSION}"
+            )));
+        }
+        let saved_key = m["key"].as_str().unwrap_or_default();
+        if saved_key != key {
+            return Err(Error::SnapshotKeyMismatch {
+                dir: dir.to_path_buf(),
+            });
+        }
+        let mut files = vec![(STATE.to_string(), m["state"].clone())];
+        let ram_list = m["ram"].as_array().cloned().unwrap_or_default();
+        files.extend(ram_list.iter().map(|r| {
+            (
+                r["name"].as_str().unwrap_or_default().to_string(),
+                r.clone(),
+            )
+        }));
+        let mut ram = Vec::new();
+        for (i, (name, want)) in files.iter().enumerate() {
+            if name.is_empty() || name.contains('/') {
+                return Err(corrupt(format!("bad file name {name:?}")));
+            }
+            let (bytes, crc) = crc_file(&dir.join(name))?;
+            let want_crc = want["crc"].as_u64().unwrap_or(u64::MAX);
+            let want_bytes = want["bytes"].as_u64().unwrap_or(u64::MAX);
+            if bytes != want_bytes || u64::from(crc) != want_crc {
+                return Err(corrupt(format!(
+                    "{name}: {bytes} bytes crc {crc:08x}, manifest says {want_bytes} bytes crc {want_crc:08x}"
+                )));
+            }
+            if i > 0 {
+                ram.push(RamFile {
+                    name: name.clone(),
+                    bytes,
+                    crc,
+                });
+            }
+        }
+        if ram.is_empty() {
+            return Err(corrupt("no RAM files".into()));
+        }
+        Ok(QemuSnapshot {
+            dir: dir.to_path_buf(),
+            key: key.to_string(),
+            ram,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The device/CPU state stream QEMU loads with `migrate-incoming`.
+    pub(crate) fn state_path(&self) -> PathBuf {
+        self.dir.join(STATE)
+    }
+
+    /// RAM files in guest-physical order with their sizes.
+    pub(crate) fn ram_files(&self) -> Vec<(PathBuf, u64)> {
+        self.ram
+            .iter()
+            .map(|r| (self.dir.join(&r.name), r.bytes))
+            .collect()
+    }
+}
+
+/// `exec:` URIs run through `/bin/sh -c`; accept only paths that need no quoting.
+pub(crate) fn shell_safe(path: &Path) -> Result<&str> {
+    let s = path
+        .to_str()
+        .ok_or_else(|| Error::InvalidConfig(format!("{} is not UTF-8", path.display())))?;
+    let ok = s
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+".contains(c));
+    if !ok {
+        return Err(Error::InvalidConfig(format!(
+            "snapshot path {s:?} may only hold letters, digits and /._-+"
+        )));
+    }
+    Ok(s)
+}
+
+/// Polls `query-migrate` until the migration completes.
+pub(crate) fn wait_migration(
+    exec: &dyn Fn(&str, Value) -> Result<Value>,
+    what: &str,
+) -> Result<()> {
+    let give_up = Instant::now() + MIGRATE_TIMEOUT;
+    loop {
+        let v = exec("query-migrate", Value::Null)?;
+        match v["status"].as_str() {
+            Some("completed") => return Ok(()),
+            Some("failed") | Some("cancelled") => {
+                return Err(Error::Qmp(format!(
+                    "{what} failed: {}",
+                    v.get("error-desc").unwrap_or(&v)
+                )));
+            }
+            _ if Instant::now() > give_up => {
+                return Err(Error::Qmp(format!(
+                    "{what} did not finish within {MIGRATE_TIMEOUT:?}"
+                )));
+            }
+            _ => std::thread::sleep(MIGRATE_POLL),
+        }
+    }
+}
+
+/// Skip RAM in the migration stream: it is in the shared files.
+pub(crate) fn ignore_shared_args() -> Value {
+    json!({ "capabilities": [ { "capability": "x-ignore-shared", "state": true } ] })
+}
+
+/// Writes the manifest last, so a directory with a manifest is complete.
+pub(crate) fn write_manifest(dir: &Path, key: &str, ram: &[PathBuf]) -> Result<QemuSnapshot> {
+    let (state_bytes, state_crc) = crc_file(&dir.join(STATE))?;
+    let mut ram_entries = Vec::new();
+    let mut ram_files = Vec::new();
+    for p in ram {
+        let name = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let (bytes, crc) = crc_file(p)?;
+        ram_entries.push(json!({ "name": name, "bytes": bytes, "crc": crc }));
+        ram_files.push(RamFile { name, bytes, crc });
+    }
+    let manifest = json!({
+        "version": FORMAT_VERSION,
+        "key": key,
+        "state": { "bytes": state_bytes, "crc": state_crc },
+        "ram": ram_entries,
+    });
+    let tmp = dir.join(format!("{MANIFEST}.tmp"));
+    std::fs::write(&tmp, manifest.to_string())
+        .map_err(|e| Error::io("write snapshot manifest", e))?;
+    std::fs::rename(&tmp, dir.join(MANIFEST)).map_err(|e| Error::io("rename manifest", e))?;
+    Ok(QemuSnapshot {
+        dir: dir.to_path_buf(),
+        key: key.to_string(),
+        ram: ram_files,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_paths_go_into_exec_uris() {
+        assert!(shell_safe(Path::new("/tmp/ktstr-snap.1/state")).is_ok());
+        for bad in ["/tmp/a b", "/tmp/a;rm", "/tmp/$x", "/tmp/'q'"] {
+            assert!(shell_safe(Path::new(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_manifest_detects_corruption_and_foreign_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(STATE), b"state bytes").unwrap();
+        let ram = dir.path().join("ram0");
+        std::fs::write(&ram, vec![7u8; 4096]).unwrap();
+        write_manifest(dir.path(), "k1", std::slice::from_ref(&ram)).unwrap();
+        let s = QemuSnapshot::open(dir.path(), "k1").unwrap();
+        assert_eq!(s.ram_files(), vec![(ram.clone(), 4096)]);
+        assert!(matches!(
+            QemuSnapshot::open(dir.path(), "k2"),
+            Err(Error::SnapshotKeyMismatch { .. })
+        ));
+        let mut bytes = std::fs::read(&ram).unwrap();
+        bytes[100] ^= 1;
+        std::fs::write(&ram, bytes).unwrap();
+        assert!(matches!(
+            QemuSnapshot::open(dir.path(), "k1"),
+            Err(Error::SnapshotInvalid { .. })
+        ));
+    }
+}
