@@ -28,6 +28,7 @@ fn initramfs(dir: &Path) -> anyhow::Result<std::path::PathBuf> {
     a.add_dir("dev", 0o755)?;
     a.add_char_dev("dev/console", 0o600, 5, 1)?;
     a.add_elf_with_libs("bin/busybox", Path::new("/bin/busybox"))?;
+    a.add_symlink("bin/sh", "busybox")?;
     a.add_file("init", 0o755, topology::PROBE_INIT.as_bytes())?;
     let path = dir.join("probe.cpio");
     std::fs::write(&path, a.to_bytes()?)?;
