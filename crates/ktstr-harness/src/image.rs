@@ -1,0 +1,162 @@
+//! The guest initramfs: the init (by default the running executable, whose
+//! `.init_array` hook from `ktstr-guest` makes it PID 1), busybox for
+//! `exec`, and the schedulers, cached by content.
+//!
+//! The cache key is the SHA-256 of the uncompressed archive bytes (the
+//! archive is deterministic: sorted entries, mtime 0), so identical inputs
+//! map to one file under `target/ktstr/initramfs/` and are written (and
+//! compressed) once; later sessions only re-read and hash the inputs.
+
+use std::path::{Path, PathBuf};
+
+use ktstr_initramfs::Archive;
+use sha2::{Digest, Sha256};
+
+use crate::compress::Compression;
+use crate::error::HarnessError;
+
+/// Where schedulers live in the guest.
+pub const SCHED_DIR: &str = "sched";
+/// Static busybox, as Debian's busybox-static installs it.
+pub const DEFAULT_BUSYBOX: &str = "/bin/busybox";
+
+/// What goes into the initramfs.
+#[derive(Clone, Debug)]
+pub struct GuestImage {
+    /// Packed as `/init` with its shared libraries.
+    pub init: PathBuf,
+    /// Packed as `/bin/busybox`; init links its applets into `/bin`.
+    pub busybox: Option<PathBuf>,
+    /// Packed as `/sched/<file name>`.
+    pub schedulers: Vec<PathBuf>,
+    /// Storage format of the cached file.
+    pub compression: Compression,
+}
+
+/// A built (or reused) archive on disk.
+#[derive(Clone, Debug)]
+pub struct CachedImage {
+    /// The archive file, handed to the kernel.
+    pub path: PathBuf,
+    /// Hex SHA-256 of the uncompressed archive.
+    pub hash: String,
+    /// Size of the file.
+    pub size: u64,
+    /// True if the file already existed (nothing was written).
+    pub reused: bool,
+}
+
+impl GuestImage {
+    /// `init` as `/init`, the default busybox if present, no schedulers.
+    pub fn new(init: impl Into<PathBuf>) -> Self {
+        let bb = Path::new(DEFAULT_BUSYBOX);
+        GuestImage {
+            init: init.into(),
+            busybox: bb.is_file().then(|| bb.to_owned()),
+            schedulers: Vec::new(),
+            compression: Compression::None,
+        }
+    }
+
+    /// Guest path of scheduler `host`.
+    pub fn guest_path(host: &Path) -> String {
+        let name = host
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        format!("/{SCHED_DIR}/{name}")
+    }
+
+    /// The archive bytes (uncompressed).
+    pub fn archive(&self) -> Result<Vec<u8>, HarnessError> {
+        let mut a = Archive::new();
+        for dir in ["proc", "sys", "dev", "tmp", "run", "bin", SCHED_DIR] {
+            a.add_dir(dir, 0o755)?;
+        }
+        a.add_char_dev("dev/console", 0o600, 5, 1)?;
+        a.add_char_dev("dev/null", 0o666, 1, 3)?;
+        a.add_elf_with_libs("init", &self.init)?;
+        if let Some(bb) = &self.busybox {
+            a.add_elf_with_libs("bin/busybox", bb)?;
+            a.add_symlink("bin/sh", "busybox")?;
+        }
+        for s in &self.schedulers {
+            let dest = Self::guest_path(s);
+            a.add_elf_with_libs(dest.trim_start_matches('/'), s)?;
+        }
+        Ok(a.to_bytes()?)
+    }
+
+    /// Build into `cache_dir`, or reuse the file already there.
+    pub fn build_cached(&self, cache_dir: &Path) -> Result<CachedImage, HarnessError> {
+        let bytes = self.archive()?;
+        let hash = hex(&Sha256::digest(&bytes));
+        let path = cache_dir.join(format!("{hash}.{}", self.compression.suffix()));
+        if let Ok(meta) = std::fs::metadata(&path) {
+            return Ok(CachedImage {
+                path,
+                hash,
+                size: meta.len(),
+                reused: true,
+            });
+        }
+        std::fs::create_dir_all(cache_dir)
+            .map_err(|e| HarnessError::io(format!("create {}", cache_dir.display()), e))?;
+        let data = self.compression.apply(bytes)?;
+        // Write beside the final name and rename: concurrent builders of the
+        // same image never see a partial file.
+        let tmp = tempfile::NamedTempFile::new_in(cache_dir)
+            .map_err(|e| HarnessError::io("create temp file in cache", e))?;
+        std::fs::write(tmp.path(), &data)
+            .map_err(|e| HarnessError::io(format!("write {}", tmp.path().display()), e))?;
+        tmp.persist(&path)
+            .map_err(|e| HarnessError::io(format!("rename to {}", path.display()), e.error))?;
+        Ok(CachedImage {
+            path,
+            hash,
+            size: data.len() as u64,
+            reused: false,
+        })
+    }
+}
+
+/// `KTSTR_CACHE_DIR`, else `<target>/ktstr/initramfs` for the `target`
+/// directory holding the running executable, else the temp dir.
+pub fn default_cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("KTSTR_CACHE_DIR") {
+        return PathBuf::from(d);
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    exe.ancestors()
+        .find(|p| p.file_name().is_some_and(|n| n == "target"))
+        .map(|t| t.join("ktstr/initramfs"))
+        .unwrap_or_else(|| std::env::temp_dir().join("ktstr-initramfs"))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_inputs_reuse_one_file_and_different_inputs_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut img = GuestImage::new("/bin/true");
+        img.busybox = None;
+        let a = img.build_cached(dir.path()).unwrap();
+        assert!(!a.reused);
+        let b = img.build_cached(dir.path()).unwrap();
+        assert!(b.reused);
+        assert_eq!(a.path, b.path);
+        img.schedulers.push("/bin/false".into());
+        let c = img.build_cached(dir.path()).unwrap();
+        assert_ne!(c.hash, a.hash);
+        let archive = std::fs::read(&c.path).unwrap();
+        let needle = b"sched/false";
+        assert!(archive.windows(needle.len()).any(|w| w == needle));
+        assert_eq!(GuestImage::guest_path(Path::new("/x/scx_simple")), "/sched/scx_simple");
+    }
+}
