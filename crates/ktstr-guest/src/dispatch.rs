@@ -7,8 +7,7 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use ktstr_wire::{
-    ByteStr, Command, Exit, Lifecycle, Message, Phase, Pong, RunStep, ScenarioResult,
-    ScenarioStatus,
+    ByteStr, Command, Exit, Lifecycle, Message, Phase, Pong, ScenarioResult, ScenarioStatus,
 };
 
 use crate::error::Error;
@@ -16,6 +15,7 @@ use crate::exec;
 use crate::outbox::Outbox;
 use crate::proto::{ExecRequest, Reply, Request};
 use crate::sched::Scheduler;
+use crate::shell;
 use crate::transport::Port;
 
 /// Timeout of a bare `Exec` command (which carries none).
@@ -31,7 +31,27 @@ pub fn serve<T: Read + Write>(
     while let Some(frame) = rx.recv()? {
         match frame.message() {
             Ok(Message::Command(Command::RunStep(step))) => {
-                let reply = handle_step(&step, out, sched);
+                let req: Request = match serde_json::from_slice(step.spec.0) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let message = format!("bad request JSON: {e}");
+                        send_reply(out, step.step, &Reply::Error { message })?;
+                        continue;
+                    }
+                };
+                if req == Request::Shell {
+                    // The shell reads this channel itself; its watcher replies.
+                    let replier = out.clone();
+                    let done = shell::run(step.step, rx, out, move |n, r| {
+                        let _ = send_reply(&replier, n, r);
+                    });
+                    if let Err(e) = done {
+                        let message = format!("shell: {e}");
+                        send_reply(out, step.step, &Reply::Error { message })?;
+                    }
+                    continue;
+                }
+                let reply = handle_request(req, out, sched);
                 send_reply(out, step.step, &reply)?;
             }
             Ok(Message::Command(Command::Exec(e))) => {
@@ -61,20 +81,15 @@ pub fn serve<T: Read + Write>(
     Err(Error::Closed)
 }
 
-fn handle_step(step: &RunStep<'_>, out: &Outbox, sched: &mut Scheduler) -> Reply {
-    let req: Request = match serde_json::from_slice(step.spec.0) {
-        Ok(r) => r,
-        Err(e) => {
-            return Reply::Error {
-                message: format!("bad request JSON: {e}"),
-            };
-        }
-    };
+fn handle_request(req: Request, out: &Outbox, sched: &mut Scheduler) -> Reply {
     match req {
         Request::Exec(e) => exec::run(&e, out),
         Request::StartScheduler(s) => sched.start(&s, out),
         Request::StopScheduler(s) => sched.stop(&s, out),
         Request::Panic { message } => panic!("{message}"),
+        Request::Shell => Reply::Error {
+            message: "shell is handled by the loop".into(),
+        },
     }
 }
 
@@ -105,7 +120,7 @@ fn send_reply(out: &Outbox, step: u32, reply: &Reply) -> Result<(), Error> {
 mod tests {
     use std::os::unix::net::UnixStream;
 
-    use ktstr_wire::{VecDecoder, encode};
+    use ktstr_wire::{RunStep, VecDecoder, encode};
 
     use super::*;
     use crate::sched::sysfs::SchedExtSysfs;

@@ -36,7 +36,7 @@ pub fn run(req: &ExecRequest, out: &Outbox) -> Reply {
             };
         }
     };
-    let pid = child.id();
+    let pid = child.pid;
     let mut relays = Vec::new();
     if let Some(o) = child.stdout.take() {
         relays.push(relay::start(

@@ -28,6 +28,7 @@ pub mod relay;
 pub mod sched;
 pub mod selftest;
 pub mod serve;
+pub mod shell;
 pub mod transport;
 pub mod uart;
 

@@ -26,6 +26,10 @@ pub enum Request {
     StartScheduler(StartScheduler),
     /// Stop the running scheduler and confirm the kernel detached it.
     StopScheduler(StopScheduler),
+    /// An interactive `/bin/sh -i` on a pty: output as `Stdout` chunks,
+    /// keystrokes as `Stdin` chunks; an empty `Stdin` chunk means the host
+    /// is done. Replied with [`Reply::Exec`] when the shell has exited.
+    Shell,
     /// Panic inside init (tests the panic path end to end).
     Panic {
         /// The panic message.

@@ -7,7 +7,7 @@
 //! mistaken for an orphan. No thread: waiters poll.
 
 use std::collections::HashMap;
-use std::process::{Child, Command};
+use std::process::{ChildStderr, ChildStdout, Command};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -19,14 +19,30 @@ fn with<R>(f: impl FnOnce(&mut HashMap<i32, Option<i32>>) -> R) -> R {
     f(g.get_or_insert_with(HashMap::new))
 }
 
-/// Spawn `cmd` and register the child. Never call `Child::wait` on the
-/// result: the status is collected here; use [`wait`] / [`try_status`].
-pub fn spawn(cmd: &mut Command) -> std::io::Result<Child> {
+/// A child registered with the reaper. There is deliberately no
+/// `std::process::Child` to wait on: its status is collected here; use
+/// [`wait`] / [`try_status`].
+#[derive(Debug)]
+pub struct Spawned {
+    /// Process id.
+    pub pid: u32,
+    /// Its stdout, if piped.
+    pub stdout: Option<ChildStdout>,
+    /// Its stderr, if piped.
+    pub stderr: Option<ChildStderr>,
+}
+
+/// Spawn `cmd` and register the child.
+pub fn spawn(cmd: &mut Command) -> std::io::Result<Spawned> {
     with(|map| {
-        let child = cmd.spawn()?;
-        let pid = i32::try_from(child.id()).unwrap_or(i32::MAX);
-        map.insert(pid, None);
-        Ok(child)
+        let mut child = cmd.spawn()?;
+        let pid = child.id();
+        map.insert(i32::try_from(pid).unwrap_or(i32::MAX), None);
+        Ok(Spawned {
+            pid,
+            stdout: child.stdout.take(),
+            stderr: child.stderr.take(),
+        })
     })
 }
 
@@ -94,10 +110,10 @@ mod tests {
         let a = spawn(Command::new("sh").args(["-c", "exit 7"])).unwrap();
         let b = spawn(Command::new("sh").args(["-c", "exit 0"])).unwrap();
         let until = Instant::now() + Duration::from_secs(10);
-        let sb = wait(b.id(), until).unwrap();
-        let sa = wait(a.id(), until).unwrap();
+        let sb = wait(b.pid, until).unwrap();
+        let sa = wait(a.pid, until).unwrap();
         assert_eq!(ProcExit::from_wait_status(sa).code, Some(7));
         assert_eq!(ProcExit::from_wait_status(sb).code, Some(0));
-        assert_eq!(try_status(a.id()), None, "status is handed out once");
+        assert_eq!(try_status(a.pid), None, "status is handed out once");
     }
 }

@@ -52,10 +52,15 @@ impl Compression {
             .map_err(|e| fail(e.to_string()))?;
         let stdin = child.stdin.take();
         let writer = std::thread::spawn(move || {
-            stdin.map(|mut s| s.write_all(&data)).transpose().map(|_| ())
+            stdin
+                .map(|mut s| s.write_all(&data))
+                .transpose()
+                .map(|_| ())
         });
         let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
-        let wrote = writer.join().map_err(|_| fail("writer thread panicked".into()))?;
+        let wrote = writer
+            .join()
+            .map_err(|_| fail("writer thread panicked".into()))?;
         wrote.map_err(|e| fail(format!("write input: {e}")))?;
         if !out.status.success() {
             return Err(fail(format!(

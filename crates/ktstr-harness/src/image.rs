@@ -157,6 +157,9 @@ mod tests {
         let archive = std::fs::read(&c.path).unwrap();
         let needle = b"sched/false";
         assert!(archive.windows(needle.len()).any(|w| w == needle));
-        assert_eq!(GuestImage::guest_path(Path::new("/x/scx_simple")), "/sched/scx_simple");
+        assert_eq!(
+            GuestImage::guest_path(Path::new("/x/scx_simple")),
+            "/sched/scx_simple"
+        );
     }
 }

@@ -18,6 +18,12 @@
 //! off by default because an uncompressed archive boots fastest here (see
 //! [`compress`] and the README for the figures).
 //!
+//! # Shell
+//!
+//! [`Session::shell`] attaches the user's terminal (raw mode, restored on
+//! every exit path) to a guest `/bin/sh -i` on a pty. **Ctrl-] kills the
+//! VM.** `cargo run -p ktstr-harness --example shell` opens one.
+//!
 //! # Protocol
 //!
 //! Requests are `ktstr_guest::proto::Request` JSON in `RunStep.spec`; the
@@ -29,12 +35,15 @@ pub mod error;
 pub mod events;
 pub mod image;
 pub mod session;
+pub mod shell;
+pub mod terminal;
 
 pub use compress::Compression;
 pub use error::HarnessError;
 pub use events::{SchedEvent, SysInfo};
 pub use image::{CachedImage, GuestImage};
 pub use session::{
-    Attached, Detached, ExecResult, GuestExit, RunResult, Session, SessionConfig,
+    Attached, BootTimings, Detached, ExecResult, GuestExit, RunResult, Session, SessionConfig,
     init_panic_message,
 };
+pub use shell::{ESCAPE, ShellEnd};

@@ -137,6 +137,16 @@ pub struct Session {
     scheduler: Option<Attached>,
     deadline: Duration,
     logs: Vec<String>,
+    timings: BootTimings,
+}
+
+/// Where a session's start-up time went.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BootTimings {
+    /// Building (or hashing and reusing) the initramfs.
+    pub image: Duration,
+    /// From starting the VM to the guest's `SysReady`.
+    pub boot: Duration,
 }
 
 impl Session {
@@ -157,7 +167,10 @@ impl Session {
         let mut img = GuestImage::new(init);
         img.schedulers = cfg.schedulers.clone();
         img.compression = cfg.compression;
+        let started = Instant::now();
         let image = img.build_cached(&cfg.cache_dir)?;
+        let image_time = started.elapsed();
+        let started = Instant::now();
         tracing::info!(path = %image.path.display(), reused = image.reused, "initramfs");
         let spec = BootSpec {
             kernel: cfg.kernel.clone(),
@@ -188,12 +201,17 @@ impl Session {
             scheduler: None,
             deadline: cfg.deadline,
             logs: Vec::new(),
+            timings: BootTimings {
+                image: image_time,
+                boot: Duration::ZERO,
+            },
         };
         let until = Instant::now() + cfg.boot_timeout;
         loop {
             match s.next_event(until) {
                 Ok(Event::SysReady(info)) => {
                     s.sys = info;
+                    s.timings.boot = started.elapsed();
                     return Ok(s);
                 }
                 Ok(_) => {}
@@ -214,9 +232,19 @@ impl Session {
         self.sys
     }
 
+    /// Image and boot times of this session.
+    pub fn timings(&self) -> BootTimings {
+        self.timings
+    }
+
     /// The initramfs this session booted.
     pub fn image(&self) -> &CachedImage {
         &self.image
+    }
+
+    /// Kill the VM now (the escape key of [`shell`](Self::shell)).
+    pub fn kill(&self) {
+        self.guest.kill();
     }
 
     /// `Log` lines received so far.
@@ -225,7 +253,7 @@ impl Session {
     }
 
     /// Next event; output, scheduler reports and logs are also filed.
-    fn next_event(&mut self, until: Instant) -> Result<Event, NoEvent> {
+    pub(crate) fn next_event(&mut self, until: Instant) -> Result<Event, NoEvent> {
         let e = self.events.next(until)?;
         match &e {
             Event::Stdout(pid, d) => self.output.entry(*pid).or_default().0.extend(d),
@@ -238,7 +266,7 @@ impl Session {
         Ok(e)
     }
 
-    fn send(&mut self, cmd: Command<'_>) -> Result<(), HarnessError> {
+    pub(crate) fn send(&mut self, cmd: Command<'_>) -> Result<(), HarnessError> {
         let bytes = encode(self.seq, &cmd.into()).map_err(|e| HarnessError::Protocol {
             what: "encode".into(),
             detail: e.to_string(),
@@ -249,6 +277,16 @@ impl Session {
     }
 
     fn request(&mut self, req: &Request, wait: Duration) -> Result<Reply, HarnessError> {
+        let step = self.send_request(req, wait)?;
+        self.await_reply(step, &op_name(req), wait)
+    }
+
+    /// Send `req` as the next `RunStep`; returns its step number.
+    pub(crate) fn send_request(
+        &mut self,
+        req: &Request,
+        wait: Duration,
+    ) -> Result<u32, HarnessError> {
         let what = op_name(req);
         let step = self.next_step;
         self.next_step += 1;
@@ -262,6 +300,17 @@ impl Session {
             timeout_ms,
             spec: ByteStr(&spec),
         }))?;
+        Ok(step)
+    }
+
+    /// Wait for the reply to `step`, filing other events.
+    pub(crate) fn await_reply(
+        &mut self,
+        step: u32,
+        what: &str,
+        wait: Duration,
+    ) -> Result<Reply, HarnessError> {
+        let what = what.to_owned();
         let until = Instant::now() + wait;
         loop {
             match self.next_event(until) {
@@ -279,7 +328,7 @@ impl Session {
         }
     }
 
-    fn take_output(&mut self, pid: u32) -> (Vec<u8>, Vec<u8>) {
+    pub(crate) fn take_output(&mut self, pid: u32) -> (Vec<u8>, Vec<u8>) {
         self.output.remove(&pid).unwrap_or_default()
     }
 
@@ -389,7 +438,12 @@ impl Session {
         };
         let until = Instant::now() + period;
         loop {
-            if let Some(e) = self.sched.iter().find(|e| e.state == SchedState::Exited).cloned() {
+            if let Some(e) = self
+                .sched
+                .iter()
+                .find(|e| e.state == SchedState::Exited)
+                .cloned()
+            {
                 return Err(self.ended_error(&att, e));
             }
             match self.next_event(until) {
@@ -531,6 +585,7 @@ fn op_name(req: &Request) -> String {
         Request::StartScheduler(s) => format!("start scheduler {}", s.path),
         Request::StopScheduler(_) => "stop scheduler".into(),
         Request::Panic { .. } => "panic".into(),
+        Request::Shell => "shell".into(),
     }
 }
 

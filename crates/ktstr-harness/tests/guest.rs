@@ -4,10 +4,13 @@
 
 mod common;
 
+use std::io::Write;
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use common::{config, kernel_release, scheduler, test_env, vm_lock};
-use ktstr_harness::{GuestExit, HarnessError, Session, SessionConfig};
+use ktstr_guest::proto::ProcExit;
+use ktstr_harness::{GuestExit, HarnessError, Session, SessionConfig, ShellEnd};
 use ktstr_wire::SchedState;
 
 const EXEC: Duration = Duration::from_secs(120);
@@ -29,16 +32,22 @@ fn test_binary_is_init_and_exec_returns_output_and_codes() {
     assert!(!s.image().reused, "fresh cache dir");
 
     // The PID-1 hook: this very test executable runs as init.
-    let exe = s.exec(&["readlink", "/proc/1/exe"], EXEC).expect("readlink");
+    let exe = s
+        .exec(&["readlink", "/proc/1/exe"], EXEC)
+        .expect("readlink");
     assert_eq!(text(&exe.stdout).trim(), "/init");
     let sys = s.sys_info();
     assert!(sys.online_cpus >= 1);
     assert_eq!(sys.kernel_text >> 32, 0xffff_ffff, "{:#x}", sys.kernel_text);
     assert_ne!(sys.kernel_phys_base, 0);
     let mounts = s.exec(&["cat", "/proc/mounts"], EXEC).expect("mounts");
-    for fs in ["proc", "sysfs", "devtmpfs", "tmpfs", "cgroup2", "debugfs", "tracefs", "bpf"] {
+    for fs in [
+        "proc", "sysfs", "devtmpfs", "tmpfs", "cgroup2", "debugfs", "tracefs", "bpf",
+    ] {
         assert!(
-            text(&mounts.stdout).lines().any(|l| l.split(' ').nth(2) == Some(fs)),
+            text(&mounts.stdout)
+                .lines()
+                .any(|l| l.split(' ').nth(2) == Some(fs)),
             "{fs} not mounted:\n{}",
             text(&mounts.stdout)
         );
@@ -49,7 +58,9 @@ fn test_binary_is_init_and_exec_returns_output_and_codes() {
     assert_eq!(text(&uname.stdout).trim(), kernel_release(&env.kernel));
     assert_eq!(text(&uname.stdout).trim(), "6.12.117");
 
-    let three = s.exec(&["sh", "-c", "echo to-stderr >&2; exit 3"], EXEC).expect("exit 3");
+    let three = s
+        .exec(&["sh", "-c", "echo to-stderr >&2; exit 3"], EXEC)
+        .expect("exit 3");
     assert_eq!(three.code, Some(3));
     assert_eq!(text(&three.stderr), "to-stderr\n");
     assert!(three.stdout.is_empty());
@@ -71,11 +82,46 @@ fn test_binary_is_init_and_exec_returns_output_and_codes() {
         .expect("sleep");
     assert!(killed.timed_out && killed.signal == Some(9), "{killed:?}");
     let missing = s.exec(&["/no/such/program"], EXEC);
-    assert!(matches!(missing, Err(HarnessError::Guest { .. })), "{missing:?}");
+    assert!(
+        matches!(missing, Err(HarnessError::Guest { .. })),
+        "{missing:?}"
+    );
+
+    // The interactive shell, driven from a pipe (no terminal: no raw mode).
+    let (keys_r, mut keys_w) = std::os::unix::net::UnixStream::pair().expect("socket pair");
+    keys_w
+        .write_all(b"echo hi-$((40+2)) $(tty)\nexit 5\n")
+        .expect("keys");
+    drop(keys_w);
+    let mut screen = Vec::new();
+    let shell_end = s.shell(keys_r.as_fd(), &mut screen).expect("shell");
+    let screen = text(&screen);
+    assert_eq!(
+        shell_end,
+        ShellEnd::Exited(ProcExit {
+            code: Some(5),
+            signal: None
+        }),
+        "{screen}"
+    );
+    assert!(screen.contains("hi-42 /dev/pts/"), "{screen}");
+    // The session still serves requests after the shell.
+    let after = s
+        .exec(&["echo", "after-shell"], EXEC)
+        .expect("exec after shell");
+    assert_eq!(text(&after.stdout), "after-shell\n");
 
     let end = s.shutdown().expect("shutdown");
-    assert_eq!(end.exit, GuestExit::Exited(0), "{}", end.outcome.com1_text());
-    eprintln!("boot to SysReady: {boot_time:.2?}; whole run {:.2?}", end.outcome.run_time);
+    assert_eq!(
+        end.exit,
+        GuestExit::Exited(0),
+        "{}",
+        end.outcome.com1_text()
+    );
+    eprintln!(
+        "boot to SysReady: {boot_time:.2?}; whole run {:.2?}",
+        end.outcome.run_time
+    );
 
     // Same inputs: the cached archive is reused, not rebuilt.
     let again = ktstr_harness::GuestImage {
@@ -97,7 +143,9 @@ fn schedulers_attach_detach_and_early_exit_is_an_error() {
     let (cfg, _cache) = config(&env, &["scx_simple", "scx_qmap"]);
     let mut s = Session::boot(&cfg).expect("boot");
     let state = |s: &mut Session| {
-        let r = s.exec(&["cat", "/sys/kernel/sched_ext/state"], EXEC).expect("state");
+        let r = s
+            .exec(&["cat", "/sys/kernel/sched_ext/state"], EXEC)
+            .expect("state");
         text(&r.stdout).trim().to_owned()
     };
     assert_eq!(state(&mut s), "disabled");
@@ -110,10 +158,15 @@ fn schedulers_attach_detach_and_early_exit_is_an_error() {
     eprintln!("scx_simple attached in {:.2?}", t.elapsed());
     assert_eq!(att.name, "simple");
     assert_eq!(state(&mut s), "enabled");
-    let ops = s.exec(&["cat", "/sys/kernel/sched_ext/root/ops"], EXEC).expect("ops");
+    let ops = s
+        .exec(&["cat", "/sys/kernel/sched_ext/root/ops"], EXEC)
+        .expect("ops");
     assert_eq!(text(&ops.stdout).trim(), "simple");
-    s.watch_scheduler(Duration::from_secs(2)).expect("stays attached");
-    let det = s.stop_scheduler(Duration::from_secs(10)).expect("stop simple");
+    s.watch_scheduler(Duration::from_secs(2))
+        .expect("stays attached");
+    let det = s
+        .stop_scheduler(Duration::from_secs(10))
+        .expect("stop simple");
     assert!(!det.killed, "SIGINT sufficed: {det:?}");
     assert_eq!(det.exit.code, Some(0), "{det:?}");
     assert_eq!(state(&mut s), "disabled");
@@ -123,9 +176,13 @@ fn schedulers_attach_detach_and_early_exit_is_an_error() {
         .start_scheduler(&qmap, &["-s", "20000"], Duration::from_secs(120))
         .expect("scx_qmap attaches");
     assert_eq!(att.name, "qmap");
-    let det = s.stop_scheduler(Duration::from_secs(10)).expect("stop qmap");
+    let det = s
+        .stop_scheduler(Duration::from_secs(10))
+        .expect("stop qmap");
     assert!(
-        det.kernel_log.iter().any(|l| l.contains("\"qmap\" disabled")),
+        det.kernel_log
+            .iter()
+            .any(|l| l.contains("\"qmap\" disabled")),
         "{det:?}"
     );
     assert_eq!(state(&mut s), "disabled");
@@ -157,7 +214,12 @@ fn schedulers_attach_detach_and_early_exit_is_an_error() {
     }
     assert_eq!(state(&mut s), "disabled");
     let end = s.shutdown().expect("shutdown");
-    assert_eq!(end.exit, GuestExit::Exited(0), "{}", end.outcome.com1_text());
+    assert_eq!(
+        end.exit,
+        GuestExit::Exited(0),
+        "{}",
+        end.outcome.com1_text()
+    );
 }
 
 #[test]
@@ -195,11 +257,22 @@ fn kernel_kick_out_reaches_the_host_with_its_reason() {
         other => panic!("wrong error: {other}"),
     }
     let det = s.stop_scheduler(Duration::from_secs(5)).expect("stop");
-    assert!(det.kernel_log.iter().any(|l| l.contains("runnable task stall")));
-    let st = s.exec(&["cat", "/sys/kernel/sched_ext/state"], EXEC).expect("state");
+    assert!(
+        det.kernel_log
+            .iter()
+            .any(|l| l.contains("runnable task stall"))
+    );
+    let st = s
+        .exec(&["cat", "/sys/kernel/sched_ext/state"], EXEC)
+        .expect("state");
     assert_eq!(text(&st.stdout).trim(), "disabled");
     let end = s.shutdown().expect("shutdown");
-    assert_eq!(end.exit, GuestExit::Exited(0), "{}", end.outcome.com1_text());
+    assert_eq!(
+        end.exit,
+        GuestExit::Exited(0),
+        "{}",
+        end.outcome.com1_text()
+    );
 }
 
 #[test]
@@ -210,7 +283,9 @@ fn init_panic_reaches_the_host_as_a_com2_line() {
     };
     let (cfg, _cache) = config(&env, &[]);
     let s = Session::boot(&cfg).expect("boot");
-    let end = s.trigger_init_panic("boom 42\nsecond line").expect("panic run");
+    let end = s
+        .trigger_init_panic("boom 42\nsecond line")
+        .expect("panic run");
     match &end.exit {
         GuestExit::InitPanic(m) => assert!(m.starts_with("boom 42 | second line at "), "{m}"),
         other => panic!("wrong exit {other:?}\nCOM1:\n{}", end.outcome.com1_text()),

@@ -111,7 +111,7 @@ fn install_busybox() {
         let mut cmd = std::process::Command::new(bb);
         cmd.args(["--install", "-s", "/bin"]);
         if let Ok(child) = crate::reaper::spawn(&mut cmd) {
-            crate::reaper::wait(child.id(), Instant::now() + Duration::from_secs(10));
+            crate::reaper::wait(child.pid, Instant::now() + Duration::from_secs(10));
         }
     }
     // SAFETY: single-threaded here (before any relay or monitor thread).

@@ -2,11 +2,12 @@
 
 use std::ffi::CString;
 
-/// One mount: `(source/fstype, target, required)`.
+/// Mounts in order: `(source, fstype, target, required)`.
 pub const MOUNTS: &[(&str, &str, &str, bool)] = &[
     ("proc", "proc", "/proc", true),
     ("sysfs", "sysfs", "/sys", true),
     ("devtmpfs", "devtmpfs", "/dev", true),
+    ("devpts", "devpts", "/dev/pts", false),
     ("tmpfs", "tmpfs", "/tmp", true),
     ("tmpfs", "tmpfs", "/run", false),
     ("cgroup2", "cgroup2", "/sys/fs/cgroup", false),

@@ -138,7 +138,7 @@ impl Scheduler {
             Ok(c) => c,
             Err(e) => return error(format!("start {}: {e}", req.path)),
         };
-        let pid = child.id();
+        let pid = child.pid;
         let (out_tail, err_tail) = (Tail::default(), Tail::default());
         let mut relays = Vec::new();
         if let Some(o) = child.stdout.take() {

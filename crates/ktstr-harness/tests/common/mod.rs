@@ -100,6 +100,9 @@ pub fn kernel_release(kernel: &Path) -> String {
     }
     let ptr = u16::from_le_bytes([img[0x20e], img[0x20f]]) as usize + 0x200;
     let rest = &img[ptr..];
-    let end = rest.iter().position(|&b| b == b' ' || b == 0).expect("release end");
+    let end = rest
+        .iter()
+        .position(|&b| b == b' ' || b == 0)
+        .expect("release end");
     String::from_utf8_lossy(&rest[..end]).into_owned()
 }
