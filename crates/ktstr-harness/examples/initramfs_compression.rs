@@ -1,4 +1,5 @@
-//! Which initramfs format boots fastest: none, zstd or lz4. Boots this
+//! Which initramfs format boots fastest: none, zstd or lz4 (init stripped
+//! of DWARF), and uncompressed with the DWARF kept. Boots this
 //! example (as its own init) `KTSTR_BOOTS` rounds on QEMU TCG, the three
 //! formats interleaved within each round so host load drifts hit all
 //! alike, and prints the median time from starting the VM to the guest's
@@ -11,7 +12,13 @@ use std::time::Duration;
 use anyhow::Context;
 use ktstr_harness::{Compression, GuestExit, Session, SessionConfig};
 
-const FORMATS: [Compression; 3] = [Compression::None, Compression::Zstd, Compression::Lz4];
+/// (format, strip the init's DWARF)
+const FORMATS: [(Compression, bool); 4] = [
+    (Compression::None, true),
+    (Compression::Zstd, true),
+    (Compression::Lz4, true),
+    (Compression::None, false),
+];
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -29,9 +36,10 @@ fn main() -> anyhow::Result<()> {
     let mut images = vec![Vec::new(); FORMATS.len()];
     let mut sizes = vec![0u64; FORMATS.len()];
     for round in 0..=rounds {
-        for (i, &compression) in FORMATS.iter().enumerate() {
+        for (i, &(compression, strip)) in FORMATS.iter().enumerate() {
             let mut cfg = SessionConfig::new(&kernel);
             cfg.compression = compression;
+            cfg.strip_debug = strip;
             cfg.cache_dir = cache.path().to_owned();
             cfg.deadline = Duration::from_secs(300);
             let s = Session::boot(&cfg)?;
@@ -46,9 +54,9 @@ fn main() -> anyhow::Result<()> {
             }
         }
     }
-    for (i, c) in FORMATS.iter().enumerate() {
+    for (i, (c, strip)) in FORMATS.iter().enumerate() {
         println!(
-            "{c:?}: {:.1} MiB; cached image step median {:.2?}; VM start→SysReady median {:.2?} (n={rounds}: {:.2?})",
+            "{c:?} strip_debug={strip}: {:.1} MiB; cached image step median {:.2?}; VM start→SysReady median {:.2?} (n={rounds}: {:.2?})",
             sizes[i] as f64 / (1 << 20) as f64,
             median(images[i].clone()),
             median(boots[i].clone()),

@@ -1,11 +1,15 @@
 //! Optional initramfs compression, by the kernel-supported formats.
 //!
-//! Measured on this project's host (QEMU TCG, 6.12 kernel, see the crate
-//! docs): an uncompressed archive boots fastest, because QEMU maps the
-//! file into guest memory for free while the guest's decompressor runs
-//! emulated. [`Compression::None`] is the default; the others exist for
-//! comparison and for hosts where image size matters. They shell out to the
-//! `zstd` / `lz4` tools.
+//! Measured on this project's host (QEMU TCG, 6.12 vmlinux, 2 vCPUs,
+//! `examples/initramfs_compression.rs`, 8 interleaved rounds, median VM
+//! start → `SysReady`): a 33 MiB archive (unstripped debug init) boots in
+//! 3.78 s uncompressed, 3.88 s as lz4 (15.8 MiB), 4.02 s as zstd (9.7 MiB);
+//! a 15 MiB one in 2.69 / 2.64 / 2.71 s (a tie within noise). QEMU hands
+//! the file to the guest for free while the decompressor runs emulated, so
+//! [`Compression::None`] is the default: never slower beyond noise, and no
+//! external tool. What does pay is a smaller archive: see
+//! [`GuestImage::strip_debug`](crate::GuestImage::strip_debug). The others
+//! shell out to the `zstd` / `lz4` tools.
 
 use std::io::Write;
 use std::process::{Command, Stdio};

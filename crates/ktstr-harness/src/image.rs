@@ -31,6 +31,10 @@ pub struct GuestImage {
     pub schedulers: Vec<PathBuf>,
     /// Storage format of the cached file.
     pub compression: Compression,
+    /// Pack `init` without its DWARF (`objcopy --strip-debug`, symbols
+    /// kept): a debug test binary shrinks ~5×, and every MiB of initramfs
+    /// costs guest boot time. Falls back to the original if objcopy fails.
+    pub strip_debug: bool,
 }
 
 /// A built (or reused) archive on disk.
@@ -55,6 +59,7 @@ impl GuestImage {
             busybox: bb.is_file().then(|| bb.to_owned()),
             schedulers: Vec::new(),
             compression: Compression::None,
+            strip_debug: true,
         }
     }
 
@@ -75,7 +80,13 @@ impl GuestImage {
         }
         a.add_char_dev("dev/console", 0o600, 5, 1)?;
         a.add_char_dev("dev/null", 0o666, 1, 3)?;
-        a.add_elf_with_libs("init", &self.init)?;
+        let stripped = if self.strip_debug {
+            strip_debug(&self.init)
+        } else {
+            None
+        };
+        let init = stripped.as_ref().map_or(self.init.as_path(), |t| t.path());
+        a.add_elf_with_libs("init", init)?;
         if let Some(bb) = &self.busybox {
             a.add_elf_with_libs("bin/busybox", bb)?;
             a.add_symlink("bin/sh", "busybox")?;
@@ -120,6 +131,28 @@ impl GuestImage {
     }
 }
 
+/// A copy of `elf` without debug sections, or None (with a warning) if
+/// objcopy is missing or fails.
+fn strip_debug(elf: &Path) -> Option<tempfile::NamedTempFile> {
+    let out = tempfile::Builder::new()
+        .prefix("ktstr-init-")
+        .tempfile()
+        .ok()?;
+    let status = std::process::Command::new("objcopy")
+        .arg("--strip-debug")
+        .arg(elf)
+        .arg(out.path())
+        .stderr(std::process::Stdio::null())
+        .status();
+    match status {
+        Ok(s) if s.success() => Some(out),
+        other => {
+            tracing::warn!(elf = %elf.display(), ?other, "objcopy --strip-debug failed; packing as is");
+            None
+        }
+    }
+}
+
 /// `KTSTR_CACHE_DIR`, else `<target>/ktstr/initramfs` for the `target`
 /// directory holding the running executable, else the temp dir.
 pub fn default_cache_dir() -> PathBuf {
@@ -146,6 +179,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut img = GuestImage::new("/bin/true");
         img.busybox = None;
+        img.strip_debug = false;
         let a = img.build_cached(dir.path()).unwrap();
         assert!(!a.reused);
         let b = img.build_cached(dir.path()).unwrap();
@@ -161,5 +195,26 @@ mod tests {
             GuestImage::guest_path(Path::new("/x/scx_simple")),
             "/sched/scx_simple"
         );
+    }
+
+    #[test]
+    fn stripping_shrinks_a_debug_binary_and_keeps_its_libraries() {
+        // This test binary has DWARF (dev profile).
+        let exe = std::env::current_exe().unwrap();
+        let stripped = strip_debug(&exe).expect("objcopy");
+        let (before, after) = (
+            std::fs::metadata(&exe).unwrap().len(),
+            std::fs::metadata(stripped.path()).unwrap().len(),
+        );
+        assert!(after < before / 2, "{before} -> {after}");
+        let mut img = GuestImage::new(&exe);
+        img.busybox = None;
+        let small = img.archive().unwrap();
+        img.strip_debug = false;
+        let big = img.archive().unwrap();
+        assert!(small.len() < big.len(), "{} vs {}", small.len(), big.len());
+        // The loader and libc still come along (DT_NEEDED survives).
+        let has = |a: &[u8], n: &[u8]| a.windows(n.len()).any(|w| w == n);
+        assert!(has(&small, b"libc.so.6"));
     }
 }

@@ -38,6 +38,8 @@ pub struct SessionConfig {
     pub schedulers: Vec<PathBuf>,
     /// Initramfs storage format.
     pub compression: Compression,
+    /// Strip DWARF from the init binary (see `GuestImage::strip_debug`).
+    pub strip_debug: bool,
     /// Extra kernel command line.
     pub cmdline: String,
     /// Initramfs cache directory.
@@ -45,11 +47,15 @@ pub struct SessionConfig {
 }
 
 impl SessionConfig {
-    /// Defaults: QEMU TCG, 2 vCPUs, 512 MiB, 10 min deadline, this executable as init.
+    /// Defaults: the backend `ktstr_backend::choose()` picks
+    /// (`KTSTR_BACKEND`, else ktstr-vmm on hardware KVM and QEMU TCG
+    /// otherwise, since software KVM cannot run guest user space), 2 vCPUs,
+    /// 512 MiB, 10 min deadline, this executable as init.
     pub fn new(kernel: impl Into<PathBuf>) -> Self {
+        let backend = ktstr_backend::choose().map_or(BackendKind::QemuTcg, |c| c.kind);
         SessionConfig {
             kernel: kernel.into(),
-            backend: BackendKind::QemuTcg,
+            backend,
             vcpus: 2,
             memory_mib: 512,
             deadline: Duration::from_secs(600),
@@ -57,6 +63,7 @@ impl SessionConfig {
             init: None,
             schedulers: Vec::new(),
             compression: Compression::None,
+            strip_debug: true,
             cmdline: "quiet".into(),
             cache_dir: default_cache_dir(),
         }
@@ -167,6 +174,7 @@ impl Session {
         let mut img = GuestImage::new(init);
         img.schedulers = cfg.schedulers.clone();
         img.compression = cfg.compression;
+        img.strip_debug = cfg.strip_debug;
         let started = Instant::now();
         let image = img.build_cached(&cfg.cache_dir)?;
         let image_time = started.elapsed();
