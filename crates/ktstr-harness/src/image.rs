@@ -32,8 +32,11 @@ pub struct GuestImage {
     /// Storage format of the cached file.
     pub compression: Compression,
     /// Pack `init` without its DWARF (`objcopy --strip-debug`, symbols
-    /// kept): a debug test binary shrinks ~5×, and every MiB of initramfs
-    /// costs guest boot time. Falls back to the original if objcopy fails.
+    /// kept): a debug test binary's archive shrinks 33 → 9.6 MiB, so the
+    /// cache (one file per test-binary build) stays small, and hashing it
+    /// per session is cheaper (47 vs 69 ms). Boot time did not measurably
+    /// change (see [`crate::compress`]). Falls back to the original if
+    /// objcopy fails.
     pub strip_debug: bool,
 }
 
