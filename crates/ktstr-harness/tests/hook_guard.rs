@@ -47,14 +47,10 @@ fn the_hook_is_in_the_loaded_init_array() {
     // linker kept it, the C runtime would never call it and no guest could
     // start. Look for its function pointer among the relocated entries.
     let hook = ktstr_guest::init::PID1_HOOK as usize;
-    // SAFETY: the linker defines both symbols around the array of
-    // pointer-sized entries; only their addresses are taken here.
-    let (start, end) = unsafe {
-        (
-            std::ptr::addr_of!(__init_array_start).cast::<usize>(),
-            std::ptr::addr_of!(__init_array_end).cast::<usize>(),
-        )
-    };
+    // Only the addresses are taken: the linker defines both symbols around
+    // the array of pointer-sized entries.
+    let start = std::ptr::addr_of!(__init_array_start).cast::<usize>();
+    let end = std::ptr::addr_of!(__init_array_end).cast::<usize>();
     let len = (end as usize - start as usize) / size_of::<usize>();
     // SAFETY: [start, end) is the loaded, initialised `.init_array`.
     let entries = unsafe { std::slice::from_raw_parts(start, len) };
