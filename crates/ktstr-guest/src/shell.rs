@@ -12,7 +12,6 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::fd::FromRawFd;
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -66,8 +65,13 @@ pub fn run<T: Read + Write>(
     reply: impl Fn(u32, &Reply) + Send + 'static,
 ) -> Result<(), Error> {
     let (master, slave) = open_pty()?;
-    let mut cmd = Command::new("/bin/sh");
-    cmd.arg("-i")
+    // busybox `setsid -c` makes a new session with the pty (stdin) as its
+    // controlling terminal, then execs sh in the same process (it is not a
+    // group leader, so setsid does not fork and `pid` stays the shell's).
+    // Not `pre_exec`: std's fork-based spawn path that it forces fails
+    // with EAFNOSUPPORT on kernels without AF_UNIX (the lean test kernel).
+    let mut cmd = Command::new("/bin/busybox");
+    cmd.args(["setsid", "-c", "/bin/sh", "-i"])
         .env("TERM", "linux")
         .env("PS1", "ktstr# ")
         .stdin(Stdio::from(
@@ -77,17 +81,8 @@ pub fn run<T: Read + Write>(
             slave.try_clone().map_err(|e| Error::io("dup pty", e))?,
         ))
         .stderr(Stdio::from(slave));
-    // SAFETY: only async-signal-safe calls between fork and exec: a new
-    // session, then the pty on fd 0 becomes its controlling terminal.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let child = reaper::spawn(&mut cmd).map_err(|e| Error::io("spawn /bin/sh", e))?;
+    let child =
+        reaper::spawn(&mut cmd).map_err(|e| Error::io("spawn busybox setsid -c /bin/sh", e))?;
     drop(cmd);
     let pid = child.pid;
     let reader = master

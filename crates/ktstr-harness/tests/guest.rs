@@ -252,7 +252,18 @@ fn kernel_kick_out_reaches_the_host_with_its_reason() {
         } => {
             assert!(reason.contains("runnable task stall"), "{kicked}");
             assert!(reason.contains("\"qmap\" disabled"), "{kicked}");
-            assert!(!scheduler_output.is_empty(), "{kicked}");
+            // The scheduler's own exit message (libbpf's UEI report).
+            assert!(
+                scheduler_output.contains("EXIT: runnable task stall"),
+                "{scheduler_output}"
+            );
+            let tail: String = scheduler_output
+                .lines()
+                .rev()
+                .take(6)
+                .collect::<Vec<_>>()
+                .join(" / ");
+            eprintln!("scx_qmap's last lines (newest first): {tail}");
         }
         other => panic!("wrong error: {other}"),
     }
