@@ -87,6 +87,16 @@ fn handle_request(req: Request, out: &Outbox, sched: &mut Scheduler) -> Reply {
         Request::StartScheduler(s) => sched.start(&s, out),
         Request::StopScheduler(s) => sched.stop(&s, out),
         Request::Panic { message } => panic!("{message}"),
+        Request::Raise { signal } if crate::init::panic::FATAL_SIGNALS.contains(&signal) => {
+            // SAFETY: raise has no memory effects; the handler reboots.
+            unsafe { libc::raise(signal) };
+            Reply::Error {
+                message: format!("signal {signal} returned"),
+            }
+        }
+        Request::Raise { signal } => Reply::Error {
+            message: format!("signal {signal} is not one init handles as fatal"),
+        },
         Request::Shell => Reply::Error {
             message: "shell is handled by the loop".into(),
         },

@@ -35,6 +35,11 @@ pub enum Request {
         /// The panic message.
         message: String,
     },
+    /// Raise a fatal signal in init (tests the signal path end to end).
+    Raise {
+        /// One of SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT.
+        signal: i32,
+    },
 }
 
 /// Run `argv` (looked up in `PATH`) with a deadline.

@@ -535,11 +535,19 @@ impl Session {
     }
 
     /// Make init panic (tests the panic path) and collect the end.
-    pub fn trigger_init_panic(mut self, message: &str) -> Result<RunResult, HarnessError> {
-        let req = Request::Panic {
+    pub fn trigger_init_panic(self, message: &str) -> Result<RunResult, HarnessError> {
+        self.fatal(&Request::Panic {
             message: message.to_owned(),
-        };
-        match self.request(&req, Duration::from_secs(60)) {
+        })
+    }
+
+    /// Make init raise fatal `signal` (tests the signal path) and collect the end.
+    pub fn trigger_init_signal(self, signal: i32) -> Result<RunResult, HarnessError> {
+        self.fatal(&Request::Raise { signal })
+    }
+
+    fn fatal(mut self, req: &Request) -> Result<RunResult, HarnessError> {
+        match self.request(req, Duration::from_secs(60)) {
             Err(HarnessError::GuestGone { .. } | HarnessError::Timeout { .. }) => {}
             Err(e) => return Err(e),
             Ok(r) => return Err(unexpected("panic", r)),
@@ -593,6 +601,7 @@ fn op_name(req: &Request) -> String {
         Request::StartScheduler(s) => format!("start scheduler {}", s.path),
         Request::StopScheduler(_) => "stop scheduler".into(),
         Request::Panic { .. } => "panic".into(),
+        Request::Raise { signal } => format!("raise signal {signal}"),
         Request::Shell => "shell".into(),
     }
 }

@@ -82,6 +82,15 @@ pub fn install() {
     install_signal_handlers();
 }
 
+/// The signals whose handlers report and reboot.
+pub const FATAL_SIGNALS: [i32; 5] = [
+    libc::SIGSEGV,
+    libc::SIGBUS,
+    libc::SIGILL,
+    libc::SIGFPE,
+    libc::SIGABRT,
+];
+
 static ALT_STACK: [u8; 64 * 1024] = [0; 64 * 1024];
 
 fn install_signal_handlers() {
