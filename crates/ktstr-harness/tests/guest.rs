@@ -301,6 +301,15 @@ fn init_panic_reaches_the_host_as_a_com2_line() {
         GuestExit::InitPanic(m) => assert!(m.starts_with("boom 42 | second line at "), "{m}"),
         other => panic!("wrong exit {other:?}\nCOM1:\n{}", end.outcome.com1_text()),
     }
+    // A fatal signal takes the async-signal-safe path to the same report.
+    let s = Session::boot(&cfg).expect("boot again");
+    let end = s.trigger_init_signal(libc::SIGSEGV).expect("signal run");
+    assert_eq!(
+        end.exit,
+        GuestExit::InitPanic("init killed by SIGSEGV".into()),
+        "COM1:\n{}",
+        end.outcome.com1_text()
+    );
 }
 
 #[test]

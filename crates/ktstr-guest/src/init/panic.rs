@@ -91,17 +91,22 @@ pub const FATAL_SIGNALS: [i32; 5] = [
     libc::SIGABRT,
 ];
 
-static ALT_STACK: [u8; 64 * 1024] = [0; 64 * 1024];
+/// Size of the alternate signal stack.
+const ALT_STACK_LEN: usize = 64 * 1024;
 
 fn install_signal_handlers() {
     // An alternate stack so a stack overflow (SIGSEGV) can still report.
+    // Writable heap memory leaked for the process lifetime: an immutable
+    // static would land in read-only memory, where the kernel cannot build
+    // the signal frame and kills init instead.
+    let stack: &'static mut [u8] = Box::leak(vec![0u8; ALT_STACK_LEN].into_boxed_slice());
     let ss = libc::stack_t {
-        ss_sp: ALT_STACK.as_ptr().cast_mut().cast(),
+        ss_sp: stack.as_mut_ptr().cast(),
         ss_flags: 0,
-        ss_size: ALT_STACK.len(),
+        ss_size: stack.len(),
     };
-    // SAFETY: ALT_STACK is a static buffer that outlives the process; it is
-    // only ever written by the kernel while delivering a signal.
+    // SAFETY: `stack` is writable and never freed; only the kernel uses it,
+    // while delivering a signal.
     unsafe { libc::sigaltstack(&ss, std::ptr::null_mut()) };
     for sig in [
         libc::SIGSEGV,
