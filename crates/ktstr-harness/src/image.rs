@@ -17,6 +17,10 @@ use crate::error::HarnessError;
 
 /// Where schedulers live in the guest.
 pub const SCHED_DIR: &str = "sched";
+/// Archives kept in a cache directory; older ones (by last use) are
+/// removed when a new one is written, so rebuilt test binaries do not
+/// fill the disk.
+pub const CACHE_KEEP: usize = 32;
 /// Static busybox, as Debian's busybox-static installs it.
 pub const DEFAULT_BUSYBOX: &str = "/bin/busybox";
 
@@ -107,6 +111,10 @@ impl GuestImage {
         let hash = hex(&Sha256::digest(&bytes));
         let path = cache_dir.join(format!("{hash}.{}", self.compression.suffix()));
         if let Ok(meta) = std::fs::metadata(&path) {
+            // Mark as used for the pruning order (best effort).
+            if let Ok(f) = std::fs::File::options().append(true).open(&path) {
+                let _ = f.set_modified(std::time::SystemTime::now());
+            }
             return Ok(CachedImage {
                 path,
                 hash,
@@ -125,12 +133,31 @@ impl GuestImage {
             .map_err(|e| HarnessError::io(format!("write {}", tmp.path().display()), e))?;
         tmp.persist(&path)
             .map_err(|e| HarnessError::io(format!("rename to {}", path.display()), e.error))?;
+        prune(cache_dir, CACHE_KEEP);
         Ok(CachedImage {
             path,
             hash,
             size: data.len() as u64,
             reused: false,
         })
+    }
+}
+
+/// Remove all but the `keep` most recently used archives in `dir`.
+pub fn prune(dir: &Path, keep: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut files: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".cpio"))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    files.sort_by_key(|f| std::cmp::Reverse(f.0));
+    for (_, old) in files.into_iter().skip(keep) {
+        if let Err(e) = std::fs::remove_file(&old) {
+            tracing::warn!(path = %old.display(), "prune initramfs cache: {e}");
+        }
     }
 }
 
@@ -198,6 +225,29 @@ mod tests {
             GuestImage::guest_path(Path::new("/x/scx_simple")),
             "/sched/scx_simple"
         );
+    }
+
+    #[test]
+    fn prune_keeps_the_most_recently_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        for (i, name) in ["a.cpio", "b.cpio", "c.cpio.zst", "notes.txt"]
+            .iter()
+            .enumerate()
+        {
+            let p = dir.path().join(name);
+            std::fs::write(&p, b"x").unwrap();
+            let f = std::fs::File::options().append(true).open(&p).unwrap();
+            f.set_modified(t0 + std::time::Duration::from_secs(i as u64))
+                .unwrap();
+        }
+        prune(dir.path(), 2);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["b.cpio", "c.cpio.zst", "notes.txt"]);
     }
 
     #[test]
