@@ -531,6 +531,10 @@ impl Session {
                 break;
             }
         }
+        if self.exit_code.is_none() {
+            // No `Exit`: init is stuck or gone; do not wait out the deadline.
+            self.guest.kill();
+        }
         self.finish()
     }
 
