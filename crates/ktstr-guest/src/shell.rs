@@ -113,15 +113,21 @@ pub fn run<T: Read + Write>(
         })
         .map_err(|e| Error::io("start shell watcher", e))?;
     let mut master = master;
-    while let Some(frame) = rx.recv()? {
+    // Until the host says done (or the channel fails: then clean up too).
+    let served = loop {
+        let frame = match rx.recv() {
+            Ok(Some(f)) => f,
+            Ok(None) => break Err(Error::Closed),
+            Err(e) => break Err(e),
+        };
         match frame.message() {
-            Ok(Message::Command(WireCommand::Stdin(c))) if c.data.0.is_empty() => break,
+            Ok(Message::Command(WireCommand::Stdin(c))) if c.data.0.is_empty() => break Ok(()),
             Ok(Message::Command(WireCommand::Stdin(c))) => {
                 let _ = master.write_all(c.data.0);
             }
             _ => {}
         }
-    }
+    };
     // Done: hang up a shell that is still running (its whole session).
     if !watcher.is_finished() {
         reaper::kill(-i32::try_from(pid).unwrap_or(i32::MAX), libc::SIGHUP);
@@ -129,5 +135,5 @@ pub fn run<T: Read + Write>(
     }
     drop(master);
     let _ = watcher.join();
-    Ok(())
+    served
 }
