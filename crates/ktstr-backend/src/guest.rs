@@ -49,6 +49,8 @@ pub enum Exit {
 pub struct Outcome {
     pub exit: Exit,
     pub com1: Vec<u8>,
+    /// Everything the guest wrote to COM2 (e.g. the guest init's `PANIC:` line).
+    pub com2: Vec<u8>,
     pub run_time: Duration,
 }
 

@@ -51,6 +51,7 @@ pub(crate) fn boot(spec: &BootSpec, accel: Accel) -> Result<Guest, BackendError>
                 exit: panic_or(exit, &outcome.com1),
                 run_time: outcome.timings.total,
                 com1: outcome.com1,
+                com2: outcome.com2,
             })
         })),
     })

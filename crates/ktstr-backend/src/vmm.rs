@@ -52,6 +52,7 @@ pub(crate) fn boot(spec: &BootSpec) -> Result<Guest, BackendError> {
                 exit: panic_or(exit, &outcome.com1),
                 run_time: outcome.timings.run,
                 com1: outcome.com1,
+                com2: outcome.com2,
             })
         })),
     })

@@ -1,0 +1,328 @@
+//! The guest init end to end on QEMU TCG with the real kernel: this test
+//! binary is packed as `/init` and becomes PID 1 through the `.init_array`
+//! hook of ktstr-guest, then serves exec and scheduler requests.
+
+mod common;
+
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use common::{config, kernel_release, scheduler, test_env, vm_lock};
+use ktstr_guest::proto::ProcExit;
+use ktstr_harness::{GuestExit, HarnessError, Session, SessionConfig, ShellEnd};
+use ktstr_wire::SchedState;
+
+const EXEC: Duration = Duration::from_secs(120);
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn test_binary_is_init_and_exec_returns_output_and_codes() {
+    let _g = vm_lock();
+    let Some(env) = test_env("test_binary_is_init_and_exec_returns_output_and_codes", &[]) else {
+        return;
+    };
+    let (cfg, _cache) = config(&env, &[]);
+    let booted = Instant::now();
+    let mut s = Session::boot(&cfg).expect("boot");
+    let boot_time = booted.elapsed();
+    assert!(!s.image().reused, "fresh cache dir");
+
+    // The PID-1 hook: this very test executable runs as init.
+    let exe = s
+        .exec(&["readlink", "/proc/1/exe"], EXEC)
+        .expect("readlink");
+    assert_eq!(text(&exe.stdout).trim(), "/init");
+    let sys = s.sys_info();
+    assert!(sys.online_cpus >= 1);
+    assert_eq!(sys.kernel_text >> 32, 0xffff_ffff, "{:#x}", sys.kernel_text);
+    assert_ne!(sys.kernel_phys_base, 0);
+    let mounts = s.exec(&["cat", "/proc/mounts"], EXEC).expect("mounts");
+    for fs in [
+        "proc", "sysfs", "devtmpfs", "tmpfs", "cgroup2", "debugfs", "tracefs", "bpf",
+    ] {
+        assert!(
+            text(&mounts.stdout)
+                .lines()
+                .any(|l| l.split(' ').nth(2) == Some(fs)),
+            "{fs} not mounted:\n{}",
+            text(&mounts.stdout)
+        );
+    }
+
+    let uname = s.exec(&["uname", "-r"], EXEC).expect("uname");
+    assert_eq!(uname.code, Some(0));
+    assert_eq!(text(&uname.stdout).trim(), kernel_release(&env.kernel));
+    assert_eq!(text(&uname.stdout).trim(), "6.12.117");
+
+    let three = s
+        .exec(&["sh", "-c", "echo to-stderr >&2; exit 3"], EXEC)
+        .expect("exit 3");
+    assert_eq!(three.code, Some(3));
+    assert_eq!(text(&three.stderr), "to-stderr\n");
+    assert!(three.stdout.is_empty());
+
+    // > 1 MiB on stdout, and a different stream on stderr at the same time.
+    let big = s
+        .exec(&["sh", "-c", "seq 1 200000; seq 1 5000 >&2"], EXEC)
+        .expect("big");
+    let want: String = (1..=200_000).map(|i| format!("{i}\n")).collect();
+    let want_err: String = (1..=5000).map(|i| format!("{i}\n")).collect();
+    assert!(want.len() > 1 << 20);
+    assert_eq!(big.code, Some(0));
+    assert_eq!(big.stdout.len(), want.len());
+    assert!(big.stdout == want.as_bytes(), "stdout differs");
+    assert!(big.stderr == want_err.as_bytes(), "stderr differs");
+
+    let killed = s
+        .exec(&["sleep", "30"], Duration::from_millis(500))
+        .expect("sleep");
+    assert!(killed.timed_out && killed.signal == Some(9), "{killed:?}");
+    let missing = s.exec(&["/no/such/program"], EXEC);
+    assert!(
+        matches!(missing, Err(HarnessError::Guest { .. })),
+        "{missing:?}"
+    );
+
+    // The interactive shell, driven from a pipe (no terminal: no raw mode).
+    let (keys_r, mut keys_w) = std::os::unix::net::UnixStream::pair().expect("socket pair");
+    keys_w
+        .write_all(b"echo hi-$((40+2)) $(tty)\nexit 5\n")
+        .expect("keys");
+    drop(keys_w);
+    let mut screen = Vec::new();
+    let shell_end = s.shell(keys_r.as_fd(), &mut screen).expect("shell");
+    let screen = text(&screen);
+    assert_eq!(
+        shell_end,
+        ShellEnd::Exited(ProcExit {
+            code: Some(5),
+            signal: None
+        }),
+        "{screen}"
+    );
+    assert!(screen.contains("hi-42 /dev/pts/"), "{screen}");
+    // The session still serves requests after the shell.
+    let after = s
+        .exec(&["echo", "after-shell"], EXEC)
+        .expect("exec after shell");
+    assert_eq!(text(&after.stdout), "after-shell\n");
+
+    let end = s.shutdown().expect("shutdown");
+    assert_eq!(
+        end.exit,
+        GuestExit::Exited(0),
+        "{}",
+        end.outcome.com1_text()
+    );
+    eprintln!(
+        "boot to SysReady: {boot_time:.2?}; whole run {:.2?}",
+        end.outcome.run_time
+    );
+
+    // Same inputs: the cached archive is reused, not rebuilt.
+    let again = ktstr_harness::GuestImage {
+        init: std::env::current_exe().expect("exe"),
+        ..ktstr_harness::GuestImage::new("/")
+    }
+    .build_cached(&cfg.cache_dir)
+    .expect("rebuild");
+    assert!(again.reused);
+}
+
+#[test]
+fn schedulers_attach_detach_and_early_exit_is_an_error() {
+    let _g = vm_lock();
+    let name = "schedulers_attach_detach_and_early_exit_is_an_error";
+    let Some(env) = test_env(name, &["scx_simple", "scx_qmap"]) else {
+        return;
+    };
+    let (cfg, _cache) = config(&env, &["scx_simple", "scx_qmap"]);
+    let mut s = Session::boot(&cfg).expect("boot");
+    let state = |s: &mut Session| {
+        let r = s
+            .exec(&["cat", "/sys/kernel/sched_ext/state"], EXEC)
+            .expect("state");
+        text(&r.stdout).trim().to_owned()
+    };
+    assert_eq!(state(&mut s), "disabled");
+
+    let simple = scheduler("scx_simple");
+    let t = Instant::now();
+    let att = s
+        .start_scheduler(&simple, &[], Duration::from_secs(120))
+        .expect("scx_simple attaches");
+    eprintln!("scx_simple attached in {:.2?}", t.elapsed());
+    assert_eq!(att.name, "simple");
+    assert_eq!(state(&mut s), "enabled");
+    let ops = s
+        .exec(&["cat", "/sys/kernel/sched_ext/root/ops"], EXEC)
+        .expect("ops");
+    assert_eq!(text(&ops.stdout).trim(), "simple");
+    s.watch_scheduler(Duration::from_secs(2))
+        .expect("stays attached");
+    let det = s
+        .stop_scheduler(Duration::from_secs(10))
+        .expect("stop simple");
+    assert!(!det.killed, "SIGINT sufficed: {det:?}");
+    assert_eq!(det.exit.code, Some(0), "{det:?}");
+    assert_eq!(state(&mut s), "disabled");
+
+    let qmap = scheduler("scx_qmap");
+    let att = s
+        .start_scheduler(&qmap, &["-s", "20000"], Duration::from_secs(120))
+        .expect("scx_qmap attaches");
+    assert_eq!(att.name, "qmap");
+    let det = s
+        .stop_scheduler(Duration::from_secs(10))
+        .expect("stop qmap");
+    assert!(
+        det.kernel_log
+            .iter()
+            .any(|l| l.contains("\"qmap\" disabled")),
+        "{det:?}"
+    );
+    assert_eq!(state(&mut s), "disabled");
+
+    let states: Vec<(SchedState, String)> = s
+        .scheduler_events()
+        .map(|e| (e.state, e.name.clone()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (SchedState::Attached, "simple".to_owned()),
+            (SchedState::Detached, "simple".to_owned()),
+            (SchedState::Attached, "qmap".to_owned()),
+            (SchedState::Detached, "qmap".to_owned()),
+        ]
+    );
+
+    // An invalid flag: the scheduler exits at once with its usage on stderr.
+    let err = s
+        .start_scheduler(&qmap, &["--no-such-flag"], Duration::from_secs(60))
+        .expect_err("must not attach");
+    match &err {
+        HarnessError::SchedulerExitedBeforeAttach { stderr, exit, .. } => {
+            assert!(!stderr.trim().is_empty(), "{err}");
+            assert!(!exit.contains("code 0"), "{err}");
+        }
+        other => panic!("wrong error: {other}"),
+    }
+    assert_eq!(state(&mut s), "disabled");
+    let end = s.shutdown().expect("shutdown");
+    assert_eq!(
+        end.exit,
+        GuestExit::Exited(0),
+        "{}",
+        end.outcome.com1_text()
+    );
+}
+
+#[test]
+fn kernel_kick_out_reaches_the_host_with_its_reason() {
+    let _g = vm_lock();
+    let name = "kernel_kick_out_reaches_the_host_with_its_reason";
+    let Some(env) = test_env(name, &["scx_qmap"]) else {
+        return;
+    };
+    let (cfg, _cache) = config(&env, &["scx_qmap"]);
+    let mut s = Session::boot(&cfg).expect("boot");
+    let qmap = scheduler("scx_qmap");
+    // Stall every 2nd kernel thread: the sched_ext watchdog disables qmap.
+    let started = Instant::now();
+    let kicked = match s.start_scheduler(&qmap, &["-T", "2"], Duration::from_secs(120)) {
+        Ok(att) => {
+            assert_eq!(att.name, "qmap");
+            s.watch_scheduler(Duration::from_secs(120))
+                .expect_err("the watchdog must kick qmap out")
+        }
+        // On a slow host the stall can trip before attach is observed.
+        Err(e) => e,
+    };
+    eprintln!("kicked after {:.2?}: {kicked}", started.elapsed());
+    match &kicked {
+        HarnessError::SchedulerKicked {
+            reason,
+            scheduler_output,
+            ..
+        } => {
+            assert!(reason.contains("runnable task stall"), "{kicked}");
+            assert!(reason.contains("\"qmap\" disabled"), "{kicked}");
+            // The scheduler's own exit message (libbpf's UEI report).
+            assert!(
+                scheduler_output.contains("EXIT: runnable task stall"),
+                "{scheduler_output}"
+            );
+            let tail: String = scheduler_output
+                .lines()
+                .rev()
+                .take(6)
+                .collect::<Vec<_>>()
+                .join(" / ");
+            eprintln!("scx_qmap's last lines (newest first): {tail}");
+        }
+        other => panic!("wrong error: {other}"),
+    }
+    let det = s.stop_scheduler(Duration::from_secs(5)).expect("stop");
+    assert!(
+        det.kernel_log
+            .iter()
+            .any(|l| l.contains("runnable task stall"))
+    );
+    let st = s
+        .exec(&["cat", "/sys/kernel/sched_ext/state"], EXEC)
+        .expect("state");
+    assert_eq!(text(&st.stdout).trim(), "disabled");
+    let end = s.shutdown().expect("shutdown");
+    assert_eq!(
+        end.exit,
+        GuestExit::Exited(0),
+        "{}",
+        end.outcome.com1_text()
+    );
+}
+
+#[test]
+fn init_panic_reaches_the_host_as_a_com2_line() {
+    let _g = vm_lock();
+    let Some(env) = test_env("init_panic_reaches_the_host_as_a_com2_line", &[]) else {
+        return;
+    };
+    let (cfg, _cache) = config(&env, &[]);
+    let s = Session::boot(&cfg).expect("boot");
+    let end = s
+        .trigger_init_panic("boom 42\nsecond line")
+        .expect("panic run");
+    match &end.exit {
+        GuestExit::InitPanic(m) => assert!(m.starts_with("boom 42 | second line at "), "{m}"),
+        other => panic!("wrong exit {other:?}\nCOM1:\n{}", end.outcome.com1_text()),
+    }
+    // A fatal signal takes the async-signal-safe path to the same report.
+    let s = Session::boot(&cfg).expect("boot again");
+    let end = s.trigger_init_signal(libc::SIGSEGV).expect("signal run");
+    assert_eq!(
+        end.exit,
+        GuestExit::InitPanic("init killed by SIGSEGV".into()),
+        "COM1:\n{}",
+        end.outcome.com1_text()
+    );
+}
+
+#[test]
+fn missing_scheduler_fails_before_any_vm_boots() {
+    // The kernel path does not exist either: reaching a boot would report
+    // that instead, so this proves the scheduler check comes first.
+    let mut cfg = SessionConfig::new("/nonexistent/kernel");
+    cfg.schedulers = vec!["/nonexistent/scx_nothing".into()];
+    let t = Instant::now();
+    let err = Session::boot(&cfg).err().expect("must fail");
+    assert!(
+        matches!(&err, HarnessError::SchedulerNotFound(p) if p.ends_with("scx_nothing")),
+        "{err}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(1));
+}
