@@ -73,6 +73,7 @@ fn main() -> anyhow::Result<()> {
             memory_mib,
             deadline: Duration::from_secs(1800),
             topology: Some(topo.clone()),
+            restore_from: None,
         };
         let started = Instant::now();
         let outcome = ktstr_backend::boot(choice.kind, &spec)?.wait()?;

@@ -1,7 +1,7 @@
 //! What every backend gives a caller: the bulk channel, a kill handle, a
 //! read-only view of guest memory, and a classified outcome.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
@@ -21,6 +21,9 @@ pub struct BootSpec {
     pub deadline: Duration,
     /// The CPU/NUMA shape; `None` is `vcpus` cores in one LLC of one node.
     pub topology: Option<NumaTopology>,
+    /// Resume this snapshot directory (from [`Guest::snapshot`] with the same spec)
+    /// instead of booting.
+    pub restore_from: Option<PathBuf>,
 }
 
 impl BootSpec {
@@ -63,6 +66,7 @@ impl Outcome {
 type SendBytes = Box<dyn Fn(&[u8]) + Send + Sync>;
 type ReadMemory = Box<dyn Fn(u64, &mut [u8]) -> Result<(), String> + Send + Sync>;
 type Finish = Box<dyn FnOnce() -> Result<Outcome, BackendError> + Send>;
+type TakeSnapshot = Box<dyn Fn(&Path) -> Result<(), BackendError> + Send + Sync>;
 
 /// A running guest. Dropping it without [`Guest::wait`] kills and reaps it.
 pub struct Guest {
@@ -71,6 +75,7 @@ pub struct Guest {
     pub(crate) kill: Box<dyn Fn() + Send + Sync>,
     pub(crate) memory: ReadMemory,
     pub(crate) finish: Option<Finish>,
+    pub(crate) snapshot: Option<TakeSnapshot>,
 }
 
 impl Guest {
@@ -95,6 +100,18 @@ impl Guest {
             len: buf.len(),
             reason,
         })
+    }
+
+    /// Pauses the guest, writes a snapshot into `dir` and resumes it. A later
+    /// [`BootSpec::restore_from`] with the same spec continues from this point.
+    pub fn snapshot(&self, dir: &Path) -> Result<(), BackendError> {
+        match &self.snapshot {
+            Some(take) => take(dir),
+            None => Err(BackendError::SnapshotUnsupported {
+                backend: "ktstr-vmm",
+                reason: "snapshots are taken by a SnapshotPlan given at build time (ktstr_vmm::snapshot), not yet through this interface".into(),
+            }),
+        }
     }
 
     /// Waits for the guest to end.

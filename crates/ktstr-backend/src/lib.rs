@@ -30,6 +30,11 @@ pub enum BackendError {
         backend: &'static str,
         reason: String,
     },
+    #[error("the {backend} backend cannot snapshot here: {reason}")]
+    SnapshotUnsupported {
+        backend: &'static str,
+        reason: String,
+    },
     #[error("invalid topology: {0}")]
     Topology(#[from] ktstr_vmm::topology::TopologyError),
     #[error("the VM thread ended without an outcome")]

@@ -1,6 +1,9 @@
 //! The QEMU backend: a ktstr-qemu `RunningVm` behind the [`Guest`] interface.
 
-use ktstr_qemu::{Accel, ExitKind, NumaNode, QemuBuilder, Topology};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use ktstr_qemu::{Accel, AfterSnapshot, ExitKind, NumaNode, QemuBuilder, Topology};
 use ktstr_vmm::topology::NumaTopology;
 
 use crate::BackendError;
@@ -21,11 +24,18 @@ pub(crate) fn boot(spec: &BootSpec, accel: Accel) -> Result<Guest, BackendError>
     if let Some(initramfs) = &spec.initramfs {
         builder = builder.initramfs(initramfs);
     }
+    if let Some(dir) = &spec.restore_from {
+        let key = ktstr_qemu::snapshot_key(builder.config())?;
+        builder = builder.restore(ktstr_qemu::QemuSnapshot::open(dir, &key)?);
+    }
     let mut vm = builder.spawn()?;
     let bulk_rx = vm.take_bulk_receiver();
     let bulk = vm.bulk_sender();
     let kill = vm.kill_handle();
     let memory = vm.memory();
+    // The VM is shared by the snapshot closure and the one-shot `finish`.
+    let vm = Arc::new(Mutex::new(Some(vm)));
+    let for_snapshot = vm.clone();
     Ok(Guest {
         bulk_rx,
         bulk_tx: Box::new(move |bytes| {
@@ -37,7 +47,18 @@ pub(crate) fn boot(spec: &BootSpec, accel: Accel) -> Result<Guest, BackendError>
         }),
         kill: Box::new(move || kill.kill()),
         memory: Box::new(move |addr, buf| memory.read(addr, buf).map_err(|e| e.to_string())),
+        snapshot: Some(Box::new(move |dir: &Path| {
+            let guard = for_snapshot.lock().map_err(|_| BackendError::Lost)?;
+            let vm = guard.as_ref().ok_or(BackendError::Lost)?;
+            vm.snapshot(dir, AfterSnapshot::Continue)?;
+            Ok(())
+        })),
         finish: Some(Box::new(move || {
+            let vm = vm
+                .lock()
+                .map_err(|_| BackendError::Lost)?
+                .take()
+                .ok_or(BackendError::Lost)?;
             let outcome = vm.wait()?;
             let exit = match outcome.exit {
                 ExitKind::Reboot => Exit::Reboot,

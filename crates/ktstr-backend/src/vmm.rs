@@ -8,6 +8,12 @@ use crate::BackendError;
 use crate::guest::{BootSpec, Exit, Guest, Outcome, panic_or};
 
 pub(crate) fn boot(spec: &BootSpec) -> Result<Guest, BackendError> {
+    if spec.restore_from.is_some() {
+        return Err(BackendError::SnapshotUnsupported {
+            backend: "ktstr-vmm",
+            reason: "restore ktstr-vmm snapshots with ktstr_vmm::Vm::restore".into(),
+        });
+    }
     let console = ktstr_vmm::virtio_console();
     let mut builder = VmBuilder::new()
         .kernel(&spec.kernel)
@@ -39,6 +45,7 @@ pub(crate) fn boot(spec: &BootSpec) -> Result<Guest, BackendError> {
                 .read_slice(buf, GuestAddress(addr))
                 .map_err(|e| e.to_string())
         }),
+        snapshot: None,
         finish: Some(Box::new(move || {
             let outcome = runner.join().map_err(|_| BackendError::Lost)??;
             let exit = match outcome.exit {

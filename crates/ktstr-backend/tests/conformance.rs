@@ -131,6 +131,7 @@ fn spec(
         memory_mib: 256,
         deadline,
         topology: None,
+        restore_from: None,
     }
 }
 

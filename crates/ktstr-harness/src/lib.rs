@@ -36,6 +36,7 @@ pub mod events;
 pub mod image;
 pub mod session;
 pub mod shell;
+pub mod snapshots;
 pub mod terminal;
 
 pub use compress::Compression;

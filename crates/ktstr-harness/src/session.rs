@@ -16,6 +16,7 @@ use crate::compress::Compression;
 use crate::error::HarnessError;
 use crate::events::{Event, EventStream, NoEvent, SchedEvent, SysInfo};
 use crate::image::{CachedImage, GuestImage, default_cache_dir};
+use crate::snapshots;
 
 /// How to boot a session.
 #[derive(Clone, Debug)]
@@ -46,6 +47,12 @@ pub struct SessionConfig {
     pub cmdline: String,
     /// Initramfs cache directory.
     pub cache_dir: PathBuf,
+    /// Resume a snapshot of this machine taken at the guest init's `SysReady`, taking it
+    /// on the first boot (see [`crate::snapshots`]); QEMU backends only. On by default
+    /// there; `KTSTR_SNAPSHOTS=0` turns it off.
+    pub snapshots: bool,
+    /// Where snapshots live.
+    pub snapshot_dir: PathBuf,
 }
 
 impl SessionConfig {
@@ -68,6 +75,9 @@ impl SessionConfig {
             compression: Compression::None,
             strip_debug: true,
             cmdline: "quiet".into(),
+            snapshots: backend != BackendKind::Vmm
+                && std::env::var("KTSTR_SNAPSHOTS").map_or(true, |v| v != "0"),
+            snapshot_dir: snapshots::default_root(&default_cache_dir()),
             cache_dir: default_cache_dir(),
         }
     }
@@ -155,8 +165,10 @@ pub struct Session {
 pub struct BootTimings {
     /// Building (or hashing and reusing) the initramfs.
     pub image: Duration,
-    /// From starting the VM to the guest's `SysReady`.
+    /// From starting the VM to the guest's `SysReady` (or, restored, to the guest running).
     pub boot: Duration,
+    /// The guest resumed a snapshot instead of booting.
+    pub restored: bool,
 }
 
 impl Session {
@@ -181,9 +193,8 @@ impl Session {
         let started = Instant::now();
         let image = img.build_cached(&cfg.cache_dir)?;
         let image_time = started.elapsed();
-        let started = Instant::now();
         tracing::info!(path = %image.path.display(), reused = image.reused, "initramfs");
-        let spec = BootSpec {
+        let mut spec = BootSpec {
             kernel: cfg.kernel.clone(),
             initramfs: Some(image.path.clone()),
             cmdline: format!("{} {INIT_ENV}=1", cfg.cmdline),
@@ -191,33 +202,60 @@ impl Session {
             memory_mib: cfg.memory_mib,
             deadline: cfg.deadline,
             topology: cfg.topology.clone(),
+            restore_from: None,
         };
-        let mut guest = ktstr_backend::boot(cfg.backend, &spec)?;
-        let Some(rx) = guest.take_bulk_receiver() else {
-            return Err(HarnessError::Protocol {
-                what: "boot".into(),
-                detail: "backend has no bulk channel".into(),
-            });
-        };
-        let mut s = Session {
-            guest,
-            events: EventStream::new(rx),
-            seq: 0,
-            next_step: 1,
-            output: HashMap::new(),
-            sched: VecDeque::new(),
-            exit_code: None,
-            sys: SysInfo::default(),
-            image,
-            packed: cfg.schedulers.clone(),
-            scheduler: None,
-            deadline: cfg.deadline,
-            logs: Vec::new(),
-            timings: BootTimings {
-                image: image_time,
-                boot: Duration::ZERO,
-            },
-        };
+        if !cfg.snapshots {
+            return Self::cold_boot(cfg, &spec, image, image_time);
+        }
+        let dir = snapshots::dir_for(&cfg.snapshot_dir, &spec, cfg.backend);
+        let _building = snapshots::DirLock::acquire(&dir)?;
+        if snapshots::exists(&dir) {
+            if let Some(sys) = snapshots::load_sys(&dir) {
+                spec.restore_from = Some(dir.clone());
+                match Self::start(cfg, &spec, image.clone(), image_time) {
+                    Ok(mut s) => {
+                        s.sys = sys;
+                        s.timings.restored = true;
+                        snapshots::touch_and_prune(&dir);
+                        tracing::info!(dir = %dir.display(), "resumed snapshot");
+                        return Ok(s);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "snapshot did not restore; rebuilding"),
+                }
+                spec.restore_from = None;
+            }
+            snapshots::discard(&dir);
+        }
+        let s = Self::cold_boot(cfg, &spec, image, image_time)?;
+        // The guest idles in its request loop: snapshot it for the next session.
+        let building = dir.with_extension("building");
+        snapshots::discard(&building);
+        let saved = s
+            .guest
+            .snapshot(&building)
+            .map_err(HarnessError::from)
+            .and_then(|()| snapshots::save_sys(&building, &s.sys))
+            .and_then(|()| {
+                std::fs::rename(&building, &dir)
+                    .map_err(|e| HarnessError::io("publish snapshot", e))
+            })
+            .map(|()| snapshots::touch_and_prune(&dir));
+        if let Err(e) = saved {
+            tracing::warn!(error = %e, "could not snapshot the booted guest; later sessions boot");
+            snapshots::discard(&building);
+        }
+        Ok(s)
+    }
+
+    /// Boot `spec` and wait for the guest init's `SysReady`.
+    fn cold_boot(
+        cfg: &SessionConfig,
+        spec: &BootSpec,
+        image: CachedImage,
+        image_time: Duration,
+    ) -> Result<Session, HarnessError> {
+        let started = Instant::now();
+        let mut s = Self::start(cfg, spec, image, image_time)?;
         let until = Instant::now() + cfg.boot_timeout;
         loop {
             match s.next_event(until) {
@@ -237,6 +275,43 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Start the VM (boot or restore) and wrap it in a session.
+    fn start(
+        cfg: &SessionConfig,
+        spec: &BootSpec,
+        image: CachedImage,
+        image_time: Duration,
+    ) -> Result<Session, HarnessError> {
+        let started = Instant::now();
+        let mut guest = ktstr_backend::boot(cfg.backend, spec)?;
+        let Some(rx) = guest.take_bulk_receiver() else {
+            return Err(HarnessError::Protocol {
+                what: "boot".into(),
+                detail: "backend has no bulk channel".into(),
+            });
+        };
+        Ok(Session {
+            guest,
+            events: EventStream::new(rx),
+            seq: 0,
+            next_step: 1,
+            output: HashMap::new(),
+            sched: VecDeque::new(),
+            exit_code: None,
+            sys: SysInfo::default(),
+            image,
+            packed: cfg.schedulers.clone(),
+            scheduler: None,
+            deadline: cfg.deadline,
+            logs: Vec::new(),
+            timings: BootTimings {
+                image: image_time,
+                boot: started.elapsed(),
+                restored: false,
+            },
+        })
     }
 
     /// What the guest reported at boot.

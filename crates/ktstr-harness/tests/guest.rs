@@ -326,3 +326,60 @@ fn missing_scheduler_fails_before_any_vm_boots() {
     );
     assert!(t.elapsed() < Duration::from_secs(1));
 }
+
+/// The second session with the same machine resumes the snapshot the first
+/// one took at `SysReady`, and the resumed guest serves requests as a booted one.
+#[test]
+fn a_second_session_resumes_the_first_ones_snapshot() {
+    let _g = vm_lock();
+    let Some(env) = test_env("a_second_session_resumes_the_first_ones_snapshot", &[]) else {
+        return;
+    };
+    let (mut cfg, _cache) = config(&env, &[]);
+    if cfg.backend == ktstr_backend::BackendKind::Vmm {
+        eprintln!("SKIP: ktstr-vmm sessions do not snapshot through the harness yet");
+        return;
+    }
+    cfg.snapshots = true;
+    let t = Instant::now();
+    let mut first = Session::boot(&cfg).expect("cold boot");
+    let cold = t.elapsed();
+    assert!(!first.timings().restored);
+    let sys = first.sys_info();
+    let r = first
+        .exec(&["sh", "-c", "echo first > /tmp/mark; echo ok"], EXEC)
+        .expect("exec");
+    assert_eq!(text(&r.stdout).trim(), "ok");
+    first.shutdown().expect("shutdown");
+
+    for round in 0..2 {
+        let t = Instant::now();
+        let mut s = Session::boot(&cfg).expect("restore");
+        let restore = t.elapsed();
+        assert!(
+            s.timings().restored,
+            "round {round} booted instead of resuming"
+        );
+        assert_eq!(s.sys_info(), sys, "SysReady facts survive the snapshot");
+        // A clean slate: what the first session wrote after its snapshot is absent.
+        let r = s
+            .exec(
+                &[
+                    "sh",
+                    "-c",
+                    "cat /tmp/mark 2>/dev/null; echo round-$0",
+                    &round.to_string(),
+                ],
+                EXEC,
+            )
+            .expect("exec after restore");
+        assert_eq!(text(&r.stdout).trim(), format!("round-{round}"), "{r:?}");
+        let uname = s.exec(&["uname", "-r"], EXEC).expect("uname");
+        assert_eq!(text(&uname.stdout).trim(), kernel_release(&env.kernel));
+        match s.shutdown().expect("shutdown").exit {
+            GuestExit::Exited(0) => {}
+            other => panic!("round {round}: {other:?}"),
+        }
+        eprintln!("cold boot to SysReady {cold:?}; restore to a serving guest {restore:?}");
+    }
+}

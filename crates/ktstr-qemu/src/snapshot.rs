@@ -163,6 +163,66 @@ impl QemuSnapshot {
     }
 }
 
+/// Copies `from` into `to` (resized to `from`'s length) writing only the pages that hold
+/// data: guest RAM is mostly untouched, so snapshots stay small on disk and restores write
+/// only what the guest had written. Holes are found with SEEK_DATA/SEEK_HOLE, then pages
+/// of zeros inside data extents are skipped too.
+pub(crate) fn sparse_copy(from: &Path, to: &Path) -> Result<u64> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    use std::os::fd::AsRawFd;
+    const PAGE: usize = 4096;
+    const CHUNK: usize = 1 << 20;
+    let ctx = |what: &str, p: &Path| format!("{what} {}", p.display());
+    let mut src = std::fs::File::open(from).map_err(|e| Error::io(ctx("open", from), e))?;
+    let len = src
+        .metadata()
+        .map_err(|e| Error::io(ctx("stat", from), e))?
+        .len();
+    let mut dst = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(to)
+        .map_err(|e| Error::io(ctx("create", to), e))?;
+    dst.set_len(len)
+        .map_err(|e| Error::io(ctx("size", to), e))?;
+    let fd = src.as_raw_fd();
+    let seek = |off: u64, whence: i32| -> Option<u64> {
+        let off = i64::try_from(off).ok()?;
+        // SAFETY: lseek on an fd we own; a negative result (ENXIO past the data) is handled.
+        let r = unsafe { libc::lseek(fd, off, whence) };
+        u64::try_from(r).ok()
+    };
+    let mut buf = vec![0u8; CHUNK];
+    let mut written = 0u64;
+    let mut pos = 0u64;
+    while pos < len {
+        let Some(data) = seek(pos, libc::SEEK_DATA) else {
+            break;
+        };
+        let end = seek(data, libc::SEEK_HOLE).unwrap_or(len).min(len);
+        let mut at = data;
+        while at < end {
+            let n = ((end - at) as usize).min(CHUNK);
+            src.seek(SeekFrom::Start(at))
+                .and_then(|_| src.read_exact(&mut buf[..n]))
+                .map_err(|e| Error::io(ctx("read", from), e))?;
+            for (i, page) in buf[..n].chunks(PAGE).enumerate() {
+                if page.iter().any(|&b| b != 0) {
+                    let off = at + (i * PAGE) as u64;
+                    dst.seek(SeekFrom::Start(off))
+                        .and_then(|_| dst.write_all(page))
+                        .map_err(|e| Error::io(ctx("write", to), e))?;
+                    written += page.len() as u64;
+                }
+            }
+            at += n as u64;
+        }
+        pos = end;
+    }
+    Ok(written)
+}
+
 /// `exec:` URIs run through `/bin/sh -c`; accept only paths that need no quoting.
 pub(crate) fn shell_safe(path: &Path) -> Result<&str> {
     let s = path
@@ -245,6 +305,22 @@ pub(crate) fn write_manifest(dir: &Path, key: &str, ram: &[PathBuf]) -> Result<Q
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sparse_copy_keeps_data_and_skips_zeros() {
+        use std::io::{Seek, SeekFrom, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        let mut f = std::fs::File::create(&a).unwrap();
+        f.set_len(8 << 20).unwrap();
+        f.seek(SeekFrom::Start(3 << 20)).unwrap();
+        f.write_all(&[0u8; 4096]).unwrap(); // data extent, all zero
+        f.write_all(b"payload").unwrap();
+        drop(f);
+        let written = sparse_copy(&a, &b).unwrap();
+        assert_eq!(written, 4096, "only the page with bytes is written");
+        assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    }
 
     #[test]
     fn only_plain_paths_go_into_exec_uris() {

@@ -188,8 +188,7 @@ fn load_snapshot_ram(
                 dir: snap.dir().to_path_buf(),
             });
         }
-        std::fs::copy(from, to.path())
-            .map_err(|e| Error::io(format!("copy snapshot RAM {}", from.display()), e))?;
+        snapshot::sparse_copy(from, to.path())?;
     }
     Ok(())
 }
@@ -405,8 +404,7 @@ impl RunningVm {
         let mut ram = Vec::new();
         for (i, f) in self._memory_files.iter().enumerate() {
             let to = dir.join(format!("ram{i}"));
-            std::fs::copy(f.path(), &to)
-                .map_err(|e| Error::io(format!("copy guest RAM to {}", to.display()), e))?;
+            snapshot::sparse_copy(f.path(), &to)?;
             ram.push(to);
         }
         let snap = snapshot::write_manifest(dir, &key, &ram)?;

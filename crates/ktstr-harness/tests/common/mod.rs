@@ -84,6 +84,9 @@ pub fn config(env: &TestEnv, schedulers: &[&str]) -> (SessionConfig, tempfile::T
     let mut cfg = SessionConfig::new(&env.kernel);
     cfg.schedulers = schedulers.iter().map(|s| scheduler(s)).collect();
     cfg.cache_dir = cache.path().to_owned();
+    // These tests are about what a booted guest does; the snapshot test opts in.
+    cfg.snapshots = false;
+    cfg.snapshot_dir = cache.path().join("snapshots");
     cfg.deadline = Duration::from_secs(540);
     (cfg, cache)
 }
