@@ -1,0 +1,238 @@
+//! `#[ktstr_test(...)]` turns a function returning a
+//! `ktstr_harness::workload::Scenario` into a `#[test]` that boots a VM with
+//! the requested topology, loads the scheduler, runs the scenario and checks
+//! the verdict (see `ktstr_harness::test`).
+//!
+//! ```ignore
+//! #[ktstr_test(topology = "1n1l2c1t", scheduler = "scx_simple", max_gap_ms = 3000)]
+//! fn two_cgroups() -> Scenario { catalogue::steady() }
+//!
+//! #[ktstr_test(gauntlet = ["1n1l2c1t", "1n2l2c1t"], scheduler = "scx_qmap",
+//!              flags = [[], ["-f"]], min_cpus = 2)]
+//! fn steady() -> Scenario { catalogue::steady() }
+//! ```
+//!
+//! The first is the test `two_cgroups`; the second expands to
+//! `gauntlet_steady::t1n1l2c1t`, `gauntlet_steady::t1n1l2c1t_f`, ... (one
+//! test per topology and flag set, filterable as usual: `cargo test
+//! gauntlet_steady`). Unknown keys, malformed or impossible topologies, a
+//! zero memory size and gauntlets where no preset meets the constraints are
+//! compile errors.
+
+use proc_macro::TokenStream;
+use proc_macro2::{Span, TokenStream as Tokens};
+use quote::{format_ident, quote};
+use syn::parse::Parser;
+use syn::{Expr, ExprArray, ExprLit, ItemFn, Lit, LitStr, meta::ParseNestedMeta};
+
+mod spec;
+
+#[cfg(test)]
+use spec::Constraints;
+use spec::TestAttr;
+
+#[proc_macro_attribute]
+pub fn ktstr_test(attr: TokenStream, item: TokenStream) -> TokenStream {
+    match expand(attr.into(), item.into()) {
+        Ok(t) => t.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+fn expand(attr: Tokens, item: Tokens) -> syn::Result<Tokens> {
+    let mut spec = TestAttr::default();
+    let parser = syn::meta::parser(|meta| spec.parse_key(meta));
+    parser.parse2(attr)?;
+    let mut func: ItemFn = syn::parse2(item)?;
+    if !func.sig.inputs.is_empty() {
+        return Err(syn::Error::new_spanned(
+            &func.sig.inputs,
+            "a #[ktstr_test] function takes no arguments and returns the Scenario to run",
+        ));
+    }
+    let name = func.sig.ident.clone();
+    let scenario_fn = format_ident!("__ktstr_scenario_{}", name);
+    func.sig.ident = scenario_fn.clone();
+    let topologies = spec.topologies()?;
+    let flag_sets = if spec.flags.is_empty() {
+        vec![Vec::new()]
+    } else {
+        spec.flags.clone()
+    };
+    let single = spec.gauntlet.is_none();
+    let mut tests = Vec::new();
+    for topo in &topologies {
+        for flags in &flag_sets {
+            let (test_ident, test_name) = if single {
+                (name.clone(), name.to_string())
+            } else {
+                let suffix = flag_suffix(flags);
+                (
+                    format_ident!("t{}{}", topo, suffix),
+                    format!(
+                        "gauntlet/{name}/{topo}{}",
+                        if flags.is_empty() {
+                            String::new()
+                        } else {
+                            format!("/{}", flags.join(" "))
+                        }
+                    ),
+                )
+            };
+            let body = spec.runner_call(&test_name, topo, flags, &scenario_fn);
+            tests.push(quote! {
+                #[test]
+                fn #test_ident() { #body }
+            });
+        }
+    }
+    let vis = &func.vis;
+    let out = if single {
+        quote! {
+            #[allow(non_snake_case)]
+            #func
+            #(#tests)*
+        }
+    } else {
+        let module = format_ident!("gauntlet_{}", name);
+        quote! {
+            #[allow(non_snake_case)]
+            #func
+            #[allow(non_snake_case)]
+            #vis mod #module {
+                use super::*;
+                #(#tests)*
+            }
+        }
+    };
+    Ok(out)
+}
+
+/// `["-f", "-s", "100"]` → `_f_s_100`: identifier-safe, readable.
+fn flag_suffix(flags: &[String]) -> String {
+    flags
+        .iter()
+        .map(|f| {
+            let clean: String = f
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect();
+            format!("_{}", clean.trim_matches('_'))
+        })
+        .collect()
+}
+
+fn lit_str(e: &Expr) -> syn::Result<LitStr> {
+    match e {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => Ok(s.clone()),
+        other => Err(syn::Error::new_spanned(other, "expected a string literal")),
+    }
+}
+
+fn str_array(e: &Expr) -> syn::Result<Vec<LitStr>> {
+    match e {
+        Expr::Array(ExprArray { elems, .. }) => elems.iter().map(lit_str).collect(),
+        other => Err(syn::Error::new_spanned(
+            other,
+            "expected an array of string literals, e.g. [\"-s\", \"20000\"]",
+        )),
+    }
+}
+
+fn value(meta: &ParseNestedMeta) -> syn::Result<Expr> {
+    meta.value()?.parse()
+}
+
+fn int(meta: &ParseNestedMeta) -> syn::Result<u64> {
+    match value(meta)? {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(i), ..
+        }) => i.base10_parse(),
+        other => Err(syn::Error::new_spanned(other, "expected an integer")),
+    }
+}
+
+fn err(span: Span, msg: impl std::fmt::Display) -> syn::Error {
+    syn::Error::new(span, msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expand_str(attr: &str) -> Result<String, String> {
+        let attr: Tokens = attr.parse().unwrap();
+        let item: Tokens = "fn t() -> Scenario { todo!() }".parse().unwrap();
+        expand(attr, item)
+            .map(|t| t.to_string())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn one_topology_is_one_test_named_after_the_function() {
+        let out = expand_str(r#"topology = "1n2l2c1t", scheduler = "scx_simple""#).unwrap();
+        assert!(out.contains("fn __ktstr_scenario_t"), "{out}");
+        assert!(out.contains("# [test] fn t ()"), "{out}");
+        assert!(out.contains("\"1n2l2c1t\""), "{out}");
+    }
+
+    #[test]
+    fn a_gauntlet_expands_over_presets_and_flags_within_constraints() {
+        let out = expand_str(
+            r#"gauntlet = ["1n1l1c1t", "1n1l2c1t", "1n1l1c2t"], flags = [[], ["-f"]], min_cpus = 2"#,
+        )
+        .unwrap();
+        assert!(out.contains("mod gauntlet_t"), "{out}");
+        for t in ["t1n1l2c1t", "t1n1l2c1t_f", "t1n1l1c2t", "t1n1l1c2t_f"] {
+            assert!(out.contains(&format!("fn {t} ()")), "{t} missing: {out}");
+        }
+        assert!(
+            !out.contains("fn t1n1l1c1t"),
+            "1 CPU is below min_cpus: {out}"
+        );
+        assert!(out.contains("gauntlet/t/1n1l2c1t/-f"), "{out}");
+    }
+
+    #[test]
+    fn misuse_is_a_compile_error() {
+        let cases = [
+            (r#"topology = "1n2x4c1t""#, "LLC count"),
+            (r#"topology = "2n3l1c1t""#, "cannot be split"),
+            (
+                r#"topolgy = "1n1l1c1t""#,
+                "unknown #[ktstr_test] key `topolgy`",
+            ),
+            (r#"memory_mib = 0"#, "memory_mib must be at least 1"),
+            (
+                r#"topology = "1n1l1c1t", gauntlet = ["1n1l1c1t"]"#,
+                "either",
+            ),
+            (
+                r#"gauntlet = ["1n1l1c1t"], min_cpus = 4"#,
+                "no gauntlet topology",
+            ),
+            (
+                r#"topology = "1n1l1c1t", needs_smt = true"#,
+                "does not meet",
+            ),
+            (r#"max_spread_pct = "x""#, "expected a number"),
+        ];
+        for (attr, want) in cases {
+            let e = expand_str(attr).expect_err(attr);
+            assert!(e.contains(want), "{attr}: {e}");
+        }
+    }
+
+    #[test]
+    fn constraints_filter_shapes() {
+        let c = Constraints {
+            min_cpus: Some(2),
+            needs_smt: true,
+            ..Default::default()
+        };
+        assert!(c.admits(&"1n1l1c2t".parse().unwrap()));
+        assert!(!c.admits(&"1n1l2c1t".parse().unwrap()));
+    }
+}

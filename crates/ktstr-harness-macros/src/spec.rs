@@ -1,0 +1,238 @@
+//! The attribute's keys, their compile-time checks, and the runner call.
+
+use proc_macro2::{Span, TokenStream as Tokens};
+use quote::quote;
+use syn::meta::ParseNestedMeta;
+use syn::spanned::Spanned;
+use syn::{Expr, ExprArray, ExprLit, Ident, Lit, LitStr};
+
+use ktstr_vmm::topology::Topology;
+
+use crate::{err, int, lit_str, str_array, value};
+
+/// Gauntlet constraints: presets that do not meet them are not generated.
+#[derive(Default)]
+pub struct Constraints {
+    pub min_cpus: Option<u32>,
+    pub max_cpus: Option<u32>,
+    pub min_llcs: Option<u32>,
+    pub min_nodes: Option<u32>,
+    pub needs_smt: bool,
+}
+
+impl Constraints {
+    pub fn admits(&self, t: &Topology) -> bool {
+        let cpus = t.vcpus();
+        self.min_cpus.is_none_or(|m| cpus >= m)
+            && self.max_cpus.is_none_or(|m| cpus <= m)
+            && self.min_llcs.is_none_or(|m| t.llcs >= m)
+            && self.min_nodes.is_none_or(|m| t.numa_nodes >= m)
+            && (!self.needs_smt || t.threads_per_core > 1)
+    }
+}
+
+#[derive(Default)]
+pub struct TestAttr {
+    topology: Option<LitStr>,
+    pub gauntlet: Option<(Span, Vec<LitStr>)>,
+    scheduler: Option<LitStr>,
+    args: Vec<LitStr>,
+    pub flags: Vec<Vec<String>>,
+    memory_mib: Option<u64>,
+    step_ms: Option<u64>,
+    timeout_s: Option<u64>,
+    max_gap_ms: Option<u64>,
+    max_spread_pct: Option<f64>,
+    max_wake_p99_us: Option<u64>,
+    require_isolation: Option<bool>,
+    require_scheduler_attached: Option<bool>,
+    constraints: Constraints,
+}
+
+fn float(meta: &ParseNestedMeta) -> syn::Result<f64> {
+    match value(meta)? {
+        Expr::Lit(ExprLit {
+            lit: Lit::Float(f), ..
+        }) => f.base10_parse(),
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(i), ..
+        }) => i.base10_parse(),
+        other => Err(syn::Error::new_spanned(other, "expected a number")),
+    }
+}
+
+fn boolean(meta: &ParseNestedMeta) -> syn::Result<bool> {
+    match value(meta)? {
+        Expr::Lit(ExprLit {
+            lit: Lit::Bool(b), ..
+        }) => Ok(b.value),
+        other => Err(syn::Error::new_spanned(other, "expected true or false")),
+    }
+}
+
+fn parse_topology(lit: &LitStr) -> syn::Result<Topology> {
+    lit.value()
+        .parse::<Topology>()
+        .map_err(|e| err(lit.span(), e))
+}
+
+impl TestAttr {
+    pub fn parse_key(&mut self, meta: ParseNestedMeta) -> syn::Result<()> {
+        let key = meta
+            .path
+            .get_ident()
+            .map(Ident::to_string)
+            .unwrap_or_default();
+        match key.as_str() {
+            "topology" => self.topology = Some(lit_str(&value(&meta)?)?),
+            "gauntlet" => {
+                let v = value(&meta)?;
+                self.gauntlet = Some((meta.path.span(), str_array(&v)?));
+            }
+            "scheduler" => self.scheduler = Some(lit_str(&value(&meta)?)?),
+            "args" => self.args = str_array(&value(&meta)?)?,
+            "flags" => {
+                let v = value(&meta)?;
+                let Expr::Array(ExprArray { elems, .. }) = &v else {
+                    return Err(syn::Error::new_spanned(
+                        v,
+                        "expected an array of flag sets, e.g. [[], [\"-f\"]]",
+                    ));
+                };
+                self.flags = elems
+                    .iter()
+                    .map(|e| Ok(str_array(e)?.iter().map(LitStr::value).collect()))
+                    .collect::<syn::Result<_>>()?;
+            }
+            "memory_mib" => {
+                let m = int(&meta)?;
+                if m == 0 {
+                    return Err(meta.error("memory_mib must be at least 1"));
+                }
+                self.memory_mib = Some(m);
+            }
+            "step_ms" => self.step_ms = Some(int(&meta)?),
+            "timeout_s" => self.timeout_s = Some(int(&meta)?),
+            "max_gap_ms" => self.max_gap_ms = Some(int(&meta)?),
+            "max_spread_pct" => self.max_spread_pct = Some(float(&meta)?),
+            "max_wake_p99_us" => self.max_wake_p99_us = Some(int(&meta)?),
+            "require_isolation" => self.require_isolation = Some(boolean(&meta)?),
+            "require_scheduler_attached" => self.require_scheduler_attached = Some(boolean(&meta)?),
+            "min_cpus" => self.constraints.min_cpus = Some(small(&meta)?),
+            "max_cpus" => self.constraints.max_cpus = Some(small(&meta)?),
+            "min_llcs" => self.constraints.min_llcs = Some(small(&meta)?),
+            "min_nodes" => self.constraints.min_nodes = Some(small(&meta)?),
+            "needs_smt" => self.constraints.needs_smt = boolean(&meta)?,
+            other => {
+                return Err(meta.error(format!(
+                    "unknown #[ktstr_test] key `{other}`; expected one of topology, gauntlet, \
+                     scheduler, args, flags, memory_mib, step_ms, timeout_s, max_gap_ms, \
+                     max_spread_pct, max_wake_p99_us, require_isolation, \
+                     require_scheduler_attached, min_cpus, max_cpus, min_llcs, min_nodes, needs_smt"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The topologies to generate tests for, each checked and filtered.
+    pub fn topologies(&self) -> syn::Result<Vec<String>> {
+        match (&self.topology, &self.gauntlet) {
+            (Some(t), Some(_)) => Err(err(
+                t.span(),
+                "give either `topology` (one test) or `gauntlet` (one test per preset)",
+            )),
+            (Some(t), None) => {
+                let topo = parse_topology(t)?;
+                if !self.constraints.admits(&topo) {
+                    return Err(err(
+                        t.span(),
+                        format!("topology {topo} does not meet this test's constraints"),
+                    ));
+                }
+                Ok(vec![topo.to_string()])
+            }
+            (None, Some((span, list))) => {
+                let mut out = Vec::new();
+                for lit in list {
+                    let topo = parse_topology(lit)?;
+                    if self.constraints.admits(&topo) {
+                        out.push(topo.to_string());
+                    }
+                }
+                if out.is_empty() {
+                    return Err(err(
+                        *span,
+                        "no gauntlet topology meets this test's constraints",
+                    ));
+                }
+                Ok(out)
+            }
+            (None, None) => Ok(vec!["1n1l2c1t".into()]),
+        }
+    }
+
+    /// `ktstr_harness::test::run(&KtstrTest { .. })` for one generated test.
+    pub fn runner_call(
+        &self,
+        test_name: &str,
+        topology: &str,
+        flags: &[String],
+        scenario_fn: &Ident,
+    ) -> Tokens {
+        let scheduler = match &self.scheduler {
+            Some(s) => quote!(::core::option::Option::Some(#s)),
+            None => quote!(::core::option::Option::None),
+        };
+        let args: Vec<String> = self
+            .args
+            .iter()
+            .map(LitStr::value)
+            .chain(flags.iter().cloned())
+            .collect();
+        let opt_u64 = |v: Option<u64>| match v {
+            Some(v) => quote!(::core::option::Option::Some(#v)),
+            None => quote!(::core::option::Option::None),
+        };
+        let memory = opt_u64(self.memory_mib);
+        let step = opt_u64(self.step_ms);
+        let timeout = opt_u64(self.timeout_s);
+        let mut overrides = Vec::new();
+        if let Some(v) = self.max_gap_ms {
+            overrides.push(quote!(t.max_gap_ms = #v;));
+        }
+        if let Some(v) = self.max_spread_pct {
+            overrides.push(quote!(t.max_spread_pct = #v;));
+        }
+        if let Some(v) = self.max_wake_p99_us {
+            overrides.push(quote!(t.max_wake_p99_us = ::core::option::Option::Some(#v);));
+        }
+        if let Some(v) = self.require_isolation {
+            overrides.push(quote!(t.require_isolation = #v;));
+        }
+        if let Some(v) = self.require_scheduler_attached {
+            overrides.push(quote!(t.require_scheduler_attached = #v;));
+        }
+        quote! {
+            fn thresholds(t: &mut ::ktstr_harness::workload::Thresholds) {
+                let _ = &t;
+                #(#overrides)*
+            }
+            ::ktstr_harness::test::run(&::ktstr_harness::test::KtstrTest {
+                name: #test_name,
+                topology: #topology,
+                scheduler: #scheduler,
+                args: &[#(#args),*],
+                memory_mib: #memory,
+                step_ms: #step,
+                timeout_s: #timeout,
+                thresholds,
+                scenario: #scenario_fn,
+            });
+        }
+    }
+}
+
+fn small(meta: &ParseNestedMeta) -> syn::Result<u32> {
+    u32::try_from(int(meta)?).map_err(|_| meta.error("value too large"))
+}
