@@ -66,8 +66,6 @@ pub struct Controllers {
 pub struct CgroupTree {
     root: PathBuf,
     controllers: Controllers,
-    /// Relative paths created, parents before children.
-    made: Vec<String>,
     removed: bool,
 }
 
@@ -106,7 +104,6 @@ impl CgroupTree {
         let mut tree = Self {
             root,
             controllers: Controllers::default(),
-            made: Vec::new(),
             removed: false,
         };
         // The root lists a controller only if the parent enabled it, so what
@@ -133,10 +130,9 @@ impl CgroupTree {
 
     /// Create cgroup `rel`; `has_children` enables controllers for its
     /// subtree (it must then hold no tasks itself).
-    pub fn add(&mut self, rel: &str, has_children: bool) -> Result<PathBuf, CgroupError> {
+    pub fn add(&self, rel: &str, has_children: bool) -> Result<PathBuf, CgroupError> {
         let p = self.path(rel);
         fs::create_dir(&p).map_err(io("creating", &p))?;
-        self.made.push(rel.to_string());
         if has_children && (self.controllers.cpu || self.controllers.cpuset) {
             enable_controllers(&p);
         }
@@ -190,25 +186,9 @@ impl CgroupTree {
         fs::metadata(self.path(rel)).map(|m| m.ino()).unwrap_or(0)
     }
 
-    /// Kill every task in `rel` and its children, then remove the directories.
-    pub fn remove(&mut self, rel: &str) -> Result<(), CgroupError> {
-        let prefix = format!("{rel}/");
-        let mut doomed: Vec<String> = self
-            .made
-            .iter()
-            .filter(|m| *m == rel || m.starts_with(&prefix))
-            .cloned()
-            .collect();
-        // Deepest first: a directory with children cannot be removed.
-        doomed.sort_by_key(|d| std::cmp::Reverse(d.matches('/').count()));
-        let mut first_err = None;
-        for d in &doomed {
-            if let Err(e) = kill_and_rmdir(&self.path(d)) {
-                first_err.get_or_insert(e);
-            }
-        }
-        self.made.retain(|m| !doomed.contains(m));
-        first_err.map_or(Ok(()), Err)
+    /// Kill every task in `rel` and below, then remove the directories.
+    pub fn remove(&self, rel: &str) -> Result<(), CgroupError> {
+        remove_tree(&self.path(rel))
     }
 
     /// Remove everything, root included; reports the first failure.
@@ -221,19 +201,28 @@ impl CgroupTree {
             return Ok(());
         }
         self.removed = true;
-        let mut made = std::mem::take(&mut self.made);
-        made.sort_by_key(|d| std::cmp::Reverse(d.matches('/').count()));
-        let mut first_err = None;
-        for d in &made {
-            if let Err(e) = kill_and_rmdir(&self.root.join(d)) {
-                first_err.get_or_insert(e);
+        // Walk the directory rather than a list of what we made: anything under
+        // the run's root (by us or anyone) must go for the root to go.
+        remove_tree(&self.root)
+    }
+}
+
+/// Depth-first: children first, then `dir` itself.
+fn remove_tree(dir: &Path) -> Result<(), CgroupError> {
+    let mut first_err = None;
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir())
+                && let Err(err) = remove_tree(&e.path())
+            {
+                first_err.get_or_insert(err);
             }
         }
-        if let Err(e) = kill_and_rmdir(&self.root) {
-            first_err.get_or_insert(e);
-        }
-        first_err.map_or(Ok(()), Err)
     }
+    if let Err(e) = kill_and_rmdir(dir) {
+        first_err.get_or_insert(e);
+    }
+    first_err.map_or(Ok(()), Err)
 }
 
 impl Drop for CgroupTree {

@@ -841,13 +841,13 @@ fn payload(mut t: Telemetry, argv: &[CString], stop: &dyn Fn() -> bool) -> Child
             // SAFETY: polling our own child.
             let r = unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) };
             if r == pid {
-                exits += 1;
                 last_status = Some(st);
-                t.progress();
                 if libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 127 {
                     error = Some("payload exec failed (status 127)".into());
                     break 'outer;
                 }
+                exits += 1;
+                t.progress();
                 break;
             }
             if stop() {
