@@ -594,11 +594,8 @@ fn write_all_fd(fd: RawFd, mut bytes: &[u8]) -> bool {
 fn child_entry(plan: &WorkerPlan, ctl: &ControlPage, out: RawFd) -> ! {
     // A panic must never unwind into the parent's copy of the stack.
     let code =
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| child_main(plan, ctl, out)))
-        {
-            Ok(c) => c,
-            Err(_) => 101,
-        };
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| child_main(plan, ctl, out)))
+            .unwrap_or(101);
     // SAFETY: _exit skips atexit handlers and destructors that belong to the parent.
     unsafe { libc::_exit(code) }
 }
