@@ -1,0 +1,217 @@
+//! The runner inside a real guest kernel (QEMU TCG, 2 vCPUs, pure cgroup v2
+//! with the `cpu` and `cpuset` controllers): the path the host's hybrid
+//! hierarchy cannot exercise. `ktstr-workload-smoke` is /init; it prints one
+//! `KTSTR-RESULT <json>` line per scenario, and this test asserts on those.
+//!
+//! Kernel from `KTSTR_KERNEL`, else `shared/kernels/bzImage`; missing kernel
+//! or QEMU fails under `CI=true` and skips with `SKIP:` otherwise.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use ktstr_initramfs::Archive;
+use ktstr_workload::report::TestResult;
+
+const QEMU: &str = "qemu-system-x86_64";
+/// Generous: TCG on a shared 2-core host.
+const DEADLINE: Duration = Duration::from_secs(240);
+
+fn kernel() -> Option<PathBuf> {
+    let k = std::env::var_os("KTSTR_KERNEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/kernels/bzImage")
+        });
+    let qemu = Command::new(QEMU)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let mut missing = Vec::new();
+    if !k.is_file() {
+        missing.push(format!("kernel {} (set KTSTR_KERNEL)", k.display()));
+    }
+    if !qemu {
+        missing.push(format!("{QEMU} on PATH"));
+    }
+    if missing.is_empty() {
+        return Some(k);
+    }
+    let msg = missing.join("; ");
+    assert!(
+        !std::env::var("CI").is_ok_and(|v| v == "true"),
+        "CI=true and missing: {msg}"
+    );
+    eprintln!("SKIP: missing {msg}");
+    None
+}
+
+fn initramfs() -> Result<tempfile::NamedTempFile> {
+    let mut a = Archive::new();
+    a.add_elf_with_libs("init", env!("CARGO_BIN_EXE_ktstr-workload-smoke"))?
+        .add_char_dev("dev/console", 0o600, 5, 1)?
+        .add_dir("proc", 0o555)?
+        .add_dir("sys", 0o555)?;
+    let f = tempfile::Builder::new()
+        .prefix("ktstr-workload-initrd-")
+        .tempfile()?;
+    a.write_to(f.path())?;
+    Ok(f)
+}
+
+/// Boot, collect COM1 until QEMU exits or the deadline kills it.
+fn boot(kernel: &Path, initrd: &Path) -> Result<String> {
+    let mut child = Command::new(QEMU)
+        .args([
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-no-reboot",
+        ])
+        // pc, not microvm: its PIT lets the kernel calibrate the TSC without
+        // being told the frequency.
+        .args(["-machine", "pc", "-accel", "tcg", "-cpu", "max"])
+        .args(["-smp", "2", "-m", "512M", "-serial", "stdio"])
+        .arg("-kernel")
+        .arg(kernel)
+        .arg("-initrd")
+        .arg(initrd)
+        .args([
+            "-append",
+            "console=ttyS0 reboot=t panic=-1 quiet ktstr.step_ms=1000",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("spawning QEMU")?;
+    let mut out = child.stdout.take().context("no stdout")?;
+    let reader = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = out.read_to_end(&mut s);
+        s
+    });
+    let until = Instant::now() + DEADLINE;
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break Some(st);
+        }
+        if Instant::now() >= until {
+            child.kill()?;
+            child.wait()?;
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let bytes = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("reader panicked"))?;
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    if status.is_none() {
+        bail!("QEMU killed at the {DEADLINE:?} deadline; COM1:\n{text}");
+    }
+    Ok(text)
+}
+
+#[test]
+fn runner_in_a_real_guest_uses_cgroup_cpusets_and_weights() -> Result<()> {
+    let Some(kernel) = kernel() else {
+        return Ok(());
+    };
+    let initrd = initramfs()?;
+    let t0 = Instant::now();
+    let com1 = boot(&kernel, initrd.path())?;
+    println!("guest run took {:?}", t0.elapsed());
+    if !com1.contains("KTSTR-SMOKE-DONE") {
+        bail!("guest did not finish; COM1:\n{com1}");
+    }
+    let results: Vec<TestResult> = com1
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("KTSTR-RESULT "))
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert_eq!(results.len(), 5, "COM1:\n{com1}");
+    for r in &results {
+        println!("{}", r.summary);
+        let rep = &r.report;
+        assert!(
+            rep.controllers.cpuset && rep.controllers.cpu,
+            "{:?}",
+            rep.controllers
+        );
+        assert_eq!(rep.cpuset_enforcement, "cgroup");
+        for w in &rep.workers {
+            assert!(
+                w.lost.is_none() && w.error.is_none(),
+                "{}: {}",
+                r.test,
+                w.label()
+            );
+            assert!(
+                w.work_units > 0,
+                "{}: {} made no progress",
+                r.test,
+                w.label()
+            );
+            assert!(
+                w.cpus_used.iter().all(|c| w.allowed_cpus.contains(c)),
+                "{}: {} ran on {:?} outside {:?}",
+                r.test,
+                w.label(),
+                w.cpus_used,
+                w.allowed_cpus
+            );
+            assert!(w.cgroup_id != 0);
+        }
+    }
+    let get = |n: &str| results.iter().find(|r| r.test == n).context(n.to_string());
+    // Split: the kernel's cpuset (not affinity) kept each half on its CPU.
+    let split = get("cpuset_split")?;
+    for w in &split.report.workers {
+        let want = if w.cgroup == "cg_0" { vec![0] } else { vec![1] };
+        assert_eq!(w.cpus_used, want, "{}", w.label());
+    }
+    // Nested: cpu.weight 300 vs 100 was written and shows in CPU time.
+    let nested = get("nested_cgroups")?;
+    assert!(
+        nested
+            .report
+            .cgroups
+            .iter()
+            .filter(|c| c.weight.is_some())
+            .all(|c| c.weight_applied)
+    );
+    let cpu = |cg: &str| -> u64 {
+        nested
+            .report
+            .workers
+            .iter()
+            .filter(|w| w.cgroup == cg)
+            .map(|w| w.cpu_time_ns)
+            .sum()
+    };
+    let (high, low) = (cpu("outer/high"), cpu("outer/low"));
+    println!(
+        "nested: high {} ms, low {} ms",
+        high / 1_000_000,
+        low / 1_000_000
+    );
+    assert!(
+        high > low * 3 / 2,
+        "weight 300 vs 100 gave {high} vs {low} ns"
+    );
+    // Ping-pong wakes were measured in the guest.
+    let pp = get("ping_pong")?;
+    assert!(
+        pp.report
+            .workers
+            .iter()
+            .all(|w| w.wake_latency.is_some_and(|l| l.samples > 10))
+    );
+    Ok(())
+}
