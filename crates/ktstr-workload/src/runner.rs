@@ -81,6 +81,8 @@ pub struct WorkerTelemetry {
     pub cpu_time_ns: u64,
     /// CPU time of reaped children, ns.
     pub children_cpu_ns: u64,
+    /// Time runnable but not running, ns (schedstat), if the kernel has it.
+    pub run_delay_ns: Option<u64>,
     /// Wall time from start to stop, ns.
     pub wall_ns: u64,
     /// Work units.
@@ -93,6 +95,8 @@ pub struct WorkerTelemetry {
     pub migrations: u64,
     /// CPUs it ran on.
     pub cpus_used: Vec<u32>,
+    /// CPU it was last seen on.
+    pub last_cpu: Option<u32>,
     /// Every CPU it was ever allowed (union over cpuset/affinity changes).
     pub allowed_cpus: Vec<u32>,
     /// Whether `max_gap_ns` is meaningful.
@@ -141,7 +145,7 @@ impl WorkerTelemetry {
             max_gap_ns: self.max_gap_ns.into(),
             cpus_used_lo: lo.into(),
             distinct_cpus: (self.cpus_used.len() as u32).into(),
-            last_cpu: self.max_gap_cpu.unwrap_or(u32::MAX).into(),
+            last_cpu: self.last_cpu.unwrap_or(u32::MAX).into(),
         }
     }
 }
@@ -548,12 +552,14 @@ impl Run<'_> {
             started_at_ms: self.ms_since_epoch(r.start_ns),
             cpu_time_ns: r.cpu_time_ns,
             children_cpu_ns: r.children_cpu_ns,
+            run_delay_ns: r.run_delay_ns,
             wall_ns: r.end_ns.saturating_sub(r.start_ns),
             work_units: r.work_units,
             voluntary_csw: r.voluntary_csw,
             involuntary_csw: r.involuntary_csw,
             migrations: r.migrations,
             cpus_used: r.cpus_used,
+            last_cpu: r.last_cpu,
             allowed_cpus: w.allowed.iter().copied().collect(),
             tracks_progress: r.tracks_progress,
             max_gap_ns: r.max_gap_ns,
@@ -576,5 +582,34 @@ fn describe_op(op: &Op) -> String {
         Op::SetCpuset { cgroup, cpuset } => format!("cpuset {cgroup} := {}", spec(cpuset)),
         Op::MoveTasks { from, to } => format!("move tasks {from} -> {to}"),
         Op::SetAffinity { cgroup, cpus } => format!("affinity {cgroup} := {}", spec(cpus)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_record_carries_the_telemetry() {
+        let w = WorkerTelemetry {
+            cgroup: "cg_0".into(),
+            pid: 42,
+            cgroup_id: 7,
+            cpu_time_ns: 5,
+            work_units: 9,
+            cpus_used: vec![1, 3, 70],
+            last_cpu: Some(3),
+            max_gap_ns: 11,
+            ..WorkerTelemetry::default()
+        };
+        let r = w.to_wire(2);
+        assert_eq!(r.worker_id.get(), 2);
+        assert_eq!(r.pid.get(), 42);
+        assert_eq!(r.cgroup_id.get(), 7);
+        assert_eq!(r.work_units.get(), 9);
+        assert_eq!(r.cpus_used_lo.get(), 0b1010);
+        assert_eq!(r.distinct_cpus.get(), 3);
+        assert_eq!(r.last_cpu.get(), 3);
+        assert_eq!(r.max_gap_ns.get(), 11);
     }
 }

@@ -182,6 +182,9 @@ pub struct ChildReport {
     pub cpu_time_ns: u64,
     /// CPU time of its reaped children (fork churn, payload).
     pub children_cpu_ns: u64,
+    /// Time spent runnable but waiting for a CPU (`/proc/self/schedstat`
+    /// field 2; None without CONFIG_SCHED_INFO).
+    pub run_delay_ns: Option<u64>,
     /// Loop turns completed.
     pub work_units: u64,
     /// Voluntary context switches.
@@ -192,6 +195,8 @@ pub struct ChildReport {
     pub migrations: u64,
     /// CPUs it was seen on.
     pub cpus_used: Vec<u32>,
+    /// CPU it was last seen on.
+    pub last_cpu: Option<u32>,
     /// Whether gaps are meaningful (false for payloads).
     pub tracks_progress: bool,
     /// Longest time without a work unit (intentional sleeps excluded).
@@ -322,11 +327,13 @@ impl Telemetry {
             end_ns: end,
             cpu_time_ns: cpu_clock_ns(libc::CLOCK_PROCESS_CPUTIME_ID),
             children_cpu_ns: tv(ch.ru_utime) + tv(ch.ru_stime),
+            run_delay_ns: run_delay_ns(),
             work_units: self.units,
             voluntary_csw: ru.ru_nvcsw as u64,
             involuntary_csw: ru.ru_nivcsw as u64,
             migrations: self.migrations,
             cpus_used: self.cpus.into_iter().collect(),
+            last_cpu: (self.last_cpu != NO_CPU).then_some(self.last_cpu),
             tracks_progress,
             max_gap_ns: if tracks_progress { self.max_gap_ns } else { 0 },
             max_gap_start_ns: self.max_gap_start_ns,
@@ -336,6 +343,15 @@ impl Telemetry {
             ..ChildReport::default()
         }
     }
+}
+
+fn run_delay_ns() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/schedstat")
+        .ok()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// Everything a worker needs, prepared before `fork` so the child allocates
