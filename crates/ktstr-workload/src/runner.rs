@@ -462,7 +462,13 @@ impl Run<'_> {
                 self.cpus_of(from)?;
                 let to_cpus = self.cpus_of(to)?;
                 for pid in self.tree.pids(from)? {
-                    self.tree.move_pid(to, pid)?;
+                    match self.tree.move_pid(to, pid) {
+                        Ok(()) => {}
+                        // A short-lived task (fork churn child) exited meanwhile.
+                        Err(CgroupError::Io { source, .. })
+                            if source.raw_os_error() == Some(libc::ESRCH) => {}
+                        Err(e) => return Err(e.into()),
+                    }
                     if !cpuset {
                         // Best effort: the task may have exited meanwhile.
                         let _ = pin(pid, &to_cpus);

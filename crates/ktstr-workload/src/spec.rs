@@ -224,6 +224,14 @@ pub enum SpecError {
         /// Name.
         name: String,
     },
+    /// Tasks moved into a cgroup that has children (no-internal-process rule).
+    #[error("step {step}: cannot move tasks into {name:?}, which has child cgroups")]
+    MoveIntoParent {
+        /// Step index.
+        step: usize,
+        /// Destination.
+        name: String,
+    },
     /// Cpuset does not resolve on this topology.
     #[error("cgroup {name:?}: {source}")]
     Cpuset {
@@ -347,7 +355,15 @@ fn validate_op(
         }
         Op::MoveTasks { from, to } => {
             require_alive(alive, step, from)?;
-            require_alive(alive, step, to)
+            require_alive(alive, step, to)?;
+            let prefix = format!("{to}/");
+            if alive.iter().any(|n| n.starts_with(&prefix)) {
+                return Err(SpecError::MoveIntoParent {
+                    step,
+                    name: to.clone(),
+                });
+            }
+            Ok(())
         }
         Op::SetAffinity { cgroup, cpus } => {
             require_alive(alive, step, cgroup)?;
@@ -619,6 +635,38 @@ mod tests {
             Err(SpecError::UnknownCgroup {
                 step: 2,
                 name: "a".into()
+            })
+        );
+    }
+
+    #[test]
+    fn tasks_cannot_move_into_a_parent_cgroup() {
+        let mut sc = one_step(
+            vec![
+                cg("a", 1, WorkKind::Spin),
+                CgroupSpec {
+                    children: vec![cg("c", 1, WorkKind::Spin)],
+                    ..cg("p", 0, WorkKind::Spin)
+                },
+            ],
+            vec![],
+        );
+        let mv = |to: &str| Op::MoveTasks {
+            from: "a".into(),
+            to: to.into(),
+        };
+        sc.steps.push(Step {
+            duration_ms: 10,
+            ops_before: vec![mv("p/c")],
+            cgroups: vec![],
+        });
+        assert_eq!(sc.validate(&topo4()), Ok(()));
+        sc.steps[1].ops_before = vec![mv("p")];
+        assert_eq!(
+            sc.validate(&topo4()),
+            Err(SpecError::MoveIntoParent {
+                step: 1,
+                name: "p".into()
             })
         );
     }

@@ -481,3 +481,52 @@ fn every_catalogue_scenario_runs_briefly_on_the_host() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn moving_fork_churners_back_and_forth_tolerates_exiting_children() -> Result<()> {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(mount) = cgroup_root() else {
+        return Ok(());
+    };
+    let mv = |from: &str, to: &str| Op::MoveTasks {
+        from: from.into(),
+        to: to.into(),
+    };
+    let mut sc = one_step(
+        "move_churn",
+        150,
+        vec![
+            cg("a", 2, WorkKind::ForkChurn, CpusetSpec::All),
+            cg("b", 1, WorkKind::Spin, CpusetSpec::All),
+        ],
+    );
+    for i in 0..6 {
+        let (from, to) = if i % 2 == 0 { ("a", "b") } else { ("b", "a") };
+        sc.steps.push(Step {
+            duration_ms: 150,
+            ops_before: vec![mv(from, to)],
+            cgroups: vec![],
+        });
+    }
+    let r = run_scenario(&sc, &topo()?, &opts(&mount, "movechurn"))?;
+    save("move_churn", &r, &loose())?;
+    assert_eq!(r.workers.len(), 3);
+    for w in &r.workers {
+        assert!(w.lost.is_none() && w.error.is_none(), "{}", w.label());
+        assert!(w.work_units > 0, "{} made no progress", w.label());
+    }
+    assert!(
+        r.workers
+            .iter()
+            .filter(|w| w.cgroup == "a")
+            .all(|w| w.forks > 0)
+    );
+    assert_eq!(
+        r.notes
+            .iter()
+            .filter(|n| n.starts_with("applied move"))
+            .count(),
+        6
+    );
+    assert_clean(&mount)
+}
