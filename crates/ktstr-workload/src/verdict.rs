@@ -132,10 +132,10 @@ impl fmt::Display for Failure {
                 gap_ms,
                 cpu,
                 at_ms,
-                limit_ms,
+                limit_ms: _,
             } => write!(
                 f,
-                "worker {worker} stuck {gap_ms} ms on {} at +{at_ms} ms (limit {limit_ms} ms)",
+                "worker {worker} stuck {gap_ms} ms on {} at +{at_ms} ms",
                 cpu_name(*cpu)
             ),
             Failure::OutsideCpuset {
@@ -392,7 +392,7 @@ mod tests {
                 }),
                 Thresholds::default(),
                 None,
-                "two_cgroups [1n1l2c1t scx_simple] failed: worker cg_1/1 stuck 3500 ms on cpu1 at +1200 ms (limit 2000 ms)",
+                "two_cgroups [1n1l2c1t scx_simple] failed: worker cg_1/1 stuck 3500 ms on cpu1 at +1200 ms",
             ),
             (
                 "no progress",

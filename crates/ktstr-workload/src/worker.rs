@@ -831,6 +831,9 @@ fn ping_pong(
 fn payload(mut t: Telemetry, argv: &[CString], stop: &dyn Fn() -> bool) -> ChildReport {
     let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     ptrs.push(std::ptr::null());
+    // The payload's chatter must not reach the guest console or the wire.
+    // SAFETY: a constant NUL-terminated path.
+    let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
     let mut exits = 0u64;
     let mut last_status = None;
     let mut error = None;
@@ -838,8 +841,14 @@ fn payload(mut t: Telemetry, argv: &[CString], stop: &dyn Fn() -> bool) -> Child
         // SAFETY: the child only calls execv/_exit with pointers prepared above.
         let pid = unsafe { libc::fork() };
         if pid == 0 {
-            // SAFETY: argv is NUL-terminated and its strings live in this image.
+            // SAFETY: dup2 onto 0..2 (clearing CLOEXEC there) then exec; argv
+            // is NUL-terminated and its strings live in this image.
             unsafe {
+                if null >= 0 {
+                    for fd in 0..3 {
+                        libc::dup2(null, fd);
+                    }
+                }
                 libc::execv(ptrs[0], ptrs.as_ptr());
                 libc::_exit(127);
             }
@@ -869,6 +878,10 @@ fn payload(mut t: Telemetry, argv: &[CString], stop: &dyn Fn() -> bool) -> Child
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+    if null >= 0 {
+        // SAFETY: closing the fd opened above, once.
+        unsafe { libc::close(null) };
     }
     let mut r = t.finish(false);
     r.payload_exits = exits;

@@ -280,10 +280,12 @@ fn fork_churn_counts_forks_and_payloads_run_and_stop() -> Result<()> {
         p.payload_exits >= 2,
         "sleep 0.1 should finish several times in 700 ms"
     );
-    assert_eq!(
+    // The run in flight at stop is killed, unless stop came between two runs.
+    assert!(
+        p.forks == p.payload_exits + 1 || p.forks == p.payload_exits,
+        "{} started, {} finished",
         p.forks,
-        p.payload_exits + 1,
-        "the last run is stopped, not finished"
+        p.payload_exits
     );
     let m = by("missing")?;
     assert!(
