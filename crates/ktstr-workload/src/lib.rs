@@ -21,6 +21,7 @@ pub mod cgroup;
 pub mod cpuset;
 pub mod report;
 pub mod runner;
+pub mod scx;
 pub mod spec;
 pub mod verdict;
 pub mod worker;

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cgroup::{CgroupError, CgroupTree, Controllers, cgroup2_mount};
 use crate::cpuset::{GuestTopology, ResolveError};
+use crate::scx::{ScxObservation, sample};
 use crate::spec::{CgroupSpec, CpusetSpec, Op, Scenario, SpecError, WorkKind, total_workers};
 use crate::worker::{
     ChildReport, ControlPage, LatencyStats, PreparedWork, WorkerError, WorkerHandle, WorkerPlan,
@@ -50,6 +51,8 @@ pub struct RunOptions {
     pub root_name: Option<String>,
     /// How long stopped workers get to report before being killed.
     pub stop_timeout: Duration,
+    /// sysfs root, for sched_ext state (`/sys`).
+    pub sysfs: PathBuf,
 }
 
 impl Default for RunOptions {
@@ -58,6 +61,7 @@ impl Default for RunOptions {
             cgroup_parent: None,
             root_name: None,
             stop_timeout: Duration::from_secs(5),
+            sysfs: PathBuf::from("/sys"),
         }
     }
 }
@@ -198,6 +202,8 @@ pub struct ScenarioReport {
     pub cgroups: Vec<CgroupRecord>,
     /// Workers, in start order.
     pub workers: Vec<WorkerTelemetry>,
+    /// sched_ext state before and after the run.
+    pub sched_ext: ScxObservation,
     /// Things a reader should know (fallbacks, ops applied).
     pub notes: Vec<String>,
 }
@@ -268,6 +274,7 @@ pub fn run_scenario(
         run.notes
             .push("no cpu controller: cpu.weight not applied".to_string());
     }
+    let scx_start = sample(&opts.sysfs);
     let started = Instant::now();
     let mut steps = Vec::new();
     for (i, step) in scenario.steps.iter().enumerate() {
@@ -290,6 +297,10 @@ pub fn run_scenario(
     }
     let all: Vec<usize> = (0..run.workers.len()).collect();
     run.finish_workers(&all);
+    let sched_ext = ScxObservation {
+        start: scx_start,
+        end: sample(&opts.sysfs),
+    };
     let wall_ms = started.elapsed().as_millis() as u64;
     let Run {
         tree,
@@ -317,6 +328,7 @@ pub fn run_scenario(
         steps,
         cgroups,
         workers: done,
+        sched_ext,
         notes,
     })
 }

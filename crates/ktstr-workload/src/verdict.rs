@@ -232,12 +232,14 @@ pub fn fairness_groups(report: &ScenarioReport) -> BTreeMap<&str, Vec<&WorkerTel
 /// Judge `report`; `sched_exit` is the scheduler's exit reason if it detached.
 pub fn evaluate(report: &ScenarioReport, t: &Thresholds, sched_exit: Option<&str>) -> Verdict {
     let mut failures = Vec::new();
+    // The harness's exit reason wins; else what the guest saw in sysfs.
+    let detached = sched_exit
+        .map(str::to_string)
+        .or_else(|| report.sched_ext.detached());
     if t.require_scheduler_attached
-        && let Some(reason) = sched_exit
+        && let Some(reason) = detached
     {
-        failures.push(Failure::SchedulerDetached {
-            reason: reason.to_string(),
-        });
+        failures.push(Failure::SchedulerDetached { reason });
     }
     for w in &report.workers {
         if let Some(reason) = &w.lost {
@@ -362,6 +364,7 @@ mod tests {
             steps: vec![],
             cgroups: vec![],
             workers,
+            sched_ext: Default::default(),
             notes: vec![],
         }
     }
@@ -521,6 +524,37 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("cgroup"), "{text}");
+    }
+
+    #[test]
+    fn a_detach_seen_in_sysfs_fails_the_run_unless_tolerated() {
+        use crate::scx::{ScxObservation, ScxSample};
+        let mut r = report(vec![worker("a", 0, 100)]);
+        let s = |state: &str| ScxSample {
+            state: state.into(),
+            ops: Some("qmap".into()),
+            enable_seq: Some(1),
+        };
+        r.sched_ext = ScxObservation {
+            start: Some(s("enabled")),
+            end: Some(s("disabled")),
+        };
+        let v = evaluate(&r, &Thresholds::default(), None);
+        assert_eq!(
+            v.headline("t", "c"),
+            "t [c] failed: scheduler detached: sched_ext qmap was enabled at the start, disabled at the end"
+        );
+        // The harness's own exit reason is preferred.
+        let v = evaluate(&r, &Thresholds::default(), Some("scx_bpf_error (qmap)"));
+        assert_eq!(
+            v.headline("t", "c"),
+            "t [c] failed: scheduler detached: scx_bpf_error (qmap)"
+        );
+        let tolerant = Thresholds {
+            require_scheduler_attached: false,
+            ..Thresholds::default()
+        };
+        assert!(evaluate(&r, &tolerant, None).passed);
     }
 
     #[test]

@@ -2,6 +2,9 @@
 //! with the `cpu` and `cpuset` controllers): the path the host's hybrid
 //! hierarchy cannot exercise. `ktstr-workload-smoke` is /init; it prints one
 //! `KTSTR-RESULT <json>` line per scenario, and this test asserts on those.
+//! With the shared `scx_simple` packed, two more runs: one with the scheduler
+//! attached throughout (passes, `root/ops` = simple at both ends), one where
+//! it is SIGINTed mid-run (the verdict reports the detach from sysfs alone).
 //!
 //! Kernel from `KTSTR_KERNEL`, else `shared/kernels/bzImage`; missing kernel
 //! or QEMU fails under `CI=true` and skips with `SKIP:` otherwise.
@@ -14,6 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use ktstr_initramfs::Archive;
 use ktstr_workload::report::TestResult;
+use ktstr_workload::verdict::Failure;
 
 const QEMU: &str = "qemu-system-x86_64";
 /// Generous: TCG on a shared 2-core host.
@@ -50,12 +54,32 @@ fn kernel() -> Option<PathBuf> {
     None
 }
 
-fn initramfs() -> Result<tempfile::NamedTempFile> {
+/// The shared scx_simple, if present (missing: fail under CI, else the
+/// scheduler half of the test is skipped).
+fn scx_simple() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/schedulers/scx_simple");
+    if p.is_file() {
+        return Some(p);
+    }
+    assert!(
+        !std::env::var("CI").is_ok_and(|v| v == "true"),
+        "CI=true and missing {}",
+        p.display()
+    );
+    eprintln!("SKIP: scheduler checks: missing {}", p.display());
+    None
+}
+
+fn initramfs(scx: Option<&Path>) -> Result<tempfile::NamedTempFile> {
     let mut a = Archive::new();
     a.add_elf_with_libs("init", env!("CARGO_BIN_EXE_ktstr-workload-smoke"))?
         .add_char_dev("dev/console", 0o600, 5, 1)?
+        .add_char_dev("dev/null", 0o666, 1, 3)?
         .add_dir("proc", 0o555)?
         .add_dir("sys", 0o555)?;
+    if let Some(p) = scx {
+        a.add_elf_with_libs("bin/scx_simple", p)?;
+    }
     let f = tempfile::Builder::new()
         .prefix("ktstr-workload-initrd-")
         .tempfile()?;
@@ -119,11 +143,12 @@ fn boot(kernel: &Path, initrd: &Path) -> Result<String> {
 }
 
 #[test]
-fn runner_in_a_real_guest_uses_cgroup_cpusets_and_weights() -> Result<()> {
+fn runner_in_a_real_guest_uses_cgroup_cpusets_weights_and_sees_scx_detach() -> Result<()> {
     let Some(kernel) = kernel() else {
         return Ok(());
     };
-    let initrd = initramfs()?;
+    let scx = scx_simple();
+    let initrd = initramfs(scx.as_deref())?;
     let t0 = Instant::now();
     let com1 = boot(&kernel, initrd.path())?;
     println!("guest run took {:?}", t0.elapsed());
@@ -135,7 +160,8 @@ fn runner_in_a_real_guest_uses_cgroup_cpusets_and_weights() -> Result<()> {
         .filter_map(|l| l.trim().strip_prefix("KTSTR-RESULT "))
         .map(serde_json::from_str)
         .collect::<Result<_, _>>()?;
-    assert_eq!(results.len(), 5, "COM1:\n{com1}");
+    let want = if scx.is_some() { 7 } else { 5 };
+    assert_eq!(results.len(), want, "COM1:\n{com1}");
     for r in &results {
         println!("{}", r.summary);
         let rep = &r.report;
@@ -212,6 +238,31 @@ fn runner_in_a_real_guest_uses_cgroup_cpusets_and_weights() -> Result<()> {
             .workers
             .iter()
             .all(|w| w.wake_latency.is_some_and(|l| l.samples > 10))
+    );
+    if scx.is_none() {
+        return Ok(());
+    }
+    // scx_simple attached throughout: seen at both ends, run passes.
+    let on = get("sched_attached")?;
+    let ops = |s: &Option<ktstr_workload::scx::ScxSample>| s.as_ref().and_then(|s| s.ops.clone());
+    assert_eq!(
+        ops(&on.report.sched_ext.start).as_deref(),
+        Some("simple"),
+        "{:?}",
+        on.report.sched_ext
+    );
+    assert_eq!(ops(&on.report.sched_ext.end).as_deref(), Some("simple"));
+    assert!(on.verdict.passed, "{}", on.summary);
+    // SIGINT at +500 ms detaches it mid-run: the verdict must say so.
+    let off = get("sched_detached")?;
+    println!("{}", off.summary);
+    assert!(!off.verdict.passed);
+    assert!(
+        off.verdict.failures.iter().any(
+            |f| matches!(f, Failure::SchedulerDetached { reason } if reason.contains("simple"))
+        ),
+        "{}",
+        off.summary
     );
     Ok(())
 }

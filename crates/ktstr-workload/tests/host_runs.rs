@@ -48,7 +48,7 @@ fn opts(mount: &Path, test: &str) -> RunOptions {
     RunOptions {
         cgroup_parent: Some(mount.to_path_buf()),
         root_name: Some(format!("ktstr-{}-{test}", std::process::id())),
-        stop_timeout: Duration::from_secs(5),
+        ..RunOptions::default()
     }
 }
 

@@ -11,9 +11,13 @@
 
 use std::ffi::CString;
 use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use ktstr_workload::report::TestResult;
-use ktstr_workload::{GuestTopology, RunOptions, Thresholds, catalogue, evaluate, run_scenario};
+use ktstr_workload::{
+    GuestTopology, RunOptions, Scenario, Thresholds, catalogue, evaluate, run_scenario, scx,
+};
 
 type Res<T> = Result<T, String>;
 
@@ -40,6 +44,74 @@ fn step_ms() -> u64 {
         .unwrap_or(1000)
 }
 
+const SCX_SIMPLE: &str = "/bin/scx_simple";
+
+/// Run one scenario, print its verdict, table and `KTSTR-RESULT` line, and
+/// check no cgroup is left; true when it passed.
+fn run_one(sc: &Scenario, test: &str, topo: &GuestTopology, t: &Thresholds) -> Res<bool> {
+    let r = run_scenario(sc, topo, &RunOptions::default())
+        .map_err(|e| format!("running {test}: {e}"))?;
+    let v = evaluate(&r, t, None);
+    print!("{}", v.render(test, "guest", &r));
+    let passed = v.passed;
+    let left: Vec<String> = std::fs::read_dir("/sys/fs/cgroup")
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("ktstr-"))
+        .collect();
+    if !left.is_empty() {
+        return Err(format!("left behind after {test}: {left:?}"));
+    }
+    let json =
+        serde_json::to_string(&TestResult::new(test, "guest", v, r)).map_err(|e| e.to_string())?;
+    println!("KTSTR-RESULT {json}");
+    Ok(passed)
+}
+
+fn wait_state(want: &str, secs: u64) -> Res<()> {
+    let until = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < until {
+        if scx::sample(Path::new("/sys")).is_some_and(|s| s.state == want) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(format!("sched_ext never reached {want:?} in {secs} s"))
+}
+
+/// scx_simple attached for a whole run (must pass), then detached by SIGINT
+/// in the middle of a run (the verdict must say so).
+fn sched_phases(topo: &GuestTopology, t: &Thresholds) -> Res<()> {
+    for (test, interrupt) in [("sched_attached", false), ("sched_detached", true)] {
+        let mut child = Command::new(SCX_SIMPLE)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("starting {SCX_SIMPLE}: {e}"))?;
+        let pid = child.id() as i32;
+        let res = wait_state("enabled", 120).and_then(|()| {
+            std::thread::scope(|s| {
+                if interrupt {
+                    s.spawn(|| {
+                        std::thread::sleep(Duration::from_millis(500));
+                        // SAFETY: signalling our own child scheduler.
+                        unsafe { libc::kill(pid, libc::SIGINT) };
+                    });
+                }
+                run_one(&catalogue::steady().with_step_ms(1500), test, topo, t)
+            })
+        });
+        // SAFETY: as above; SIGINT makes scx_simple detach and exit.
+        unsafe { libc::kill(pid, libc::SIGINT) };
+        let _ = child.wait();
+        res?;
+        wait_state("disabled", 30)?;
+    }
+    Ok(())
+}
+
 fn run() -> Res<usize> {
     mount("proc", "/proc", "proc")?;
     mount("sysfs", "/sys", "sysfs")?;
@@ -61,23 +133,12 @@ fn run() -> Res<usize> {
         catalogue::ping_pong(),
     ] {
         let sc = sc.with_step_ms(ms);
-        let r = run_scenario(&sc, &topo, &RunOptions::default())
-            .map_err(|e| format!("running {}: {e}", sc.name))?;
-        let v = evaluate(&r, &thresholds, None);
-        print!("{}", v.render(&sc.name, "guest", &r));
-        failed += usize::from(!v.passed);
-        let left: Vec<String> = std::fs::read_dir("/sys/fs/cgroup")
-            .map_err(|e| e.to_string())?
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with("ktstr-"))
-            .collect();
-        if !left.is_empty() {
-            return Err(format!("left behind after {}: {left:?}", sc.name));
-        }
-        let json = serde_json::to_string(&TestResult::new(&sc.name, "guest", v, r))
-            .map_err(|e| e.to_string())?;
-        println!("KTSTR-RESULT {json}");
+        failed += usize::from(!run_one(&sc, &sc.name, &topo, &thresholds)?);
+    }
+    if Path::new(SCX_SIMPLE).exists() {
+        sched_phases(&topo, &thresholds)?;
+    } else {
+        println!("KTSTR-SCHED-SKIP {SCX_SIMPLE} not packed");
     }
     Ok(failed)
 }
