@@ -1,0 +1,276 @@
+//! The runner inside a real guest kernel (QEMU TCG, 2 vCPUs, pure cgroup v2
+//! with the `cpu` and `cpuset` controllers): the path the host's hybrid
+//! hierarchy cannot exercise. `ktstr-workload-smoke` is /init; it prints one
+//! `KTSTR-RESULT <json>` line per scenario, and this test asserts on those.
+//! With the shared `scx_simple` packed, two more runs: one with the scheduler
+//! attached throughout (passes, `root/ops` = simple at both ends), one where
+//! it is SIGINTed mid-run (the verdict reports the detach from sysfs alone).
+//!
+//! Kernel from `KTSTR_KERNEL`, else `shared/kernels/bzImage`; missing kernel
+//! or QEMU fails under `CI=true` and skips with `SKIP:` otherwise.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use ktstr_initramfs::Archive;
+use ktstr_workload::report::TestResult;
+use ktstr_workload::verdict::Failure;
+
+const QEMU: &str = "qemu-system-x86_64";
+/// Generous: TCG on a shared 2-core host.
+const DEADLINE: Duration = Duration::from_secs(240);
+
+fn kernel() -> Option<PathBuf> {
+    let k = std::env::var_os("KTSTR_KERNEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/kernels/bzImage")
+        });
+    let qemu = Command::new(QEMU)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let mut missing = Vec::new();
+    if !k.is_file() {
+        missing.push(format!("kernel {} (set KTSTR_KERNEL)", k.display()));
+    }
+    if !qemu {
+        missing.push(format!("{QEMU} on PATH"));
+    }
+    if missing.is_empty() {
+        return Some(k);
+    }
+    let msg = missing.join("; ");
+    assert!(
+        !std::env::var("CI").is_ok_and(|v| v == "true"),
+        "CI=true and missing: {msg}"
+    );
+    eprintln!("SKIP: missing {msg}");
+    None
+}
+
+/// The shared scx_simple, if present (missing: fail under CI, else the
+/// scheduler half of the test is skipped).
+fn scx_simple() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/schedulers/scx_simple");
+    if p.is_file() {
+        return Some(p);
+    }
+    assert!(
+        !std::env::var("CI").is_ok_and(|v| v == "true"),
+        "CI=true and missing {}",
+        p.display()
+    );
+    eprintln!("SKIP: scheduler checks: missing {}", p.display());
+    None
+}
+
+fn initramfs(scx: Option<&Path>) -> Result<tempfile::NamedTempFile> {
+    let mut a = Archive::new();
+    a.add_elf_with_libs("init", env!("CARGO_BIN_EXE_ktstr-workload-smoke"))?
+        .add_char_dev("dev/console", 0o600, 5, 1)?
+        .add_char_dev("dev/null", 0o666, 1, 3)?
+        .add_dir("proc", 0o555)?
+        .add_dir("sys", 0o555)?;
+    if let Some(p) = scx {
+        a.add_elf_with_libs("bin/scx_simple", p)?;
+    }
+    let f = tempfile::Builder::new()
+        .prefix("ktstr-workload-initrd-")
+        .tempfile()?;
+    a.write_to(f.path())?;
+    Ok(f)
+}
+
+/// Boot, collect COM1 until QEMU exits or the deadline kills it.
+fn boot(kernel: &Path, initrd: &Path) -> Result<String> {
+    let mut child = Command::new(QEMU)
+        .args([
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-no-reboot",
+        ])
+        // pc, not microvm: its PIT lets the kernel calibrate the TSC without
+        // being told the frequency.
+        .args(["-machine", "pc", "-accel", "tcg", "-cpu", "max"])
+        .args(["-smp", "2", "-m", "512M", "-serial", "stdio"])
+        .arg("-kernel")
+        .arg(kernel)
+        .arg("-initrd")
+        .arg(initrd)
+        .args([
+            "-append",
+            "console=ttyS0 reboot=t panic=-1 quiet ktstr.step_ms=1000",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("spawning QEMU")?;
+    let mut out = child.stdout.take().context("no stdout")?;
+    let reader = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = out.read_to_end(&mut s);
+        s
+    });
+    let until = Instant::now() + DEADLINE;
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break Some(st);
+        }
+        if Instant::now() >= until {
+            child.kill()?;
+            child.wait()?;
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let bytes = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("reader panicked"))?;
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    if status.is_none() {
+        bail!("QEMU killed at the {DEADLINE:?} deadline; COM1:\n{text}");
+    }
+    Ok(text)
+}
+
+#[test]
+fn runner_in_a_real_guest_uses_cgroup_cpusets_weights_and_sees_scx_detach() -> Result<()> {
+    let Some(kernel) = kernel() else {
+        return Ok(());
+    };
+    let scx = scx_simple();
+    let initrd = initramfs(scx.as_deref())?;
+    let t0 = Instant::now();
+    let com1 = boot(&kernel, initrd.path())?;
+    println!("guest run took {:?}", t0.elapsed());
+    if !com1.contains("KTSTR-SMOKE-DONE") {
+        bail!("guest did not finish; COM1:\n{com1}");
+    }
+    let results: Vec<TestResult> = com1
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("KTSTR-RESULT "))
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let want = if scx.is_some() { 7 } else { 5 };
+    assert_eq!(results.len(), want, "COM1:\n{com1}");
+    for r in &results {
+        println!("{}", r.summary);
+        let rep = &r.report;
+        assert!(
+            rep.controllers.cpuset && rep.controllers.cpu,
+            "{:?}",
+            rep.controllers
+        );
+        assert_eq!(rep.cpuset_enforcement, "cgroup");
+        for w in &rep.workers {
+            assert!(
+                w.lost.is_none() && w.error.is_none(),
+                "{}: {}",
+                r.test,
+                w.label()
+            );
+            assert!(
+                w.work_units > 0,
+                "{}: {} made no progress",
+                r.test,
+                w.label()
+            );
+            assert!(
+                w.cpus_used.iter().all(|c| w.allowed_cpus.contains(c)),
+                "{}: {} ran on {:?} outside {:?}",
+                r.test,
+                w.label(),
+                w.cpus_used,
+                w.allowed_cpus
+            );
+            assert!(w.cgroup_id != 0);
+        }
+    }
+    let get = |n: &str| results.iter().find(|r| r.test == n).context(n.to_string());
+    // Split: the kernel's cpuset (not affinity) kept each half on its CPU.
+    let split = get("cpuset_split")?;
+    for w in &split.report.workers {
+        let want = if w.cgroup == "cg_0" { vec![0] } else { vec![1] };
+        assert_eq!(w.cpus_used, want, "{}", w.label());
+    }
+    // Nested: cpu.weight 300 vs 100 was written and shows in CPU time.
+    let nested = get("nested_cgroups")?;
+    assert!(
+        nested
+            .report
+            .cgroups
+            .iter()
+            .filter(|c| c.weight.is_some())
+            .all(|c| c.weight_applied)
+    );
+    let cpu = |cg: &str| -> u64 {
+        nested
+            .report
+            .workers
+            .iter()
+            .filter(|w| w.cgroup == cg)
+            .map(|w| w.cpu_time_ns)
+            .sum()
+    };
+    let (high, low) = (cpu("outer/high"), cpu("outer/low"));
+    println!(
+        "nested: high {} ms, low {} ms",
+        high / 1_000_000,
+        low / 1_000_000
+    );
+    assert!(
+        high > low * 3 / 2,
+        "weight 300 vs 100 gave {high} vs {low} ns"
+    );
+    // Ping-pong wakes were measured in the guest.
+    let pp = get("ping_pong")?;
+    assert!(
+        pp.report
+            .workers
+            .iter()
+            .all(|w| w.wake_latency.is_some_and(|l| l.samples > 10))
+    );
+    if scx.is_none() {
+        return Ok(());
+    }
+    // scx_simple attached throughout: seen at both ends, run passes.
+    let on = get("sched_attached")?;
+    let ops = |s: &Option<ktstr_workload::scx::ScxSample>| s.as_ref().and_then(|s| s.ops.clone());
+    assert_eq!(
+        ops(&on.report.sched_ext.start).as_deref(),
+        Some("simple"),
+        "{:?}",
+        on.report.sched_ext
+    );
+    assert_eq!(ops(&on.report.sched_ext.end).as_deref(), Some("simple"));
+    // Only the attachment is asserted: gaps/spread under TCG on a loaded
+    // host are not this test's subject (the summary shows them).
+    let detach = |r: &TestResult| {
+        r.verdict
+            .failures
+            .iter()
+            .any(|f| matches!(f, Failure::SchedulerDetached { .. }))
+    };
+    assert!(!detach(on), "{}", on.summary);
+    // SIGINT at +500 ms detaches it mid-run: the verdict must say so.
+    let off = get("sched_detached")?;
+    println!("{}", off.summary);
+    assert!(!off.verdict.passed);
+    assert!(
+        off.verdict.failures.iter().any(
+            |f| matches!(f, Failure::SchedulerDetached { reason } if reason.contains("simple"))
+        ),
+        "{}",
+        off.summary
+    );
+    Ok(())
+}

@@ -1,0 +1,534 @@
+//! Real runs on this machine: forked workers in real cgroup v2 directories,
+//! measured and judged. Needs root and a cgroup2 mount; without them the
+//! tests fail under `CI=true` and skip with `SKIP:` otherwise.
+//!
+//! On a hybrid cgroup host (v2 at /sys/fs/cgroup/unified, cpu/cpuset bound to
+//! v1) the run has no cpuset controller and enforces cpusets with
+//! sched_setaffinity; the report says so in `cpuset_enforcement`.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use ktstr_workload::cgroup::cgroup2_mount;
+use ktstr_workload::report::{self, TestResult};
+use ktstr_workload::verdict::Failure;
+use ktstr_workload::{
+    CgroupSpec, CpusetSpec, GuestTopology, Op, RunOptions, Scenario, ScenarioReport, Step,
+    Thresholds, WorkKind, catalogue, evaluate, run_scenario,
+};
+
+/// One run at a time: the host has 2 shared cores and the no-leftover
+/// checks look at this process's children.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// cgroup2 mount, or None after a SKIP line (panics in CI).
+fn cgroup_root() -> Option<PathBuf> {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mount = cgroup2_mount().ok();
+    match (root, mount) {
+        (true, Some(m)) => Some(m),
+        (r, m) => {
+            let why = format!("needs root and cgroup2 (root={r}, cgroup2={m:?})");
+            assert!(!in_ci(), "{why}");
+            eprintln!("SKIP: {why}");
+            None
+        }
+    }
+}
+
+fn opts(mount: &Path, test: &str) -> RunOptions {
+    RunOptions {
+        cgroup_parent: Some(mount.to_path_buf()),
+        root_name: Some(format!("ktstr-{}-{test}", std::process::id())),
+        ..RunOptions::default()
+    }
+}
+
+fn topo() -> Result<GuestTopology> {
+    Ok(GuestTopology::from_sysfs(Path::new("/sys"))?)
+}
+
+fn cg(name: &str, workers: u32, work: WorkKind, cpuset: CpusetSpec) -> CgroupSpec {
+    CgroupSpec {
+        name: name.into(),
+        workers,
+        work,
+        cpuset,
+        weight: None,
+        children: vec![],
+    }
+}
+
+fn one_step(name: &str, ms: u64, cgroups: Vec<CgroupSpec>) -> Scenario {
+    Scenario {
+        name: name.into(),
+        steps: vec![Step {
+            duration_ms: ms,
+            ops_before: vec![],
+            cgroups,
+        }],
+    }
+}
+
+/// No `ktstr-<pid>*` cgroup under the mount, no child process of ours
+/// (waitpid says ECHILD), no process anywhere in one of our cgroups.
+fn assert_clean(mount: &Path) -> Result<()> {
+    let ours = format!("ktstr-{}", std::process::id());
+    for e in std::fs::read_dir(mount)? {
+        let name = e?.file_name().to_string_lossy().into_owned();
+        if name.starts_with(&ours) {
+            bail!("cgroup {name} left behind under {}", mount.display());
+        }
+    }
+    let mut st = 0;
+    // SAFETY: non-blocking wait for any child with a valid status pointer.
+    let r = unsafe { libc::waitpid(-1, &mut st, libc::WNOHANG) };
+    let errno = std::io::Error::last_os_error().raw_os_error();
+    if !(r == -1 && errno == Some(libc::ECHILD)) {
+        bail!("a child process is left (waitpid returned {r})");
+    }
+    for e in std::fs::read_dir("/proc")? {
+        let p = e?.path();
+        if let Ok(text) = std::fs::read_to_string(p.join("cgroup"))
+            && text.contains(&ours)
+        {
+            bail!("process {} still in one of our cgroups", p.display());
+        }
+    }
+    Ok(())
+}
+
+fn save(test: &str, r: &ScenarioReport, t: &Thresholds) -> Result<()> {
+    let v = evaluate(r, t, None);
+    println!("{}", v.render(test, "host", r));
+    // CARGO_TARGET_TMPDIR is target/tmp: results go beside it, in target/ktstr.
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let dir = tmp.parent().unwrap_or(tmp).join("ktstr");
+    let path = dir.join(format!("{test}.json"));
+    let result = TestResult::new(test, "host", v, r.clone());
+    report::json(&path, &result)?;
+    let back: TestResult = serde_json::from_slice(&std::fs::read(&path)?)?;
+    assert_eq!(back.summary, result.summary);
+    assert_eq!(back.report.workers.len(), r.workers.len());
+    Ok(())
+}
+
+/// Loose limits: 2 cores shared with compiles and VMs.
+fn loose() -> Thresholds {
+    Thresholds {
+        max_gap_ms: 1500,
+        max_spread_pct: 80.0,
+        ..Thresholds::default()
+    }
+}
+
+#[test]
+fn split_spinners_progress_stay_in_their_cpuset_and_share_fairly() -> Result<()> {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(mount) = cgroup_root() else {
+        return Ok(());
+    };
+    let topo = topo()?;
+    let sc = catalogue::cpuset_split().with_step_ms(800);
+    let t0 = Instant::now();
+    let r = run_scenario(&sc, &topo, &opts(&mount, "split"))?;
+    println!(
+        "cpuset_split ran in {:?} ({})",
+        t0.elapsed(),
+        r.cpuset_enforcement
+    );
+    save("cpuset_split", &r, &loose())?;
+    assert_eq!(r.workers.len(), 4);
+    let half = |i| topo.resolve(&CpusetSpec::Slice { index: i, of: 2 });
+    let (h0, h1) = (half(0)?, half(1)?);
+    for w in &r.workers {
+        assert!(w.lost.is_none(), "{} lost: {:?}", w.label(), w.lost);
+        assert!(w.work_units > 0, "{} made no progress", w.label());
+        assert!(
+            w.cpu_time_ns > 20_000_000,
+            "{} got only {} ns CPU",
+            w.label(),
+            w.cpu_time_ns
+        );
+        let want = if w.cgroup == "cg_0" { &h0 } else { &h1 };
+        assert_eq!(&w.allowed_cpus, want, "{}", w.label());
+        assert!(
+            w.cpus_used.iter().all(|c| want.contains(c)),
+            "{} ran on {:?}, allowed {want:?}",
+            w.label(),
+            w.cpus_used
+        );
+        assert!(
+            w.wall_ns >= 700_000_000,
+            "{} wall {} ns",
+            w.label(),
+            w.wall_ns
+        );
+        // Two spinners share one CPU, so each waits on the runqueue.
+        if let Some(d) = w.run_delay_ns {
+            assert!(d > 10_000_000, "{} run delay only {d} ns", w.label());
+        }
+    }
+    let v = evaluate(&r, &loose(), None);
+    assert!(v.passed, "{}", v.render("cpuset_split", "host", &r));
+    assert_clean(&mount)
+}
+
+#[test]
+fn ping_pong_pairs_report_wake_latencies() -> Result<()> {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(mount) = cgroup_root() else {
+        return Ok(());
+    };
+    let sc = one_step(
+        "pp",
+        600,
+        vec![cg("pp", 2, WorkKind::PingPong, CpusetSpec::All)],
+    );
+    let r = run_scenario(&sc, &topo()?, &opts(&mount, "pp"))?;
+    save("ping_pong", &r, &loose())?;
+    for w in &r.workers {
+        assert!(w.error.is_none(), "{}: {:?}", w.label(), w.error);
+        let l = w
+            .wake_latency
+            .with_context(|| format!("{} has no latency", w.label()))?;
+        println!(
+            "{}: {} round trips, wake p50 {} us p99 {} us max {} us, vcsw {}",
+            w.label(),
+            w.work_units,
+            l.p50_ns / 1000,
+            l.p99_ns / 1000,
+            l.max_ns / 1000,
+            w.voluntary_csw
+        );
+        assert!(l.samples >= 50, "{} only {} wakes", w.label(), l.samples);
+        assert!(l.p50_ns > 0 && l.p50_ns <= l.p99_ns && l.p99_ns <= l.max_ns);
+        assert_eq!(l.samples, w.work_units);
+        // Blocking on a pipe is a voluntary switch.
+        assert!(w.voluntary_csw > 0);
+    }
+    let (a, b) = (r.workers[0].work_units, r.workers[1].work_units);
+    assert!(a.abs_diff(b) <= 1, "pair is lockstep: {a} vs {b}");
+    assert_clean(&mount)
+}
+
+#[test]
+fn fork_churn_counts_forks_and_payloads_run_and_stop() -> Result<()> {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(mount) = cgroup_root() else {
+        return Ok(());
+    };
+    let sleep = ["/bin/sleep", "/usr/bin/sleep"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .context("no sleep binary")?;
+    let sc = one_step(
+        "forks",
+        700,
+        vec![
+            cg("forks", 1, WorkKind::ForkChurn, CpusetSpec::All),
+            cg(
+                "payload",
+                1,
+                WorkKind::Payload {
+                    path: sleep.into(),
+                    args: vec!["0.1".into()],
+                },
+                CpusetSpec::All,
+            ),
+            cg(
+                "missing",
+                1,
+                WorkKind::Payload {
+                    path: "/nonexistent/ktstr-payload".into(),
+                    args: vec![],
+                },
+                CpusetSpec::All,
+            ),
+        ],
+    );
+    let r = run_scenario(&sc, &topo()?, &opts(&mount, "forks"))?;
+    save("fork_churn", &r, &loose())?;
+    let by = |n: &str| {
+        r.workers
+            .iter()
+            .find(|w| w.cgroup == n)
+            .context("worker missing")
+    };
+    let f = by("forks")?;
+    println!(
+        "fork churn: {} forks in {} ms",
+        f.forks,
+        f.wall_ns / 1_000_000
+    );
+    assert!(f.forks >= 10, "only {} forks", f.forks);
+    assert_eq!(f.forks, f.work_units);
+    let p = by("payload")?;
+    println!(
+        "payload: {} runs finished, {} started",
+        p.payload_exits, p.forks
+    );
+    assert!(
+        p.payload_exits >= 2,
+        "sleep 0.1 should finish several times in 700 ms"
+    );
+    // The run in flight at stop is killed, unless stop came between two runs.
+    assert!(
+        p.forks == p.payload_exits + 1 || p.forks == p.payload_exits,
+        "{} started, {} finished",
+        p.forks,
+        p.payload_exits
+    );
+    let m = by("missing")?;
+    assert!(
+        m.error
+            .as_deref()
+            .is_some_and(|e| e.contains("exec failed")),
+        "{:?}",
+        m.error
+    );
+    let v = evaluate(&r, &loose(), None);
+    assert!(
+        v.failures
+            .iter()
+            .any(|f| matches!(f, Failure::WorkerError { worker, .. } if worker == "missing/0")),
+        "{:?}",
+        v.failures
+    );
+    assert_clean(&mount)
+}
+
+#[test]
+fn a_sigstopped_worker_is_caught_by_the_starvation_check() -> Result<()> {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(mount) = cgroup_root() else {
+        return Ok(());
+    };
+    let o = opts(&mount, "stop");
+    let procs = mount
+        .join(o.root_name.as_deref().unwrap_or_default())
+        .join("victim/cgroup.procs");
+    let sc = one_step(
+        "stopped",
+        1500,
+        vec![cg("victim", 2, WorkKind::Spin, CpusetSpec::All)],
+    );
+    let topo = topo()?;
+    let (r, stopped) = std::thread::scope(|s| {
+        let stopper = s.spawn(|| -> Option<u32> {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                let pids: Vec<i32> = std::fs::read_to_string(&procs)
+                    .unwrap_or_default()
+                    .lines()
+                    .filter_map(|l| l.parse().ok())
+                    .collect();
+                if pids.len() == 2 {
+                    std::thread::sleep(Duration::from_millis(300));
+                    // SAFETY: signalling a worker pid read from our own cgroup.
+                    unsafe { libc::kill(pids[1], libc::SIGSTOP) };
+                    std::thread::sleep(Duration::from_millis(500));
+                    // SAFETY: as above.
+                    unsafe { libc::kill(pids[1], libc::SIGCONT) };
+                    return Some(pids[1] as u32);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            None
+        });
+        let r = run_scenario(&sc, &topo, &o);
+        (r, stopper.join().ok().flatten())
+    });
+    let r = r?;
+    let stopped = stopped.context("never saw the workers")?;
+    let t = Thresholds {
+        max_gap_ms: 300,
+        ..loose()
+    };
+    save("sigstop", &r, &t)?;
+    let victim = r
+        .workers
+        .iter()
+        .find(|w| w.pid == stopped)
+        .context("stopped pid not in report")?;
+    assert!(
+        victim.max_gap_ns >= 450_000_000,
+        "gap only {} ns",
+        victim.max_gap_ns
+    );
+    let v = evaluate(&r, &t, None);
+    assert!(!v.passed);
+    let line = v.headline("stopped", "host");
+    println!("{line}");
+    let want = format!("worker {} stuck", victim.label());
+    assert!(
+        v.failures.iter().any(|f| f.to_string().starts_with(&want)),
+        "no failure names {}: {line}",
+        victim.label()
+    );
+    // The stop began ~300 ms into the run.
+    assert!(
+        (200..1200).contains(&victim.max_gap_at_ms),
+        "gap at +{} ms",
+        victim.max_gap_at_ms
+    );
+    assert_clean(&mount)
+}
+
+#[test]
+fn a_failing_run_leaves_no_process_and_no_cgroup() -> Result<()> {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(mount) = cgroup_root() else {
+        return Ok(());
+    };
+    let o = opts(&mount, "fail");
+    let root = mount.join(o.root_name.as_deref().unwrap_or_default());
+    let mut sc = one_step(
+        "fails",
+        400,
+        vec![cg("cg_0", 2, WorkKind::Spin, CpusetSpec::All)],
+    );
+    sc.steps.push(Step {
+        duration_ms: 400,
+        ops_before: vec![Op::AddCgroup(cg(
+            "cg_1",
+            1,
+            WorkKind::Spin,
+            CpusetSpec::All,
+        ))],
+        cgroups: vec![],
+    });
+    let topo = topo()?;
+    // Step 1's cgroup is squatted while step 0 runs, so its creation fails
+    // with workers of cg_0 alive.
+    let res = std::thread::scope(|s| {
+        s.spawn(|| {
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline {
+                if root.join("cg_0").exists() {
+                    let _ = std::fs::create_dir(root.join("cg_1"));
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        run_scenario(&sc, &topo, &o)
+    });
+    let err = res
+        .err()
+        .context("run should fail on the squatted cgroup")?;
+    println!("run failed as intended: {err}");
+    assert!(err.to_string().contains("cg_1"), "{err}");
+    assert_clean(&mount)
+}
+
+#[test]
+fn every_catalogue_scenario_runs_briefly_on_the_host() -> Result<()> {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(mount) = cgroup_root() else {
+        return Ok(());
+    };
+    let topo = topo()?;
+    for sc in catalogue::all() {
+        let sc = sc.with_step_ms(250);
+        let t0 = Instant::now();
+        let r = run_scenario(&sc, &topo, &opts(&mount, &sc.name))
+            .with_context(|| format!("running {}", sc.name))?;
+        let v = evaluate(&r, &loose(), None);
+        println!(
+            "{} ({:?}): {}",
+            sc.name,
+            t0.elapsed(),
+            v.headline(&sc.name, "host")
+        );
+        for w in &r.workers {
+            assert!(
+                w.lost.is_none() && w.error.is_none(),
+                "{}: {} {:?} {:?}",
+                sc.name,
+                w.label(),
+                w.lost,
+                w.error
+            );
+            assert!(
+                w.work_units > 0,
+                "{}: {} made no progress",
+                sc.name,
+                w.label()
+            );
+        }
+        // Isolation must hold through cpuset/affinity/move ops.
+        assert!(
+            !v.failures
+                .iter()
+                .any(|f| matches!(f, Failure::OutsideCpuset { .. })),
+            "{}: {:?}",
+            sc.name,
+            v.failures
+        );
+        let cgroups: BTreeSet<&str> = r.workers.iter().map(|w| w.cgroup.as_str()).collect();
+        assert_eq!(
+            cgroups.len(),
+            r.cgroups.iter().filter(|c| c.workers > 0).count()
+        );
+        assert_clean(&mount)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn moving_fork_churners_back_and_forth_tolerates_exiting_children() -> Result<()> {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(mount) = cgroup_root() else {
+        return Ok(());
+    };
+    let mv = |from: &str, to: &str| Op::MoveTasks {
+        from: from.into(),
+        to: to.into(),
+    };
+    let mut sc = one_step(
+        "move_churn",
+        150,
+        vec![
+            cg("a", 2, WorkKind::ForkChurn, CpusetSpec::All),
+            cg("b", 1, WorkKind::Spin, CpusetSpec::All),
+        ],
+    );
+    for i in 0..6 {
+        let (from, to) = if i % 2 == 0 { ("a", "b") } else { ("b", "a") };
+        sc.steps.push(Step {
+            duration_ms: 150,
+            ops_before: vec![mv(from, to)],
+            cgroups: vec![],
+        });
+    }
+    let r = run_scenario(&sc, &topo()?, &opts(&mount, "movechurn"))?;
+    save("move_churn", &r, &loose())?;
+    assert_eq!(r.workers.len(), 3);
+    for w in &r.workers {
+        assert!(w.lost.is_none() && w.error.is_none(), "{}", w.label());
+        assert!(w.work_units > 0, "{} made no progress", w.label());
+    }
+    assert!(
+        r.workers
+            .iter()
+            .filter(|w| w.cgroup == "a")
+            .all(|w| w.forks > 0)
+    );
+    assert_eq!(
+        r.notes
+            .iter()
+            .filter(|n| n.starts_with("applied move"))
+            .count(),
+        6
+    );
+    assert_clean(&mount)
+}
