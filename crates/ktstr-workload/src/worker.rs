@@ -398,7 +398,7 @@ pub enum PreparedWork {
     },
     /// See [`WorkKind::ForkChurn`].
     ForkChurn,
-    /// See [`WorkKind::Payload`]; argv[0] is the path.
+    /// See [`WorkKind::Payload`]; `argv[0]` is the path.
     Payload {
         /// argv, path first.
         argv: Vec<CString>,
