@@ -172,6 +172,15 @@ fn split_spinners_progress_stay_in_their_cpuset_and_share_fairly() -> Result<()>
             w.label(),
             w.wall_ns
         );
+        // Sampling can miss migrations, never invent them.
+        if let Some(k) = w.kernel_migrations {
+            assert!(
+                k >= w.migrations,
+                "{}: kernel {k} < sampled {}",
+                w.label(),
+                w.migrations
+            );
+        }
         // Two spinners share one CPU, so each waits on the runqueue.
         if let Some(d) = w.run_delay_ns {
             assert!(d > 10_000_000, "{} run delay only {d} ns", w.label());
