@@ -24,6 +24,7 @@
 pub mod catalogue;
 pub mod cgroup;
 pub mod cpuset;
+pub mod protocol;
 pub mod report;
 pub mod runner;
 pub mod scx;

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use ktstr_workload::cgroup::cgroup2_mount;
+use ktstr_workload::protocol;
 use ktstr_workload::report::{self, TestResult};
 use ktstr_workload::verdict::Failure;
 use ktstr_workload::{
@@ -202,7 +203,11 @@ fn ping_pong_pairs_report_wake_latencies() -> Result<()> {
         600,
         vec![cg("pp", 2, WorkKind::PingPong, CpusetSpec::All)],
     );
-    let r = run_scenario(&sc, &topo()?, &opts(&mount, "pp"))?;
+    // Through the wire helpers, as the guest will: JSON request in, report out.
+    let spec = protocol::request_bytes(&sc, 1 << 20)?;
+    let r = protocol::run_request(&spec, Path::new("/sys"), &opts(&mount, "pp"))?;
+    let back = protocol::parse_report(&protocol::report_bytes(&r, 1 << 20)?)?;
+    assert_eq!(back, r);
     save("ping_pong", &r, &loose())?;
     for w in &r.workers {
         assert!(w.error.is_none(), "{}: {:?}", w.label(), w.error);
