@@ -479,6 +479,15 @@ fn every_catalogue_scenario_runs_briefly_on_the_host() -> Result<()> {
                 w.label()
             );
         }
+        // Timer sleepers measure how late their wake-ups were.
+        for w in r.workers.iter().filter(|w| w.kind == "bursty") {
+            assert!(
+                w.wake_latency.is_some_and(|l| l.samples > 0),
+                "{}: {} has no timer wake latency",
+                sc.name,
+                w.label()
+            );
+        }
         // Isolation must hold through cpuset/affinity/move ops.
         assert!(
             !v.failures
@@ -543,6 +552,69 @@ fn moving_fork_churners_back_and_forth_tolerates_exiting_children() -> Result<()
             .filter(|n| n.starts_with("applied move"))
             .count(),
         6
+    );
+    assert_clean(&mount)
+}
+
+#[test]
+fn a_worker_killed_mid_run_is_reported_lost() -> Result<()> {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(mount) = cgroup_root() else {
+        return Ok(());
+    };
+    let o = opts(&mount, "kill");
+    let procs = mount
+        .join(o.root_name.as_deref().unwrap_or_default())
+        .join("cg/cgroup.procs");
+    let sc = one_step(
+        "killed",
+        800,
+        vec![cg("cg", 2, WorkKind::Spin, CpusetSpec::All)],
+    );
+    let topo = topo()?;
+    let (r, killed) = std::thread::scope(|s| {
+        let killer = s.spawn(|| -> Option<u32> {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                let pids: Vec<i32> = std::fs::read_to_string(&procs)
+                    .unwrap_or_default()
+                    .lines()
+                    .filter_map(|l| l.parse().ok())
+                    .collect();
+                if pids.len() == 2 {
+                    std::thread::sleep(Duration::from_millis(200));
+                    // SAFETY: signalling a worker pid read from our own cgroup.
+                    unsafe { libc::kill(pids[0], libc::SIGKILL) };
+                    return Some(pids[0] as u32);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            None
+        });
+        let r = run_scenario(&sc, &topo, &o);
+        (r, killer.join().ok().flatten())
+    });
+    let r = r?;
+    let killed = killed.context("never saw the workers")?;
+    save("killed", &r, &loose())?;
+    let w = r
+        .workers
+        .iter()
+        .find(|w| w.pid == killed)
+        .context("killed pid not in report")?;
+    assert_eq!(w.lost.as_deref(), Some("killed by signal 9"));
+    let v = evaluate(&r, &loose(), None);
+    let want = format!("worker {} lost: killed by signal 9", w.label());
+    assert!(
+        v.failures.iter().any(|f| f.to_string() == want),
+        "{:?}",
+        v.failures
+    );
+    // The survivor still reported normally.
+    assert!(
+        r.workers
+            .iter()
+            .any(|x| x.pid != killed && x.lost.is_none() && x.work_units > 0)
     );
     assert_clean(&mount)
 }
