@@ -264,6 +264,26 @@ pub fn move_tasks() -> Scenario {
     )
 }
 
+/// Two cgroups whose cpusets share one CPU (each half plus the next's first).
+pub fn overlapping_cpusets() -> Scenario {
+    let ov = |index| CpusetSpec::Overlap {
+        index,
+        of: 2,
+        extra: 1,
+    };
+    scenario(
+        "overlapping_cpusets",
+        vec![step(
+            2000,
+            vec![],
+            vec![
+                cg("cg_0", 2, WorkKind::Spin, ov(0)),
+                cg("cg_1", 2, WorkKind::Yield, ov(1)),
+            ],
+        )],
+    )
+}
+
 /// Every built-in scenario.
 pub fn all() -> Vec<Scenario> {
     vec![
@@ -279,6 +299,7 @@ pub fn all() -> Vec<Scenario> {
         nested_cgroups(),
         weighted(),
         move_tasks(),
+        overlapping_cpusets(),
     ]
 }
 

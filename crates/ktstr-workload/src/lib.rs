@@ -9,8 +9,13 @@
 //!    directories ([`cgroup`]), forks one process per worker ([`worker`]) that
 //!    measures itself (CPU time, switches, migrations, CPUs used, longest gap
 //!    without progress, wake-up latency), then stops, collects and tears
-//!    everything down. The result is a [`ScenarioReport`] (JSON, or
+//!    everything down. sched_ext's sysfs state is sampled before and after
+//!    ([`scx`]). The result is a [`ScenarioReport`] (JSON, or
 //!    [`WorkerTelemetry::to_wire`] for the fixed wire record).
+//!
+//!    Where the hierarchy lacks the `cpuset` controller (a hybrid v1/v2
+//!    host), cpusets are enforced with `sched_setaffinity` and the report
+//!    says so; where `cpu` is missing, `cpu.weight` is recorded as not applied.
 //! 3. The host calls [`evaluate`] with [`Thresholds`] and the scheduler's exit
 //!    reason, gets a [`Verdict`] whose headline reads like
 //!    `two_cgroups [1n1l2c1t scx_simple] failed: worker cg_1/3 stuck 3500 ms on cpu1 at +1200 ms`,
@@ -19,6 +24,7 @@
 pub mod catalogue;
 pub mod cgroup;
 pub mod cpuset;
+pub mod protocol;
 pub mod report;
 pub mod runner;
 pub mod scx;

@@ -95,8 +95,10 @@ pub struct WorkerTelemetry {
     pub voluntary_csw: u64,
     /// Involuntary context switches.
     pub involuntary_csw: u64,
-    /// Observed CPU changes.
+    /// Observed CPU changes (sampled at each work unit).
     pub migrations: u64,
+    /// Kernel-counted migrations, if the kernel exposes them.
+    pub kernel_migrations: Option<u64>,
     /// CPUs it ran on.
     pub cpus_used: Vec<u32>,
     /// CPU it was last seen on.
@@ -576,6 +578,7 @@ impl Run<'_> {
             voluntary_csw: r.voluntary_csw,
             involuntary_csw: r.involuntary_csw,
             migrations: r.migrations,
+            kernel_migrations: r.kernel_migrations,
             cpus_used: r.cpus_used,
             last_cpu: r.last_cpu,
             allowed_cpus: w.allowed.iter().copied().collect(),

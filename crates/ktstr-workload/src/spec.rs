@@ -115,7 +115,7 @@ pub enum WorkKind {
     Payload {
         /// Absolute path of the binary.
         path: String,
-        /// Its arguments (without argv[0]).
+        /// Its arguments (without `argv[0]`).
         args: Vec<String>,
     },
 }

@@ -193,6 +193,9 @@ pub struct ChildReport {
     pub involuntary_csw: u64,
     /// CPU changes seen between consecutive work units.
     pub migrations: u64,
+    /// Migrations the kernel counted (`se.nr_migrations` in
+    /// `/proc/self/sched`; None without CONFIG_SCHED_DEBUG).
+    pub kernel_migrations: Option<u64>,
     /// CPUs it was seen on.
     pub cpus_used: Vec<u32>,
     /// CPU it was last seen on.
@@ -328,6 +331,7 @@ impl Telemetry {
             cpu_time_ns: cpu_clock_ns(libc::CLOCK_PROCESS_CPUTIME_ID),
             children_cpu_ns: tv(ch.ru_utime) + tv(ch.ru_stime),
             run_delay_ns: run_delay_ns(),
+            kernel_migrations: kernel_migrations(),
             work_units: self.units,
             voluntary_csw: ru.ru_nvcsw as u64,
             involuntary_csw: ru.ru_nivcsw as u64,
@@ -350,6 +354,17 @@ fn run_delay_ns() -> Option<u64> {
         .ok()?
         .split_whitespace()
         .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn kernel_migrations() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/sched").ok()?;
+    text.lines()
+        .find(|l| l.trim_start().starts_with("se.nr_migrations"))?
+        .split(':')
+        .nth(1)?
+        .trim()
         .parse()
         .ok()
 }
@@ -398,7 +413,7 @@ pub enum PreparedWork {
     },
     /// See [`WorkKind::ForkChurn`].
     ForkChurn,
-    /// See [`WorkKind::Payload`]; argv[0] is the path.
+    /// See [`WorkKind::Payload`]; `argv[0]` is the path.
     Payload {
         /// argv, path first.
         argv: Vec<CString>,

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use ktstr_workload::cgroup::cgroup2_mount;
+use ktstr_workload::protocol;
 use ktstr_workload::report::{self, TestResult};
 use ktstr_workload::verdict::Failure;
 use ktstr_workload::{
@@ -172,6 +173,15 @@ fn split_spinners_progress_stay_in_their_cpuset_and_share_fairly() -> Result<()>
             w.label(),
             w.wall_ns
         );
+        // Sampling can miss migrations, never invent them.
+        if let Some(k) = w.kernel_migrations {
+            assert!(
+                k >= w.migrations,
+                "{}: kernel {k} < sampled {}",
+                w.label(),
+                w.migrations
+            );
+        }
         // Two spinners share one CPU, so each waits on the runqueue.
         if let Some(d) = w.run_delay_ns {
             assert!(d > 10_000_000, "{} run delay only {d} ns", w.label());
@@ -193,7 +203,11 @@ fn ping_pong_pairs_report_wake_latencies() -> Result<()> {
         600,
         vec![cg("pp", 2, WorkKind::PingPong, CpusetSpec::All)],
     );
-    let r = run_scenario(&sc, &topo()?, &opts(&mount, "pp"))?;
+    // Through the wire helpers, as the guest will: JSON request in, report out.
+    let spec = protocol::request_bytes(&sc, 1 << 20)?;
+    let r = protocol::run_request(&spec, Path::new("/sys"), &opts(&mount, "pp"))?;
+    let back = protocol::parse_report(&protocol::report_bytes(&r, 1 << 20)?)?;
+    assert_eq!(back, r);
     save("ping_pong", &r, &loose())?;
     for w in &r.workers {
         assert!(w.error.is_none(), "{}: {:?}", w.label(), w.error);
@@ -465,6 +479,15 @@ fn every_catalogue_scenario_runs_briefly_on_the_host() -> Result<()> {
                 w.label()
             );
         }
+        // Timer sleepers measure how late their wake-ups were.
+        for w in r.workers.iter().filter(|w| w.kind == "bursty") {
+            assert!(
+                w.wake_latency.is_some_and(|l| l.samples > 0),
+                "{}: {} has no timer wake latency",
+                sc.name,
+                w.label()
+            );
+        }
         // Isolation must hold through cpuset/affinity/move ops.
         assert!(
             !v.failures
@@ -529,6 +552,69 @@ fn moving_fork_churners_back_and_forth_tolerates_exiting_children() -> Result<()
             .filter(|n| n.starts_with("applied move"))
             .count(),
         6
+    );
+    assert_clean(&mount)
+}
+
+#[test]
+fn a_worker_killed_mid_run_is_reported_lost() -> Result<()> {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(mount) = cgroup_root() else {
+        return Ok(());
+    };
+    let o = opts(&mount, "kill");
+    let procs = mount
+        .join(o.root_name.as_deref().unwrap_or_default())
+        .join("cg/cgroup.procs");
+    let sc = one_step(
+        "killed",
+        800,
+        vec![cg("cg", 2, WorkKind::Spin, CpusetSpec::All)],
+    );
+    let topo = topo()?;
+    let (r, killed) = std::thread::scope(|s| {
+        let killer = s.spawn(|| -> Option<u32> {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                let pids: Vec<i32> = std::fs::read_to_string(&procs)
+                    .unwrap_or_default()
+                    .lines()
+                    .filter_map(|l| l.parse().ok())
+                    .collect();
+                if pids.len() == 2 {
+                    std::thread::sleep(Duration::from_millis(200));
+                    // SAFETY: signalling a worker pid read from our own cgroup.
+                    unsafe { libc::kill(pids[0], libc::SIGKILL) };
+                    return Some(pids[0] as u32);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            None
+        });
+        let r = run_scenario(&sc, &topo, &o);
+        (r, killer.join().ok().flatten())
+    });
+    let r = r?;
+    let killed = killed.context("never saw the workers")?;
+    save("killed", &r, &loose())?;
+    let w = r
+        .workers
+        .iter()
+        .find(|w| w.pid == killed)
+        .context("killed pid not in report")?;
+    assert_eq!(w.lost.as_deref(), Some("killed by signal 9"));
+    let v = evaluate(&r, &loose(), None);
+    let want = format!("worker {} lost: killed by signal 9", w.label());
+    assert!(
+        v.failures.iter().any(|f| f.to_string() == want),
+        "{:?}",
+        v.failures
+    );
+    // The survivor still reported normally.
+    assert!(
+        r.workers
+            .iter()
+            .any(|x| x.pid != killed && x.lost.is_none() && x.work_units > 0)
     );
     assert_clean(&mount)
 }
