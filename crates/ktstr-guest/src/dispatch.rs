@@ -86,6 +86,7 @@ fn handle_request(req: Request, out: &Outbox, sched: &mut Scheduler) -> Reply {
         Request::Exec(e) => exec::run(&e, out),
         Request::StartScheduler(s) => sched.start(&s, out),
         Request::StopScheduler(s) => sched.stop(&s, out),
+        Request::RunScenario { scenario } => crate::scenario::run(&scenario),
         Request::Panic { message } => panic!("{message}"),
         Request::Raise { signal } if crate::init::panic::FATAL_SIGNALS.contains(&signal) => {
             // SAFETY: raise has no memory effects; the handler reboots.

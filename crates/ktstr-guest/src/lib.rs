@@ -25,6 +25,7 @@ pub mod pattern;
 pub mod proto;
 pub mod reaper;
 pub mod relay;
+pub mod scenario;
 pub mod sched;
 pub mod selftest;
 pub mod serve;

@@ -30,6 +30,11 @@ pub enum Request {
     /// keystrokes as `Stdin` chunks; an empty `Stdin` chunk means the host
     /// is done. Replied with [`Reply::Exec`] when the shell has exited.
     Shell,
+    /// Run a scenario (cgroups, workers, telemetry); replied with [`Reply::Scenario`].
+    RunScenario {
+        /// What to run.
+        scenario: ktstr_workload::Scenario,
+    },
     /// Panic inside init (tests the panic path end to end).
     Panic {
         /// The panic message.
@@ -129,6 +134,11 @@ pub enum Reply {
         name: String,
         /// Scheduler pid (the `pid` of its output chunks).
         pid: u32,
+    },
+    /// The scenario ran; its `ktstr_workload::ScenarioReport` as JSON.
+    Scenario {
+        /// The report, JSON-encoded.
+        report: String,
     },
     /// The scheduler did not attach.
     NotAttached {

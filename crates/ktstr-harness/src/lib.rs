@@ -38,6 +38,10 @@ pub mod session;
 pub mod shell;
 pub mod snapshots;
 pub mod terminal;
+pub mod test;
+
+pub use ktstr_harness_macros::ktstr_test;
+pub use ktstr_workload as workload;
 
 pub use compress::Compression;
 pub use error::HarnessError;

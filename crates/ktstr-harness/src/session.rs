@@ -509,6 +509,44 @@ impl Session {
         }
     }
 
+    /// Run `scenario` in the guest (cgroups, workers, telemetry) and return its report.
+    /// The scheduler keeps running; check [`Session::scheduler_exit`] afterwards.
+    pub fn run_scenario(
+        &mut self,
+        scenario: &ktstr_workload::Scenario,
+    ) -> Result<ktstr_workload::ScenarioReport, HarnessError> {
+        // The guest's own limit plus time for its reply to come back.
+        let wait = Duration::from_millis(ktstr_workload::protocol::suggested_timeout_ms(scenario))
+            + Duration::from_secs(30);
+        let req = Request::RunScenario {
+            scenario: scenario.clone(),
+        };
+        match self.request(&req, wait)? {
+            Reply::Scenario { report } => ktstr_workload::protocol::parse_report(report.as_bytes())
+                .map_err(|e| HarnessError::Protocol {
+                    what: "run_scenario".into(),
+                    detail: format!("report: {e}"),
+                }),
+            Reply::Error { message } => Err(HarnessError::Guest {
+                what: format!("scenario {:?}", scenario.name),
+                message,
+            }),
+            other => Err(unexpected("run_scenario", other)),
+        }
+    }
+
+    /// If the attached scheduler has ended (exited or kicked out by the
+    /// kernel), that ending as an error naming the kernel's reason.
+    pub fn scheduler_exit(&mut self) -> Option<HarnessError> {
+        let att = self.scheduler.clone()?;
+        let ended = self
+            .sched
+            .iter()
+            .find(|e| e.state == SchedState::Exited)
+            .cloned()?;
+        Some(self.ended_error(&att, ended))
+    }
+
     /// The `SchedulerState` reports received so far (oldest first).
     pub fn scheduler_events(&self) -> impl Iterator<Item = &SchedEvent> {
         self.sched.iter()
@@ -683,6 +721,7 @@ fn op_name(req: &Request) -> String {
         Request::Exec(e) => format!("exec {:?}", e.argv),
         Request::StartScheduler(s) => format!("start scheduler {}", s.path),
         Request::StopScheduler(_) => "stop scheduler".into(),
+        Request::RunScenario { scenario } => format!("scenario {:?}", scenario.name),
         Request::Panic { .. } => "panic".into(),
         Request::Raise { signal } => format!("raise signal {signal}"),
         Request::Shell => "shell".into(),

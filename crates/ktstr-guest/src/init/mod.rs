@@ -43,6 +43,10 @@ extern "C" fn pid1_hook() {
     if should_run_as_init() {
         run_as_init();
     }
+    // Init's scenario child (see `crate::scenario`): never on a host.
+    if let Some(spec) = std::env::var_os(crate::scenario::SCENARIO_ENV) {
+        crate::scenario::child_main(std::path::Path::new(&spec));
+    }
 }
 
 /// PID 1 with `KTSTR_INIT=1` in the environment.

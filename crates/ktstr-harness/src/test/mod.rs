@@ -1,0 +1,250 @@
+//! The runner behind `#[ktstr_test]`: one VM per test with the declared
+//! topology, the scheduler attached (none = the kernel's EEVDF baseline), the
+//! scenario run by the guest init, and a verdict with numbers.
+//!
+//! Inputs are checked before any VM starts: the kernel (`KTSTR_KERNEL`, else
+//! `$XDG_CACHE_HOME/ktstr/vmlinux` or `~/.cache/ktstr/vmlinux`), the scheduler
+//! (a path, or a name looked up in `KTSTR_SCHEDULERS` and then `PATH`), the
+//! topology, and the scenario against the CPUs that topology gives. A test
+//! that cannot run fails saying what is missing; it is never skipped.
+//!
+//! VMs from all tests of all test processes (libtest threads or nextest
+//! processes) share [`slots`]: at most `KTSTR_MAX_VMS` (default: host CPUs / 2,
+//! at least 1) run at once. A result lands in `target/ktstr/<test>.json`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ktstr_vmm::topology::{LinuxView, NumaTopology, Topology};
+use ktstr_workload::report::TestResult;
+use ktstr_workload::{GuestTopology, Scenario, ScenarioReport, Thresholds, Verdict, evaluate};
+
+use crate::error::HarnessError;
+use crate::session::{BootTimings, Session, SessionConfig};
+
+pub mod slots;
+
+/// One declared test (what `#[ktstr_test]` expands to).
+#[derive(Clone, Copy)]
+pub struct KtstrTest {
+    /// Test name (`gauntlet/<test>/<topology>[/<flags>]` for gauntlet members).
+    pub name: &'static str,
+    /// Topology in text form, e.g. `1n2l4c1t`.
+    pub topology: &'static str,
+    /// Scheduler binary: a path or a name; `None` = EEVDF.
+    pub scheduler: Option<&'static str>,
+    /// Scheduler arguments.
+    pub args: &'static [&'static str],
+    /// Guest memory; `None` = 512 MiB.
+    pub memory_mib: Option<u64>,
+    /// Override every step's duration.
+    pub step_ms: Option<u64>,
+    /// Deadline of the whole VM; `None` = scenario time + 5 min.
+    pub timeout_s: Option<u64>,
+    /// Adjusts the default thresholds.
+    pub thresholds: fn(&mut Thresholds),
+    /// Builds the scenario.
+    pub scenario: fn() -> Scenario,
+}
+
+/// What a test run produced.
+#[derive(Debug)]
+pub struct TestOutcome {
+    /// Topology and scheduler, as printed in verdict lines.
+    pub context: String,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Full telemetry.
+    pub report: ScenarioReport,
+    /// The JSON result file.
+    pub json: PathBuf,
+    /// Image, boot/restore times.
+    pub boot: BootTimings,
+    /// The rendered verdict and per-cgroup table.
+    pub rendered: String,
+}
+
+/// Runs `t` and panics with the verdict (headline + table) if it failed.
+pub fn run(t: &KtstrTest) {
+    match try_run(t) {
+        Ok(o) if o.verdict.passed => eprint!("{}", o.rendered),
+        Ok(o) => panic!("{}(result: {})", o.rendered, o.json.display()),
+        Err(e) => panic!("{} [{}] could not run: {e}", t.name, context(t)),
+    }
+}
+
+fn context(t: &KtstrTest) -> String {
+    let sched = t.scheduler.map_or("eevdf".to_string(), |s| {
+        let name = Path::new(s)
+            .file_name()
+            .map_or(s.to_string(), |n| n.to_string_lossy().into_owned());
+        std::iter::once(name)
+            .chain(t.args.iter().map(|a| a.to_string()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    });
+    format!("{} {sched}", t.topology)
+}
+
+/// Runs `t`: checks inputs, boots (or resumes), attaches, runs, evaluates.
+pub fn try_run(t: &KtstrTest) -> Result<TestOutcome, HarnessError> {
+    let kernel = find_kernel()?;
+    let topo: NumaTopology = t
+        .topology
+        .parse::<Topology>()
+        .and_then(|x| x.to_numa())
+        .map_err(|e| HarnessError::InvalidTest {
+            test: t.name.into(),
+            reason: e.to_string(),
+        })?;
+    let scheduler = t.scheduler.map(find_scheduler).transpose()?;
+    let mut scenario = (t.scenario)();
+    if let Some(ms) = t.step_ms {
+        scenario = scenario.with_step_ms(ms);
+    }
+    let memory_mib = t.memory_mib.unwrap_or(512);
+    scenario
+        .validate(&guest_topology(&topo, memory_mib))
+        .map_err(|e| HarnessError::InvalidTest {
+            test: t.name.into(),
+            reason: e.to_string(),
+        })?;
+    let steps_ms: u64 = scenario.steps.iter().map(|s| s.duration_ms).sum();
+
+    let _slot = slots::Slot::acquire()?;
+    let mut cfg = SessionConfig::new(&kernel);
+    cfg.topology = Some(topo.clone());
+    cfg.memory_mib = memory_mib;
+    cfg.schedulers = scheduler.iter().cloned().collect();
+    cfg.deadline = t.timeout_s.map_or(
+        Duration::from_millis(steps_ms) + Duration::from_secs(300),
+        Duration::from_secs,
+    );
+    let mut session = Session::boot(&cfg)?;
+    if let Some(path) = &scheduler {
+        session.start_scheduler(path, t.args, Duration::from_secs(60))?;
+    }
+    let report = session.run_scenario(&scenario)?;
+    let sched_exit = session.scheduler_exit().map(|e| e.to_string());
+    if scheduler.is_some() && sched_exit.is_none() {
+        session.stop_scheduler(Duration::from_secs(2))?;
+    }
+    let boot = session.timings();
+    session.shutdown()?;
+
+    let mut thresholds = Thresholds::default();
+    (t.thresholds)(&mut thresholds);
+    let verdict = evaluate(&report, &thresholds, sched_exit.as_deref());
+    let context = context(t);
+    let rendered = verdict.render(t.name, &context, &report);
+    let json = result_path(t.name);
+    ktstr_workload::report::json(
+        &json,
+        &TestResult::new(t.name, &context, verdict.clone(), report.clone()),
+    )
+    .map_err(|e| HarnessError::io("write the JSON result", std::io::Error::other(e)))?;
+    Ok(TestOutcome {
+        context,
+        verdict,
+        report,
+        json,
+        boot,
+        rendered,
+    })
+}
+
+/// The CPUs per LLC and per node the guest will have, for checking cpuset specs early.
+fn guest_topology(topo: &NumaTopology, memory_mib: u64) -> GuestTopology {
+    let view = LinuxView::expected(topo, memory_mib);
+    let mut llcs: Vec<Vec<u32>> = view.cpus.iter().map(|c| c.llc_cpus.clone()).collect();
+    llcs.dedup();
+    GuestTopology {
+        llcs,
+        nodes: view.nodes.iter().map(|n| n.cpus.clone()).collect(),
+    }
+}
+
+/// `target/ktstr/<name>.json`, `/` in the name becoming `__`.
+pub fn result_path(name: &str) -> PathBuf {
+    let file = format!("{}.json", name.replace('/', "__"));
+    target_dir().join("ktstr").join(file)
+}
+
+fn target_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("CARGO_TARGET_DIR") {
+        return PathBuf::from(d);
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    exe.ancestors()
+        .find(|p| p.file_name().is_some_and(|n| n == "target"))
+        .map_or_else(|| PathBuf::from("target"), Path::to_path_buf)
+}
+
+/// Where the kernel is looked for after `KTSTR_KERNEL`.
+pub fn kernel_cache_path() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("ktstr").join("vmlinux"))
+}
+
+/// `KTSTR_KERNEL`, else the cache location; an error says how to get one.
+pub fn find_kernel() -> Result<PathBuf, HarnessError> {
+    if let Some(k) = std::env::var_os("KTSTR_KERNEL") {
+        let k = PathBuf::from(k);
+        return if k.is_file() {
+            Ok(k)
+        } else {
+            Err(HarnessError::KernelNotFound(k))
+        };
+    }
+    match kernel_cache_path() {
+        Some(p) if p.is_file() => Ok(p),
+        cached => Err(HarnessError::NoKernel {
+            cache: cached.map_or("(no HOME)".into(), |p| p.display().to_string()),
+        }),
+    }
+}
+
+/// A path as is; a bare name from `KTSTR_SCHEDULERS`, then `PATH`.
+pub fn find_scheduler(name: &str) -> Result<PathBuf, HarnessError> {
+    let direct = PathBuf::from(name);
+    if name.contains('/') {
+        return if direct.is_file() {
+            Ok(direct)
+        } else {
+            Err(HarnessError::SchedulerNotFound(direct))
+        };
+    }
+    let dirs = std::env::var_os("KTSTR_SCHEDULERS")
+        .into_iter()
+        .chain(std::env::var_os("PATH"))
+        .flat_map(|v| std::env::split_paths(&v).collect::<Vec<_>>());
+    for d in dirs {
+        let p = d.join(name);
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    Err(HarnessError::SchedulerNotFound(direct))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_paths() {
+        assert!(
+            result_path("gauntlet/t/1n1l2c1t/-f").ends_with("ktstr/gauntlet__t__1n1l2c1t__-f.json")
+        );
+        let t: NumaTopology = "2n4l2c1t".parse::<Topology>().unwrap().to_numa().unwrap();
+        let g = guest_topology(&t, 512);
+        assert_eq!(g.llcs, vec![vec![0, 1], vec![2, 3], vec![4, 5], vec![6, 7]]);
+        assert_eq!(g.nodes, vec![(0..4).collect::<Vec<_>>(), (4..8).collect()]);
+        assert!(matches!(
+            find_scheduler("/nonexistent/scx_x"),
+            Err(HarnessError::SchedulerNotFound(_))
+        ));
+    }
+}
