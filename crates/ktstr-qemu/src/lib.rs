@@ -15,6 +15,7 @@ pub mod outcome;
 mod process;
 mod qmp;
 pub mod snapshot;
+mod stale;
 pub mod topology;
 mod vm;
 

@@ -19,6 +19,7 @@ use crate::outcome::{Observed, Outcome, Timings, classify};
 use crate::process::{KillHandle, QemuProcess};
 use crate::qmp::{self, QmpCommands, QmpEvent};
 use crate::snapshot::{self, AfterSnapshot, QemuSnapshot};
+use crate::stale;
 use crate::topology::Topology;
 
 /// Fluent front end over [`QemuConfig`] plus the live COM1/COM2 sinks.
@@ -158,8 +159,9 @@ pub struct RunningVm {
 fn shm_file(dir: &std::path::Path, bytes: u64) -> Result<tempfile::NamedTempFile> {
     let shm = std::path::Path::new("/dev/shm");
     let base = if shm.is_dir() { shm } else { dir };
+    stale::sweep(base, stale::MEM_PREFIX);
     let f = tempfile::Builder::new()
-        .prefix("ktstr-qemu-mem-")
+        .prefix(&stale::owned_prefix(stale::MEM_PREFIX))
         .tempfile_in(base)
         .map_err(|e| Error::io(format!("create guest memory file in {}", base.display()), e))?;
     f.as_file()
@@ -212,8 +214,9 @@ impl RunningVm {
                 k
             }
         };
+        stale::sweep(&std::env::temp_dir(), stale::DIR_PREFIX);
         let dir = tempfile::Builder::new()
-            .prefix("ktstr-qemu-")
+            .prefix(&stale::owned_prefix(stale::DIR_PREFIX))
             .tempdir()
             .map_err(|e| Error::io("create socket directory", e))?;
         let memory_files = cfg
