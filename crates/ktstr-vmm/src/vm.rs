@@ -19,7 +19,7 @@ use crate::config::{Attachments, DEFAULT_CMDLINE, GuestImage, VmConfig};
 use crate::devices::bus::{Bus, IoSpace};
 use crate::devices::virtio::mmio::MmioTransport;
 use crate::devices::virtio::{self, Interrupt};
-use crate::devices::{cmos, control, i8042, serial};
+use crate::devices::{control, serial};
 use crate::error::{Result, VmmError, kvm_op};
 use crate::layout;
 use crate::loader::{self, KernelFormat};
@@ -135,23 +135,9 @@ impl Vm {
         let com2 = serial::Capture::new(com2_sink);
         let (com1_bytes, com2_bytes) = (com1.bytes.clone(), com2.bytes.clone());
         let mut serial_irqs = Vec::new();
-        for (base, irq, capture) in [
-            (serial::COM1_BASE, serial::COM1_IRQ, com1),
-            (serial::COM2_BASE, serial::COM2_IRQ, com2),
-        ] {
-            let evt = EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC)?;
-            vm_fd
-                .register_irqfd(&evt, irq)
-                .map_err(kvm_op("KVM_IRQFD"))?;
-            pio.insert(
-                base,
-                serial::PORT_LEN,
-                Box::new(serial::SerialPort::new(evt.try_clone()?, capture)),
-            )?;
-            serial_irqs.push(evt);
-        }
-        pio.insert(i8042::BASE, i8042::LEN, Box::new(i8042::I8042::default()))?;
-        pio.insert(cmos::BASE, cmos::LEN, Box::new(cmos::Cmos::default()))?;
+        serial_irqs.extend(crate::devices::legacy::attach(
+            &vm_fd, &mut pio, com1, com2,
+        )?);
         pio.insert(
             control::BASE,
             control::LEN,

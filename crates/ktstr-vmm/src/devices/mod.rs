@@ -4,5 +4,6 @@ pub mod bus;
 pub mod cmos;
 pub mod control;
 pub mod i8042;
+pub(crate) mod legacy;
 pub mod serial;
 pub mod virtio;

@@ -18,7 +18,7 @@ use crate::config::VmConfig;
 use crate::devices::bus::{Bus, IoSpace};
 use crate::devices::virtio::mmio::MmioTransport;
 use crate::devices::virtio::{self, Interrupt};
-use crate::devices::{cmos, control, i8042, serial};
+use crate::devices::{control, serial};
 use crate::error::{Result, VmmError, kvm_op};
 use crate::layout;
 use crate::vcpu::state::RunState;
@@ -93,23 +93,9 @@ impl Vm {
         let com2 = serial::Capture::new(options.com2_sink);
         let (com1_bytes, com2_bytes) = (com1.bytes.clone(), com2.bytes.clone());
         let mut irqfds = Vec::new();
-        for (base, irq, capture) in [
-            (serial::COM1_BASE, serial::COM1_IRQ, com1),
-            (serial::COM2_BASE, serial::COM2_IRQ, com2),
-        ] {
-            let evt = EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC)?;
-            vm_fd
-                .register_irqfd(&evt, irq)
-                .map_err(kvm_op("KVM_IRQFD"))?;
-            pio.insert(
-                base,
-                serial::PORT_LEN,
-                Box::new(serial::SerialPort::new(evt.try_clone()?, capture)),
-            )?;
-            irqfds.push(evt);
-        }
-        pio.insert(i8042::BASE, i8042::LEN, Box::new(i8042::I8042::default()))?;
-        pio.insert(cmos::BASE, cmos::LEN, Box::new(cmos::Cmos::default()))?;
+        irqfds.extend(crate::devices::legacy::attach(
+            &vm_fd, &mut pio, com1, com2,
+        )?);
         let mut input = options.input;
         input.truncate(control::INPUT_MAX);
         pio.insert(
