@@ -2,77 +2,24 @@
 //! SKIP/CI rule, one VM at a time, and the kernel's release string.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::path::Path;
+
 use std::time::Duration;
 
 use ktstr_harness::SessionConfig;
 
-/// One VM at a time: the host has 2 cores shared with other jobs.
-static VM_LOCK: Mutex<()> = Mutex::new(());
+pub use ktstr_testenv::{TestEnv, scheduler, vm_lock};
 
-pub fn vm_lock() -> MutexGuard<'static, ()> {
-    VM_LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn shared() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared")
-}
-
-/// `KTSTR_SCHEDULERS`, else `shared/schedulers` beside the checkout.
-pub fn schedulers_dir() -> PathBuf {
-    std::env::var_os("KTSTR_SCHEDULERS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| shared().join("schedulers"))
-}
-
-pub fn scheduler(name: &str) -> PathBuf {
-    schedulers_dir().join(name)
-}
-
-pub struct TestEnv {
-    pub kernel: PathBuf,
-}
-
-/// Kernel from `KTSTR_KERNEL`, else shared/kernels/bzImage; QEMU, busybox
-/// and the named schedulers must exist. Missing: panic under CI=true, else
-/// SKIP (None).
+/// Kernel, QEMU, busybox and the named schedulers (see `ktstr_testenv`).
 pub fn test_env(test: &str, schedulers: &[&str]) -> Option<TestEnv> {
-    let kernel = std::env::var_os("KTSTR_KERNEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| shared().join("kernels/bzImage"));
-    let mut missing = Vec::new();
-    if !kernel.is_file() {
-        missing.push(format!("kernel {} (set KTSTR_KERNEL)", kernel.display()));
-    }
-    if which("qemu-system-x86_64").is_none() {
-        missing.push("qemu-system-x86_64".into());
-    }
-    if !Path::new("/bin/busybox").is_file() {
-        missing.push("/bin/busybox (Debian package busybox-static)".into());
-    }
-    for s in schedulers {
-        if !scheduler(s).is_file() {
-            missing.push(format!("{} (set KTSTR_SCHEDULERS)", scheduler(s).display()));
-        }
-    }
-    if missing.is_empty() {
-        return Some(TestEnv { kernel });
-    }
-    let msg = missing.join("; ");
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{test}: CI=true and missing: {msg}");
-    }
-    eprintln!("SKIP {test}: missing {msg}");
-    None
-}
-
-fn which(prog: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join(prog))
-            .find(|c| c.is_file())
-    })
+    ktstr_testenv::test_env(
+        test,
+        ktstr_testenv::Needs {
+            qemu: true,
+            busybox: true,
+            schedulers,
+        },
+    )
 }
 
 /// A session config with a private cache dir (removed with the guard).

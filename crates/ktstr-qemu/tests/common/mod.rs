@@ -3,53 +3,26 @@
 #![allow(dead_code)]
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Mutex, MutexGuard};
+
 use std::time::{Duration, Instant};
 
-use ktstr_qemu::{QemuBuilder, QemuConfig};
+use ktstr_qemu::QemuBuilder;
 
-/// One VM at a time: the CI host has 2 cores shared with other jobs.
-static VM_LOCK: Mutex<()> = Mutex::new(());
+#[allow(unused_imports)]
+pub use ktstr_testenv::{BUSYBOX, TestEnv, vm_lock};
 
-pub fn vm_lock() -> MutexGuard<'static, ()> {
-    VM_LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-pub const BUSYBOX: &str = "/bin/busybox";
-
-pub struct TestEnv {
-    pub kernel: PathBuf,
-}
-
-/// Kernel from KTSTR_KERNEL, else shared/kernels/bzImage beside the repo checkout.
-/// Missing QEMU, kernel or busybox: panic under CI=true, else print SKIP and return None.
+/// Kernel, QEMU and busybox (see `ktstr_testenv`).
 pub fn test_env(test: &str) -> Option<TestEnv> {
-    let kernel = std::env::var_os("KTSTR_KERNEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/kernels/bzImage")
-        });
-    let mut missing = Vec::new();
-    if !kernel.is_file() {
-        missing.push(format!("kernel {} (set KTSTR_KERNEL)", kernel.display()));
-    }
-    if let Err(e) = QemuConfig::new(&kernel).resolve_qemu() {
-        missing.push(e.to_string());
-    }
-    if !Path::new(BUSYBOX).is_file() {
-        missing.push(format!("{BUSYBOX} (Debian package busybox-static)"));
-    }
-    if missing.is_empty() {
-        return Some(TestEnv { kernel });
-    }
-    let msg = missing.join("; ");
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{test}: CI=true and missing: {msg}");
-    }
-    eprintln!("SKIP {test}: missing {msg}");
-    None
+    ktstr_testenv::test_env(
+        test,
+        ktstr_testenv::Needs {
+            qemu: true,
+            busybox: true,
+            ..Default::default()
+        },
+    )
 }
 
 /// Minimal newc ("070701") cpio writer.
