@@ -57,6 +57,28 @@ pub struct Vm {
     pub(crate) cpuids: Vec<Vec<kvm_bindings::kvm_cpuid_entry2>>,
 }
 
+/// A VM fd with what every ktstr VM has, booted or restored: TSS and
+/// identity-map addresses, the in-kernel irqchip and PIT.
+pub(crate) fn create_vm_fd(kvm: &Kvm) -> Result<VmFd> {
+    let vm_fd = kvm.create_vm().map_err(kvm_op("KVM_CREATE_VM"))?;
+    vm_fd
+        .set_tss_address(layout::KVM_TSS_ADDR as usize)
+        .map_err(kvm_op("KVM_SET_TSS_ADDR"))?;
+    vm_fd
+        .set_identity_map_address(layout::KVM_IDENTITY_MAP_ADDR)
+        .map_err(kvm_op("KVM_SET_IDENTITY_MAP_ADDR"))?;
+    vm_fd
+        .create_irq_chip()
+        .map_err(kvm_op("KVM_CREATE_IRQCHIP"))?;
+    vm_fd
+        .create_pit2(kvm_pit_config {
+            flags: KVM_PIT_SPEAKER_DUMMY,
+            ..Default::default()
+        })
+        .map_err(kvm_op("KVM_CREATE_PIT2"))?;
+    Ok(vm_fd)
+}
+
 impl Vm {
     pub(crate) fn create(config: VmConfig, attachments: Attachments) -> Result<Vm> {
         let Attachments {
@@ -83,22 +105,7 @@ impl Vm {
             tracing::info!(%reason, cmdline = ?compat.cmdline, "host compatibility layer applied");
         }
 
-        let vm_fd = kvm.create_vm().map_err(kvm_op("KVM_CREATE_VM"))?;
-        vm_fd
-            .set_tss_address(layout::KVM_TSS_ADDR as usize)
-            .map_err(kvm_op("KVM_SET_TSS_ADDR"))?;
-        vm_fd
-            .set_identity_map_address(layout::KVM_IDENTITY_MAP_ADDR)
-            .map_err(kvm_op("KVM_SET_IDENTITY_MAP_ADDR"))?;
-        vm_fd
-            .create_irq_chip()
-            .map_err(kvm_op("KVM_CREATE_IRQCHIP"))?;
-        vm_fd
-            .create_pit2(kvm_pit_config {
-                flags: KVM_PIT_SPEAKER_DUMMY,
-                ..Default::default()
-            })
-            .map_err(kvm_op("KVM_CREATE_PIT2"))?;
+        let vm_fd = create_vm_fd(&kvm)?;
 
         let memory = layout::create_memory(config.memory_mib)?;
         register_memory(&vm_fd, &memory)?;

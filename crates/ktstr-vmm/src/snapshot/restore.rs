@@ -7,7 +7,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use kvm_bindings::{KVM_PIT_SPEAKER_DUMMY, kvm_pit_config};
 use vm_memory::{FileOffset, GuestAddress, GuestMemoryMmap, GuestRegionMmap, MmapRegion};
 use vmm_sys_util::eventfd::EventFd;
 
@@ -22,7 +21,7 @@ use crate::devices::{control, serial};
 use crate::error::{Result, VmmError, kvm_op};
 use crate::layout;
 use crate::vcpu::state::RunState;
-use crate::vm::{Vm, register_memory};
+use crate::vm::{Vm, create_vm_fd, register_memory};
 
 fn map_memory(loaded: &Loaded) -> std::result::Result<GuestMemoryMmap, SnapshotError> {
     let mut offset = loaded.header.mem_offset;
@@ -67,22 +66,7 @@ impl Vm {
         host::check(&kvm, machine)?;
         let vcpu_count = machine.vcpus.len();
 
-        let vm_fd = kvm.create_vm().map_err(kvm_op("KVM_CREATE_VM"))?;
-        vm_fd
-            .set_tss_address(layout::KVM_TSS_ADDR as usize)
-            .map_err(kvm_op("KVM_SET_TSS_ADDR"))?;
-        vm_fd
-            .set_identity_map_address(layout::KVM_IDENTITY_MAP_ADDR)
-            .map_err(kvm_op("KVM_SET_IDENTITY_MAP_ADDR"))?;
-        vm_fd
-            .create_irq_chip()
-            .map_err(kvm_op("KVM_CREATE_IRQCHIP"))?;
-        vm_fd
-            .create_pit2(kvm_pit_config {
-                flags: KVM_PIT_SPEAKER_DUMMY,
-                ..Default::default()
-            })
-            .map_err(kvm_op("KVM_CREATE_PIT2"))?;
+        let vm_fd = create_vm_fd(&kvm)?;
         let memory = map_memory(&loaded)?;
         register_memory(&vm_fd, &memory)?;
 
