@@ -8,42 +8,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use common::cpio::{Entry, archive};
-use common::{is_software_kvm, kvm_available, tiny_init};
+use common::{busybox, is_software_kvm, kernel, kvm_available, tiny_init};
 use ktstr_vmm::{ExitKind, VmBuilder};
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-fn require(what: &str, found: Option<PathBuf>, how: &str) -> Option<PathBuf> {
-    if found.is_none() {
-        assert!(
-            !in_ci(),
-            "{what} is missing: {how} (CI=true makes this a failure)"
-        );
-        eprintln!("SKIP: {what} is missing: {how}");
-    }
-    found
-}
-
-fn kernel() -> Option<PathBuf> {
-    let found = std::env::var_os("KTSTR_KERNEL")
-        .map(PathBuf::from)
-        .filter(|p| p.exists());
-    require(
-        "the test kernel",
-        found,
-        "set KTSTR_KERNEL to a vmlinux or bzImage (see README)",
-    )
-}
-
-fn busybox() -> Option<PathBuf> {
-    let found = ["/bin/busybox", "/usr/bin/busybox"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists());
-    require("a static busybox", found, "apt-get install busybox-static")
-}
 
 /// How long a boot may take: minutes on software KVM, seconds on hardware.
 fn boot_deadline() -> Duration {

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::cpio::{Entry, archive};
-use common::{is_software_kvm, kvm_available, tiny_init};
+use common::{busybox, is_software_kvm, kernel, kvm_available, tiny_init};
 use ktstr_vmm::snapshot::cache::{CacheKey, SnapshotCache};
 use ktstr_vmm::{
     AfterSnapshot, ExitKind, RestoreOptions, SnapshotPlan, SnapshotTrigger, Vm, VmBuilder,
@@ -38,40 +38,6 @@ const SPLATS: &[&str] = &[
     "hard LOCKUP",
     "is unstable",
 ];
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-fn require(what: &str, found: Option<PathBuf>, how: &str) -> Option<PathBuf> {
-    if found.is_none() {
-        assert!(
-            !in_ci(),
-            "{what} is missing: {how} (CI=true makes this a failure)"
-        );
-        eprintln!("SKIP: {what} is missing: {how}");
-    }
-    found
-}
-
-fn kernel() -> Option<PathBuf> {
-    let found = std::env::var_os("KTSTR_KERNEL")
-        .map(PathBuf::from)
-        .filter(|p| p.exists());
-    require(
-        "the test kernel",
-        found,
-        "set KTSTR_KERNEL to a vmlinux or bzImage (see README)",
-    )
-}
-
-fn busybox() -> Option<PathBuf> {
-    let found = ["/bin/busybox", "/usr/bin/busybox"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists());
-    require("a static busybox", found, "apt-get install busybox-static")
-}
 
 /// Asks for the snapshot through /dev/port, then runs the command the
 /// restoring host put in the control port's input window.

@@ -126,3 +126,40 @@ impl Recorder {
             .collect()
     }
 }
+
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// `found`, or: a failure under CI=true, a SKIP line otherwise.
+fn require(what: &str, found: Option<std::path::PathBuf>, how: &str) -> Option<std::path::PathBuf> {
+    if found.is_none() {
+        assert!(
+            !in_ci(),
+            "{what} is missing: {how} (CI=true makes this a failure)"
+        );
+        eprintln!("SKIP: {what} is missing: {how}");
+    }
+    found
+}
+
+/// The kernel tier's kernel: `KTSTR_KERNEL`.
+pub fn kernel() -> Option<std::path::PathBuf> {
+    let found = std::env::var_os("KTSTR_KERNEL")
+        .map(std::path::PathBuf::from)
+        .filter(|p| p.exists());
+    require(
+        "the test kernel",
+        found,
+        "set KTSTR_KERNEL to a vmlinux or bzImage (see README)",
+    )
+}
+
+/// Debian's static busybox.
+pub fn busybox() -> Option<std::path::PathBuf> {
+    let found = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.exists());
+    require("a static busybox", found, "apt-get install busybox-static")
+}
