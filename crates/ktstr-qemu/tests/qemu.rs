@@ -379,6 +379,8 @@ fn qemu_dies_with_a_sigkilled_caller() {
         let env = test_env("qemu_dies_with_a_sigkilled_caller (child)").expect("env");
         let initrd = sleeper();
         let vm = builder(&env, initrd.path()).spawn().expect("spawn");
+        // The parent removes this file: SIGKILL leaves the child no chance to.
+        println!("INITRD={}", initrd.path().display());
         println!("QEMU_PID={}", vm.pid());
         loop {
             std::thread::sleep(Duration::from_secs(1));
@@ -402,11 +404,15 @@ fn qemu_dies_with_a_sigkilled_caller() {
         .spawn()
         .expect("re-exec the test binary");
     let stdout = child.stdout.take().expect("stdout");
+    let mut initrd = None;
     let pid: u32 = BufReader::new(stdout)
         .lines()
         .map_while(Result::ok)
         // libtest prints "test name ... " on the same line first.
         .find_map(|l| {
+            if let Some(p) = l.split("INITRD=").nth(1) {
+                initrd = Some(std::path::PathBuf::from(p.trim()));
+            }
             l.split("QEMU_PID=")
                 .nth(1)
                 .and_then(|p| p.trim().parse().ok())
@@ -420,4 +426,19 @@ fn qemu_dies_with_a_sigkilled_caller() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(!proc_alive(pid), "QEMU {pid} outlived its SIGKILLed caller");
+    // What the killed caller could not remove: its initramfs, and the guest RAM file and
+    // socket directory named after its pid (the next run would sweep those; do it now).
+    if let Some(p) = initrd {
+        let _ = std::fs::remove_file(p);
+    }
+    let owned = format!("-{}-", child.id());
+    for dir in [std::path::PathBuf::from("/dev/shm"), std::env::temp_dir()] {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("ktstr-qemu-") && name.contains(&owned) {
+                let _ = std::fs::remove_dir_all(e.path());
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
 }
