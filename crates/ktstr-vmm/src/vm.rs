@@ -17,8 +17,6 @@ use crate::arch::x86_64::{boot_params, cpuid, lapic, mptable, msrs, paging, regs
 use crate::compat::{self, CompatProfile};
 use crate::config::{Attachments, DEFAULT_CMDLINE, GuestImage, VmConfig};
 use crate::devices::bus::{Bus, IoSpace};
-use crate::devices::virtio::mmio::MmioTransport;
-use crate::devices::virtio::{self, Interrupt};
 use crate::devices::{control, serial};
 use crate::error::{Result, VmmError, kvm_op};
 use crate::layout;
@@ -151,21 +149,9 @@ impl Vm {
             Box::new(control::Control::new(0, Vec::new(), state.clone())),
         )?;
         if let Some(console) = &console {
-            let evt = EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC)?;
-            vm_fd
-                .register_irqfd(&evt, layout::VIRTIO_CONSOLE_IRQ)
-                .map_err(kvm_op("KVM_IRQFD"))?;
-            let transport = MmioTransport::new(
-                console.device(),
-                memory.clone(),
-                Interrupt::new(evt.try_clone()?),
-            );
-            mmio.insert(
-                layout::VIRTIO_MMIO_BASE,
-                virtio::mmio::MMIO_LEN,
-                Box::new(transport),
-            )?;
-            serial_irqs.push(evt);
+            serial_irqs.push(crate::devices::virtio::attach_console(
+                &vm_fd, &mut mmio, console, &memory,
+            )?);
         }
         for dev in extra {
             let bus = if dev.space == IoSpace::Pio {

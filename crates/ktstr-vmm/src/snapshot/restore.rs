@@ -8,18 +8,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use vm_memory::{FileOffset, GuestAddress, GuestMemoryMmap, GuestRegionMmap, MmapRegion};
-use vmm_sys_util::eventfd::EventFd;
 
 use super::file::{self, Loaded};
 use super::{RestoreOptions, SnapshotError, host};
 use crate::compat::CompatProfile;
 use crate::config::VmConfig;
 use crate::devices::bus::{Bus, IoSpace};
-use crate::devices::virtio::mmio::MmioTransport;
-use crate::devices::virtio::{self, Interrupt};
 use crate::devices::{control, serial};
 use crate::error::{Result, VmmError, kvm_op};
-use crate::layout;
 use crate::vcpu::state::RunState;
 use crate::vm::{Vm, create_vm_fd, register_memory};
 
@@ -92,21 +88,9 @@ impl Vm {
             )),
         )?;
         if let Some(console) = &options.virtio_console {
-            let evt = EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC)?;
-            vm_fd
-                .register_irqfd(&evt, layout::VIRTIO_CONSOLE_IRQ)
-                .map_err(kvm_op("KVM_IRQFD"))?;
-            let transport = MmioTransport::new(
-                console.device(),
-                memory.clone(),
-                Interrupt::new(evt.try_clone()?),
-            );
-            mmio.insert(
-                layout::VIRTIO_MMIO_BASE,
-                virtio::mmio::MMIO_LEN,
-                Box::new(transport),
-            )?;
-            irqfds.push(evt);
+            irqfds.push(crate::devices::virtio::attach_console(
+                &vm_fd, &mut mmio, console, &memory,
+            )?);
         }
         for dev in options.devices {
             let bus = if dev.space == IoSpace::Pio {

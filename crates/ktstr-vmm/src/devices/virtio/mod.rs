@@ -89,3 +89,29 @@ pub trait VirtioDevice: Send {
         Err("this virtio device cannot be restored".into())
     }
 }
+
+/// Puts the virtio-console's mmio transport at its fixed address with its irqfd, the same
+/// on a cold boot and a restore; the returned irqfd must live as long as the VM.
+pub(crate) fn attach_console(
+    vm_fd: &kvm_ioctls::VmFd,
+    mmio: &mut crate::devices::bus::Bus,
+    console: &console::ConsoleSender,
+    memory: &vm_memory::GuestMemoryMmap,
+) -> crate::error::Result<vmm_sys_util::eventfd::EventFd> {
+    use vmm_sys_util::eventfd::EventFd;
+    let evt = EventFd::new(libc::EFD_NONBLOCK | libc::EFD_CLOEXEC)?;
+    vm_fd
+        .register_irqfd(&evt, crate::layout::VIRTIO_CONSOLE_IRQ)
+        .map_err(crate::error::kvm_op("KVM_IRQFD"))?;
+    let transport = mmio::MmioTransport::new(
+        console.device(),
+        memory.clone(),
+        Interrupt::new(evt.try_clone()?),
+    );
+    mmio.insert(
+        crate::layout::VIRTIO_MMIO_BASE,
+        mmio::MMIO_LEN,
+        Box::new(transport),
+    )?;
+    Ok(evt)
+}
