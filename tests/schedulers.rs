@@ -4,6 +4,8 @@
 //!
 //! Needs `KTSTR_KERNEL` and, for the sched_ext schedulers, `KTSTR_SCHEDULERS`
 //! (a directory holding `scx_simple` and `scx_qmap`); `.ci/run` sets both.
+//! Without them the tests are reported ignored (see `Cargo.toml`: this target
+//! runs `ktstr_harness::test::test_main`).
 
 use ktstr_harness::ktstr_test;
 use ktstr_harness::workload::{CgroupSpec, CpusetSpec, Scenario, Step, WorkKind, catalogue};
@@ -68,4 +70,8 @@ fn scx_qmap_cpuset_split() -> Scenario {
 )]
 fn steady() -> Scenario {
     catalogue::steady()
+}
+
+fn main() -> std::process::ExitCode {
+    ktstr_harness::test::test_main()
 }

@@ -18,6 +18,16 @@
 //! gauntlet_steady`). Unknown keys, malformed or impossible topologies, a
 //! zero memory size and gauntlets where no preset meets the constraints are
 //! compile errors.
+//!
+//! # Tests whose prerequisites are missing
+//!
+//! Under the default test harness a `#[ktstr_test]` without a kernel (or its
+//! scheduler, or QEMU/KVM) fails, saying how to get one. Every test is also
+//! registered with `ktstr_harness::test::KTSTR_TESTS`; a test target that
+//! sets `harness = false` and runs them with
+//! `fn main() -> std::process::ExitCode { ktstr_harness::test::test_main() }`
+//! reports such a test as *ignored* by name instead (still failing under
+//! `CI=true`). Nothing else changes: names, filters and `--list` are libtest's.
 
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as Tokens};
@@ -79,10 +89,22 @@ fn expand(attr: Tokens, item: Tokens) -> syn::Result<Tokens> {
                     ),
                 )
             };
-            let body = spec.runner_call(&test_name, topo, flags, &scenario_fn);
+            let value = spec.test_value(&test_name, topo, flags, &scenario_fn);
+            let decl = format_ident!("__KTSTR_TEST_{}", test_ident);
+            let registered = format_ident!("__KTSTR_REGISTERED_{}", test_ident);
             tests.push(quote! {
+                #[allow(non_upper_case_globals)]
+                const #decl: ::ktstr_harness::test::KtstrTest = #value;
                 #[test]
-                fn #test_ident() { #body }
+                fn #test_ident() { ::ktstr_harness::test::run(&#decl) }
+                #[::ktstr_harness::__linkme::distributed_slice(::ktstr_harness::test::KTSTR_TESTS)]
+                #[linkme(crate = ::ktstr_harness::__linkme)]
+                #[allow(non_upper_case_globals)]
+                static #registered: ::ktstr_harness::test::Registered =
+                    ::ktstr_harness::test::Registered {
+                        path: ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#test_ident)),
+                        test: #decl,
+                    };
             });
         }
     }

@@ -173,7 +173,8 @@ impl TestAttr {
     }
 
     /// `ktstr_harness::test::run(&KtstrTest { .. })` for one generated test.
-    pub fn runner_call(
+    /// The `KtstrTest` value (a constant expression) for one generated test.
+    pub fn test_value(
         &self,
         test_name: &str,
         topology: &str,
@@ -214,11 +215,7 @@ impl TestAttr {
             overrides.push(quote!(t.require_scheduler_attached = #v;));
         }
         quote! {
-            fn thresholds(t: &mut ::ktstr_harness::workload::Thresholds) {
-                let _ = &t;
-                #(#overrides)*
-            }
-            ::ktstr_harness::test::run(&::ktstr_harness::test::KtstrTest {
+            ::ktstr_harness::test::KtstrTest {
                 name: #test_name,
                 topology: #topology,
                 scheduler: #scheduler,
@@ -226,9 +223,15 @@ impl TestAttr {
                 memory_mib: #memory,
                 step_ms: #step,
                 timeout_s: #timeout,
-                thresholds,
+                thresholds: {
+                    fn thresholds(t: &mut ::ktstr_harness::workload::Thresholds) {
+                        let _ = &t;
+                        #(#overrides)*
+                    }
+                    thresholds
+                },
                 scenario: #scenario_fn,
-            });
+            }
         }
     }
 }

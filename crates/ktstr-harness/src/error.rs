@@ -11,15 +11,10 @@ pub enum HarnessError {
     /// before any VM boots).
     #[error("scheduler binary {0} does not exist")]
     SchedulerNotFound(PathBuf),
-    /// Neither `KTSTR_KERNEL` nor the kernel cache location names a kernel.
-    #[error(
-        "no test kernel: set KTSTR_KERNEL to a sched_ext-capable vmlinux/bzImage, or put one at \
-         {cache}; build one with `kernel/build.sh SRC OUT` (kernel/ktstr.kconfig)"
-    )]
-    NoKernel {
-        /// The cache location that was tried.
-        cache: String,
-    },
+    /// Neither `KTSTR_KERNEL` nor the kernel cache location names a kernel
+    /// (the rule is `ktstr_testenv::find_kernel`).
+    #[error("no test kernel: {0}")]
+    NoKernel(ktstr_testenv::Missing),
     /// The test's own declaration cannot run (topology, scenario).
     #[error("test {test} is invalid: {reason}")]
     InvalidTest {

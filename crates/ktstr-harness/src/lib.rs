@@ -42,6 +42,9 @@ pub mod test;
 
 pub use ktstr_harness_macros::ktstr_test;
 pub use ktstr_workload as workload;
+/// For `#[ktstr_test]`'s registration: users need no `linkme` dependency.
+#[doc(hidden)]
+pub use linkme as __linkme;
 
 pub use compress::Compression;
 pub use error::HarnessError;

@@ -1,87 +1,41 @@
-//! What ktstr's integration tests need from the machine, found one way: the
-//! kernel (`KTSTR_KERNEL`, else the shared bzImage beside the checkout),
-//! QEMU, static busybox and the sched_ext schedulers (`KTSTR_SCHEDULERS`,
-//! else the shared ones). Anything missing fails the test under `CI=true`
-//! and otherwise skips it with a `SKIP` line naming what is missing.
+//! The test environment of ktstr, found one way: whether this is CI, which
+//! kernel, where QEMU, busybox and the sched_ext schedulers are, and how many
+//! VMs may run at once on this machine.
+//!
+//! Test files that need more than pure logic use [`run`] as their `main`
+//! (`harness = false`): each [`Test`] names what it [`Need`]s, and a test
+//! whose prerequisite is missing is reported *ignored* by name, with a line
+//! saying what is missing and how to get it. Under `CI=true` nothing is
+//! ignored for a missing prerequisite: the test runs and fails naming it.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+mod ci;
+mod kernel;
+mod need;
+mod runner;
+mod slots;
+mod tools;
 
-/// Debian's `busybox-static`.
-pub const BUSYBOX: &str = "/bin/busybox";
+pub use ci::in_ci;
+pub use kernel::{Missing, find_kernel, kernel_cache_path};
+pub use need::Need;
+pub use runner::{Test, run};
+pub use slots::{VmSlot, max_vms, vm_slot};
+pub use tools::{BUSYBOX, find_busybox, find_program, find_qemu, find_scheduler};
 
-static VM_LOCK: Mutex<()> = Mutex::new(());
-
-/// One VM at a time per test binary: the hosts have 2 cores.
-pub fn vm_lock() -> MutexGuard<'static, ()> {
-    VM_LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// `CI=true`.
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// `shared/` beside the checkout (the project's machines provide it).
-fn shared() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared")
-}
-
-/// `KTSTR_SCHEDULERS`, else `shared/schedulers`.
-pub fn schedulers_dir() -> PathBuf {
-    std::env::var_os("KTSTR_SCHEDULERS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| shared().join("schedulers"))
-}
-
-/// A scheduler binary by name.
-pub fn scheduler(name: &str) -> PathBuf {
-    schedulers_dir().join(name)
-}
-
-/// What a test needs besides the kernel.
-#[derive(Clone, Copy, Default)]
-pub struct Needs<'a> {
-    pub qemu: bool,
-    pub busybox: bool,
-    pub schedulers: &'a [&'a str],
-}
-
-/// What was found.
+/// What a kernel-tier test body gets: the prerequisites the runner checked.
 pub struct TestEnv {
-    pub kernel: PathBuf,
+    /// The kernel image ([`find_kernel`]).
+    pub kernel: std::path::PathBuf,
 }
 
-fn on_path(prog: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(prog).is_file()))
-}
-
-/// The environment for `test`, or `None` (SKIP) with a message; panics under CI=true.
-pub fn test_env(test: &str, needs: Needs<'_>) -> Option<TestEnv> {
-    let kernel = std::env::var_os("KTSTR_KERNEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| shared().join("kernels/bzImage"));
-    let mut missing = Vec::new();
-    if !kernel.is_file() {
-        missing.push(format!("kernel {} (set KTSTR_KERNEL)", kernel.display()));
+/// The environment of a test whose [`Need::Kernel`] the runner checked.
+///
+/// # Panics
+/// When the kernel is missing: only possible when the body runs without the
+/// runner's check (`--include-ignored`), and then the test fails naming it.
+pub fn test_env() -> TestEnv {
+    match find_kernel() {
+        Ok(kernel) => TestEnv { kernel },
+        Err(missing) => panic!("{missing}"),
     }
-    if needs.qemu && !on_path("qemu-system-x86_64") {
-        missing.push("qemu-system-x86_64 (Debian package qemu-system-x86)".into());
-    }
-    if needs.busybox && !Path::new(BUSYBOX).is_file() {
-        missing.push(format!("{BUSYBOX} (Debian package busybox-static)"));
-    }
-    for s in needs.schedulers {
-        if !scheduler(s).is_file() {
-            missing.push(format!("{} (set KTSTR_SCHEDULERS)", scheduler(s).display()));
-        }
-    }
-    if missing.is_empty() {
-        return Some(TestEnv { kernel });
-    }
-    let msg = missing.join("; ");
-    assert!(!in_ci(), "{test}: CI=true and missing: {msg}");
-    eprintln!("SKIP {test}: missing {msg}");
-    None
 }

@@ -5,12 +5,15 @@
 //! Inputs are checked before any VM starts: the kernel (`KTSTR_KERNEL`, else
 //! `$XDG_CACHE_HOME/ktstr/vmlinux` or `~/.cache/ktstr/vmlinux`), the scheduler
 //! (a path, or a name looked up in `KTSTR_SCHEDULERS` and then `PATH`), the
-//! topology, and the scenario against the CPUs that topology gives. A test
-//! that cannot run fails saying what is missing; it is never skipped.
+//! topology, and the scenario against the CPUs that topology gives; the rules
+//! are `ktstr_testenv`'s. Under the default harness a test that cannot run
+//! fails saying what is missing; under [`test_main`] (see [`registry`]) it is
+//! reported ignored by name instead, outside CI.
 //!
 //! VMs from all tests of all test processes (libtest threads or nextest
-//! processes) share [`slots`]: at most `KTSTR_MAX_VMS` (default: host CPUs / 2,
-//! at least 1) run at once. A result lands in `target/ktstr/<test>.json`.
+//! processes) share `ktstr_testenv`'s machine-wide VM slots: at most
+//! `KTSTR_MAX_VMS` (default: host CPUs / 2, at least 1) run at once. A result
+//! lands in `target/ktstr/<test>.json`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -22,7 +25,9 @@ use ktstr_workload::{GuestTopology, Scenario, ScenarioReport, Thresholds, Verdic
 use crate::error::HarnessError;
 use crate::session::{BootTimings, Session, SessionConfig};
 
-pub mod slots;
+pub mod registry;
+
+pub use registry::{KTSTR_TESTS, Registered, needs, test_main};
 
 /// One declared test (what `#[ktstr_test]` expands to).
 #[derive(Clone, Copy)]
@@ -111,7 +116,8 @@ pub fn try_run(t: &KtstrTest) -> Result<TestOutcome, HarnessError> {
         })?;
     let steps_ms: u64 = scenario.steps.iter().map(|s| s.duration_ms).sum();
 
-    let _slot = slots::Slot::acquire()?;
+    let _slot =
+        ktstr_testenv::VmSlot::acquire().map_err(|e| HarnessError::io("take a VM slot", e))?;
     let mut cfg = SessionConfig::new(&kernel);
     cfg.topology = Some(topo.clone());
     cfg.memory_mib = memory_mib;
@@ -182,51 +188,18 @@ fn target_dir() -> PathBuf {
 
 /// Where the kernel is looked for after `KTSTR_KERNEL`.
 pub fn kernel_cache_path() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("ktstr").join("vmlinux"))
+    ktstr_testenv::kernel_cache_path()
 }
 
 /// `KTSTR_KERNEL`, else the cache location; an error says how to get one.
 pub fn find_kernel() -> Result<PathBuf, HarnessError> {
-    if let Some(k) = std::env::var_os("KTSTR_KERNEL") {
-        let k = PathBuf::from(k);
-        return if k.is_file() {
-            Ok(k)
-        } else {
-            Err(HarnessError::KernelNotFound(k))
-        };
-    }
-    match kernel_cache_path() {
-        Some(p) if p.is_file() => Ok(p),
-        cached => Err(HarnessError::NoKernel {
-            cache: cached.map_or("(no HOME)".into(), |p| p.display().to_string()),
-        }),
-    }
+    ktstr_testenv::find_kernel().map_err(HarnessError::NoKernel)
 }
 
 /// A path as is; a bare name from `KTSTR_SCHEDULERS`, then `PATH`.
 pub fn find_scheduler(name: &str) -> Result<PathBuf, HarnessError> {
-    let direct = PathBuf::from(name);
-    if name.contains('/') {
-        return if direct.is_file() {
-            Ok(direct)
-        } else {
-            Err(HarnessError::SchedulerNotFound(direct))
-        };
-    }
-    let dirs = std::env::var_os("KTSTR_SCHEDULERS")
-        .into_iter()
-        .chain(std::env::var_os("PATH"))
-        .flat_map(|v| std::env::split_paths(&v).collect::<Vec<_>>());
-    for d in dirs {
-        let p = d.join(name);
-        if p.is_file() {
-            return Ok(p);
-        }
-    }
-    Err(HarnessError::SchedulerNotFound(direct))
+    ktstr_testenv::find_scheduler(name)
+        .map_err(|_| HarnessError::SchedulerNotFound(PathBuf::from(name)))
 }
 
 #[cfg(test)]

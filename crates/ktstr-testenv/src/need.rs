@@ -1,0 +1,112 @@
+//! What a test needs from the machine, and the check for each.
+
+use std::path::Path;
+
+use crate::kernel::{Missing, find_kernel};
+use crate::tools::{find_busybox, find_program, find_qemu, find_scheduler};
+
+/// One prerequisite of a [`crate::Test`].
+#[derive(Clone, Copy, Debug)]
+pub enum Need {
+    /// `/dev/kvm` exists (any KVM, software or hardware).
+    Kvm,
+    /// KVM with hardware semantics (guest user space runs). The caller
+    /// passes its probe's answer (`ktstr_vmm::compat::detect_host`): the
+    /// software KVM module it found, if any. On software KVM the test stays
+    /// ignored even under CI: that host cannot run it at all.
+    HardwareKvm {
+        /// The software KVM module loaded (e.g. `kvm_pvm`), or `None`.
+        software_module: Option<&'static str>,
+    },
+    /// The test kernel ([`find_kernel`]).
+    Kernel,
+    /// `qemu-system-x86_64`.
+    Qemu,
+    /// Static busybox.
+    Busybox,
+    /// A sched_ext scheduler, by name or path ([`find_scheduler`]).
+    Scheduler(&'static str),
+    /// A program on `PATH`, with the package that provides it.
+    Program {
+        /// Its name.
+        name: &'static str,
+        /// The Debian package that installs it.
+        package: &'static str,
+    },
+    /// Effective user id 0.
+    Root,
+    /// An environment variable that opts into a slow test (CI sets it).
+    OptIn {
+        /// The variable.
+        var: &'static str,
+        /// Why the test waits for it.
+        why: &'static str,
+    },
+    /// Anything else, checked by the test file's own probe.
+    Probe(fn() -> Result<(), Missing>),
+}
+
+impl Need {
+    /// `Ok` when the prerequisite is there, else what is missing.
+    pub fn check(&self) -> Result<(), Missing> {
+        match *self {
+            Need::Kvm => {
+                if Path::new("/dev/kvm").exists() {
+                    Ok(())
+                } else {
+                    Err(Missing::new(
+                        "/dev/kvm",
+                        "load kvm_intel or kvm_amd (or run on a KVM host)",
+                    ))
+                }
+            }
+            Need::HardwareKvm { software_module } => {
+                Need::Kvm.check()?;
+                match software_module {
+                    None => Ok(()),
+                    Some(module) => Err(Missing::new(
+                        format!("KVM with hardware semantics (/dev/kvm is software KVM, {module})"),
+                        "run on a host with hardware KVM (or nested KVM inside QEMU)",
+                    )),
+                }
+            }
+            Need::Kernel => find_kernel().map(drop),
+            Need::Qemu => find_qemu().map(drop),
+            Need::Busybox => find_busybox().map(drop),
+            Need::Scheduler(name) => find_scheduler(name).map(drop),
+            Need::Program { name, package } => find_program(name)
+                .map(drop)
+                .ok_or_else(|| Missing::new(name, format!("install Debian package {package}"))),
+            Need::Root => {
+                // SAFETY: geteuid has no preconditions.
+                if unsafe { libc::geteuid() } == 0 {
+                    Ok(())
+                } else {
+                    Err(Missing::new("root", "run the tests as root"))
+                }
+            }
+            Need::OptIn { var, why } => {
+                if std::env::var_os(var).is_some() {
+                    Ok(())
+                } else {
+                    Err(Missing::new(
+                        format!("{var} (opt-in)"),
+                        format!("set {var}=1: {why}"),
+                    ))
+                }
+            }
+            Need::Probe(probe) => probe(),
+        }
+    }
+
+    /// Whether no environment variable can provide it on this host, so the
+    /// test stays ignored even under CI.
+    pub(crate) fn host_cannot(&self) -> bool {
+        matches!(
+            self,
+            Need::HardwareKvm {
+                software_module: Some(_)
+            }
+        )
+    }
+}
