@@ -7,7 +7,7 @@ use std::io::Write;
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::{Duration, Instant};
 
-use common::{StreamCheck, initramfs, test_env, vm_lock};
+use common::{NEEDS, StreamCheck, initramfs, test_env, vm_slot};
 use ktstr_qemu::{Accel, ExitKind, QemuBuilder};
 use ktstr_wire::{Command, Ping, encode};
 
@@ -49,12 +49,9 @@ fn percentile(sorted: &[Duration], p: usize) -> Duration {
         .unwrap_or_default()
 }
 
-#[test]
 fn virtio_bulk_stream_pings_and_shutdown() {
-    let _g = vm_lock();
-    let Some(env) = test_env("virtio_bulk_stream_pings_and_shutdown") else {
-        return;
-    };
+    let _slot = vm_slot();
+    let env = test_env();
     let mib = 16;
     let initrd = initramfs(&format!("wire-selftest --mib {mib} --garbage-every 16"));
     let mut vm = builder(&env, initrd.path()).spawn().expect("spawn");
@@ -196,12 +193,9 @@ impl Write for ChannelSink {
     }
 }
 
-#[test]
 fn uart_com2_stream() {
-    let _g = vm_lock();
-    let Some(env) = test_env("uart_com2_stream") else {
-        return;
-    };
+    let _slot = vm_slot();
+    let env = test_env();
     let kib = 256;
     let initrd = initramfs(&format!(
         "uart-selftest --kib {kib} --dev /dev/ttyS1 --garbage-every 8"
@@ -240,4 +234,10 @@ fn uart_com2_stream() {
         check.data_bytes >> 10,
         check.data_frames,
     );
+}
+
+fn main() -> std::process::ExitCode {
+    let tests =
+        [ktstr_testenv::tests![NEEDS; virtio_bulk_stream_pings_and_shutdown, uart_com2_stream]];
+    ktstr_testenv::run(tests.into_iter().flatten().collect())
 }

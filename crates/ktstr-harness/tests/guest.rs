@@ -8,7 +8,7 @@ use std::io::Write;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use common::{config, kernel_release, scheduler, test_env, vm_lock};
+use common::{config, kernel_release, needs, scheduler, test_env, vm_slot};
 use ktstr_guest::proto::ProcExit;
 use ktstr_harness::{GuestExit, HarnessError, Session, SessionConfig, ShellEnd};
 use ktstr_wire::SchedState;
@@ -19,12 +19,9 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-#[test]
 fn test_binary_is_init_and_exec_returns_output_and_codes() {
-    let _g = vm_lock();
-    let Some(env) = test_env("test_binary_is_init_and_exec_returns_output_and_codes", &[]) else {
-        return;
-    };
+    let _slot = vm_slot();
+    let env = test_env();
     let (cfg, _cache) = config(&env, &[]);
     let booted = Instant::now();
     let mut s = Session::boot(&cfg).expect("boot");
@@ -133,13 +130,9 @@ fn test_binary_is_init_and_exec_returns_output_and_codes() {
     assert!(again.reused);
 }
 
-#[test]
 fn schedulers_attach_detach_and_early_exit_is_an_error() {
-    let _g = vm_lock();
-    let name = "schedulers_attach_detach_and_early_exit_is_an_error";
-    let Some(env) = test_env(name, &["scx_simple", "scx_qmap"]) else {
-        return;
-    };
+    let _slot = vm_slot();
+    let env = test_env();
     let (cfg, _cache) = config(&env, &["scx_simple", "scx_qmap"]);
     let mut s = Session::boot(&cfg).expect("boot");
     let state = |s: &mut Session| {
@@ -222,13 +215,9 @@ fn schedulers_attach_detach_and_early_exit_is_an_error() {
     );
 }
 
-#[test]
 fn kernel_kick_out_reaches_the_host_with_its_reason() {
-    let _g = vm_lock();
-    let name = "kernel_kick_out_reaches_the_host_with_its_reason";
-    let Some(env) = test_env(name, &["scx_qmap"]) else {
-        return;
-    };
+    let _slot = vm_slot();
+    let env = test_env();
     let (cfg, _cache) = config(&env, &["scx_qmap"]);
     let mut s = Session::boot(&cfg).expect("boot");
     let qmap = scheduler("scx_qmap");
@@ -286,12 +275,9 @@ fn kernel_kick_out_reaches_the_host_with_its_reason() {
     );
 }
 
-#[test]
 fn init_panic_reaches_the_host_as_a_com2_line() {
-    let _g = vm_lock();
-    let Some(env) = test_env("init_panic_reaches_the_host_as_a_com2_line", &[]) else {
-        return;
-    };
+    let _slot = vm_slot();
+    let env = test_env();
     let (cfg, _cache) = config(&env, &[]);
     let s = Session::boot(&cfg).expect("boot");
     let end = s
@@ -312,7 +298,6 @@ fn init_panic_reaches_the_host_as_a_com2_line() {
     );
 }
 
-#[test]
 fn missing_scheduler_fails_before_any_vm_boots() {
     // The kernel path does not exist either: reaching a boot would report
     // that instead, so this proves the scheduler check comes first.
@@ -329,12 +314,9 @@ fn missing_scheduler_fails_before_any_vm_boots() {
 
 /// The second session with the same machine resumes the snapshot the first
 /// one took at `SysReady`, and the resumed guest serves requests as a booted one.
-#[test]
 fn a_second_session_resumes_the_first_ones_snapshot() {
-    let _g = vm_lock();
-    let Some(env) = test_env("a_second_session_resumes_the_first_ones_snapshot", &[]) else {
-        return;
-    };
+    let _slot = vm_slot();
+    let env = test_env();
     let (mut cfg, _cache) = config(&env, &[]);
     if cfg.backend == ktstr_backend::BackendKind::Vmm {
         eprintln!("SKIP: ktstr-vmm sessions do not snapshot through the harness yet");
@@ -382,4 +364,14 @@ fn a_second_session_resumes_the_first_ones_snapshot() {
         }
         eprintln!("cold boot to SysReady {cold:?}; restore to a serving guest {restore:?}");
     }
+}
+
+fn main() -> std::process::ExitCode {
+    let tests = [
+        ktstr_testenv::tests![&needs(&[]); test_binary_is_init_and_exec_returns_output_and_codes, init_panic_reaches_the_host_as_a_com2_line, a_second_session_resumes_the_first_ones_snapshot],
+        ktstr_testenv::tests![&needs(&["scx_simple", "scx_qmap"]); schedulers_attach_detach_and_early_exit_is_an_error],
+        ktstr_testenv::tests![&needs(&["scx_qmap"]); kernel_kick_out_reaches_the_host_with_its_reason],
+        ktstr_testenv::tests![&[]; missing_scheduler_fails_before_any_vm_boots],
+    ];
+    ktstr_testenv::run(tests.into_iter().flatten().collect())
 }

@@ -8,11 +8,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Watch, builder, initramfs, test_env};
+use common::{TestEnv, Watch, builder, initramfs};
 
 fn main() -> anyhow::Result<()> {
-    let Some(env) = test_env("qemu_boot") else {
-        return Ok(());
+    let env = TestEnv {
+        kernel: ktstr_testenv::find_kernel()?,
     };
     let vcpus: u32 = std::env::var("VCPUS")
         .ok()

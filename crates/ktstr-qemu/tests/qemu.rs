@@ -5,17 +5,14 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Watch, builder, initramfs, test_env, vm_lock};
+use common::{NEEDS, Watch, builder, initramfs, test_env, vm_slot};
 use ktstr_qemu::{Error, ExitKind, NumaNode, QemuBuilder, Topology, TopologyError};
 
 const BOOT: Duration = Duration::from_secs(90);
 
-#[test]
 fn boots_to_init_and_reboots_with_n_vcpus() {
-    let _g = vm_lock();
-    let Some(env) = test_env("boots_to_init_and_reboots_with_n_vcpus") else {
-        return;
-    };
+    let _slot = vm_slot();
+    let env = test_env();
     let initrd = initramfs(
         "echo \"KTSTR-TOKEN nproc=$(nproc)\"\n\
          echo COM2-HELLO > /dev/ttyS1",
@@ -39,12 +36,9 @@ fn boots_to_init_and_reboots_with_n_vcpus() {
     }
 }
 
-#[test]
 fn virtio_serial_round_trip() {
-    let _g = vm_lock();
-    let Some(env) = test_env("virtio_serial_round_trip") else {
-        return;
-    };
+    let _slot = vm_slot();
+    let env = test_env();
     // A virtio port admits one open, so the guest reads and writes through one fd.
     let initrd = initramfs(
         "echo \"bulkname=$(cat /sys/class/virtio-ports/vport0p1/name)\"\n\
@@ -78,12 +72,9 @@ fn virtio_serial_round_trip() {
     assert_eq!(out.exit, ExitKind::Reboot, "{com1}");
 }
 
-#[test]
 fn host_reads_guest_memory_while_running() {
-    let _g = vm_lock();
-    let Some(env) = test_env("host_reads_guest_memory_while_running") else {
-        return;
-    };
+    let _slot = vm_slot();
+    let env = test_env();
     // STRICT_DEVMEM forbids /dev/mem on RAM, so the guest writes a runtime-unique marker
     // into a tmpfs file (page cache = guest RAM) and the host finds it by scanning.
     let initrd = initramfs(
@@ -139,12 +130,9 @@ fn proc_alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
 }
 
-#[test]
 fn kill_from_another_thread() {
-    let _g = vm_lock();
-    let Some(env) = test_env("kill_from_another_thread") else {
-        return;
-    };
+    let _slot = vm_slot();
+    let env = test_env();
     let initrd = sleeper();
     let (mut com1, sink) = Watch::new();
     let vm = builder(&env, initrd.path())
@@ -174,12 +162,9 @@ fn kill_from_another_thread() {
     assert!(!proc_alive(pid), "QEMU pid {pid} still present");
 }
 
-#[test]
 fn deadline_after_boot() {
-    let _g = vm_lock();
-    let Some(env) = test_env("deadline_after_boot") else {
-        return;
-    };
+    let _slot = vm_slot();
+    let env = test_env();
     let initrd = sleeper();
     let (mut com1, sink) = Watch::new();
     let mut vm = builder(&env, initrd.path())
@@ -204,12 +189,9 @@ fn deadline_after_boot() {
     assert!(!proc_alive(pid));
 }
 
-#[test]
 fn typed_errors() {
-    let _g = vm_lock();
-    let Some(env) = test_env("typed_errors") else {
-        return;
-    };
+    let _slot = vm_slot();
+    let env = test_env();
     let initrd = sleeper();
     let e = builder(&env, initrd.path())
         .qemu_binary("/nonexistent/qemu-system-x86_64")
@@ -253,12 +235,9 @@ fn typed_errors() {
     assert!(t.elapsed() < Duration::from_secs(20));
 }
 
-#[test]
 fn topology_one_socket_two_cores() {
-    let _g = vm_lock();
-    let Some(env) = test_env("topology_one_socket_two_cores") else {
-        return;
-    };
+    let _slot = vm_slot();
+    let env = test_env();
     // NUMA nodes whose memory does not add up to the VM's are rejected before launch.
     let mut numa = Topology::new(1, 2, 1);
     numa.numa_nodes = vec![
@@ -306,12 +285,9 @@ fn topology_one_socket_two_cores() {
     assert!(!com1.contains("node1"), "{com1}");
 }
 
-#[test]
 fn caller_panic_kills_and_cleans_up() {
-    let _g = vm_lock();
-    let Some(env) = test_env("caller_panic_kills_and_cleans_up") else {
-        return;
-    };
+    let _slot = vm_slot();
+    let env = test_env();
     let initrd = sleeper();
     let shm_before = shm_files();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -347,12 +323,9 @@ fn shm_files() -> Vec<String> {
     v
 }
 
-#[test]
 fn poweroff_is_shutdown_and_init_exit_is_panic() {
-    let _g = vm_lock();
-    let Some(env) = test_env("poweroff_is_shutdown_and_init_exit_is_panic") else {
-        return;
-    };
+    let _slot = vm_slot();
+    let env = test_env();
     // poweroff goes through microvm's ACPI GED (S5): QMP SHUTDOWN reason guest-shutdown.
     let initrd = initramfs("echo BYE\npoweroff -f\nsleep 100000");
     let out = builder(&env, initrd.path()).run().expect("run");
@@ -373,10 +346,10 @@ fn poweroff_is_shutdown_and_init_exit_is_panic() {
 /// QEMU's pid, then hang until killed.
 const ORPHAN_CHILD: &str = "KTSTR_QEMU_ORPHAN_CHILD";
 
-#[test]
 fn qemu_dies_with_a_sigkilled_caller() {
     if std::env::var_os(ORPHAN_CHILD).is_some() {
-        let env = test_env("qemu_dies_with_a_sigkilled_caller (child)").expect("env");
+        // The parent holds the VM slot for both of them.
+        let env = test_env();
         let initrd = sleeper();
         let vm = builder(&env, initrd.path()).spawn().expect("spawn");
         // The parent removes this file: SIGKILL leaves the child no chance to.
@@ -386,10 +359,7 @@ fn qemu_dies_with_a_sigkilled_caller() {
             std::thread::sleep(Duration::from_secs(1));
         }
     }
-    let _g = vm_lock();
-    if test_env("qemu_dies_with_a_sigkilled_caller").is_none() {
-        return;
-    }
+    let _slot = vm_slot();
     use std::io::{BufRead, BufReader};
     let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"))
         .args([
@@ -441,4 +411,11 @@ fn qemu_dies_with_a_sigkilled_caller() {
             }
         }
     }
+}
+
+fn main() -> std::process::ExitCode {
+    let tests = [
+        ktstr_testenv::tests![NEEDS; boots_to_init_and_reboots_with_n_vcpus, virtio_serial_round_trip, host_reads_guest_memory_while_running, kill_from_another_thread, deadline_after_boot, typed_errors, topology_one_socket_two_cores, caller_panic_kills_and_cleans_up, poweroff_is_shutdown_and_init_exit_is_panic, qemu_dies_with_a_sigkilled_caller],
+    ];
+    ktstr_testenv::run(tests.into_iter().flatten().collect())
 }

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Watch, builder, initramfs, test_env, vm_lock};
+use common::{NEEDS, Watch, builder, initramfs, test_env, vm_slot};
 use ktstr_qemu::{AfterSnapshot, Error, ExitKind, QemuSnapshot, snapshot_key};
 
 const READY: &str = "KTSTR-SNAPSHOT-READY";
@@ -26,12 +26,9 @@ const SPLATS: [&str; 5] = [
     "hung_task",
 ];
 
-#[test]
 fn five_restores_each_run_their_own_command() {
-    let _g = vm_lock();
-    let Some(env) = test_env("five_restores_each_run_their_own_command") else {
-        return;
-    };
+    let _slot = vm_slot();
+    let env = test_env();
     let initrd = initramfs(INIT);
     let dir = tempfile::tempdir().expect("temp dir");
     let snap_dir = dir.path().join("snap");
@@ -112,12 +109,9 @@ fn five_restores_each_run_their_own_command() {
     );
 }
 
-#[test]
 fn a_snapshot_is_refused_for_another_machine_or_when_corrupt() {
-    let _g = vm_lock();
-    let Some(env) = test_env("a_snapshot_is_refused_for_another_machine_or_when_corrupt") else {
-        return;
-    };
+    let _slot = vm_slot();
+    let env = test_env();
     let initrd = initramfs(INIT);
     let dir = tempfile::tempdir().expect("temp dir");
     let snap_dir = dir.path().join("snap");
@@ -156,4 +150,11 @@ fn a_snapshot_is_refused_for_another_machine_or_when_corrupt() {
     let e = QemuSnapshot::open(snap.dir(), &key).expect_err("corrupt");
     assert!(matches!(e, Error::SnapshotInvalid { .. }), "{e:?}");
     assert!(e.to_string().contains("ram0"), "{e}");
+}
+
+fn main() -> std::process::ExitCode {
+    let tests = [
+        ktstr_testenv::tests![NEEDS; five_restores_each_run_their_own_command, a_snapshot_is_refused_for_another_machine_or_when_corrupt],
+    ];
+    ktstr_testenv::run(tests.into_iter().flatten().collect())
 }

@@ -18,7 +18,7 @@ mod tools;
 pub use ci::in_ci;
 pub use kernel::{Missing, find_kernel, kernel_cache_path};
 pub use need::Need;
-pub use runner::{Test, run};
+pub use runner::{Test, TestOutcome, run};
 pub use slots::{VmSlot, max_vms, vm_slot};
 pub use tools::{BUSYBOX, find_busybox, find_program, find_qemu, find_scheduler};
 

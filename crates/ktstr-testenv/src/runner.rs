@@ -12,6 +12,25 @@ use crate::ci::in_ci;
 use crate::kernel::Missing;
 use crate::need::Need;
 
+/// What a test body returns: `()` or a `Result` (an `Err` fails the test,
+/// as under libtest).
+pub trait TestOutcome {
+    /// Panics (fails the test) on an error.
+    fn check(self);
+}
+
+impl TestOutcome for () {
+    fn check(self) {}
+}
+
+impl<E: std::fmt::Debug> TestOutcome for Result<(), E> {
+    fn check(self) {
+        if let Err(e) = self {
+            panic!("Error: {e:?}");
+        }
+    }
+}
+
 /// One test: its libtest name, what it needs, and its body (a panic fails it).
 pub struct Test {
     name: String,
@@ -21,15 +40,15 @@ pub struct Test {
 
 impl Test {
     /// A test called `name` (the name `#[test]` would give it).
-    pub fn new(
+    pub fn new<R: TestOutcome>(
         name: impl Into<String>,
         needs: &[Need],
-        body: impl FnOnce() + Send + 'static,
+        body: impl FnOnce() -> R + Send + 'static,
     ) -> Self {
         Test {
             name: name.into(),
             needs: needs.to_vec(),
-            body: Box::new(body),
+            body: Box::new(|| body().check()),
         }
     }
 

@@ -6,8 +6,8 @@
 //! attached throughout (passes, `root/ops` = simple at both ends), one where
 //! it is SIGINTed mid-run (the verdict reports the detach from sysfs alone).
 //!
-//! Kernel from `KTSTR_KERNEL`, else `shared/kernels/bzImage`; missing kernel
-//! or QEMU fails under `CI=true` and skips with `SKIP:` otherwise.
+//! Kernel, QEMU and `scx_simple` as `ktstr_testenv` finds them; when one is
+//! missing the test is reported ignored (and fails under `CI=true`).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -16,58 +16,18 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use ktstr_initramfs::Archive;
+use ktstr_testenv::{Need, test_env, vm_slot};
 use ktstr_workload::report::TestResult;
 use ktstr_workload::verdict::Failure;
 
 const QEMU: &str = "qemu-system-x86_64";
+const NEEDS: &[Need] = &[Need::Kernel, Need::Qemu, Need::Scheduler("scx_simple")];
 /// Generous: TCG on a shared 2-core host.
 const DEADLINE: Duration = Duration::from_secs(240);
 
-fn kernel() -> Option<PathBuf> {
-    let k = std::env::var_os("KTSTR_KERNEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/kernels/bzImage")
-        });
-    let qemu = Command::new(QEMU)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    let mut missing = Vec::new();
-    if !k.is_file() {
-        missing.push(format!("kernel {} (set KTSTR_KERNEL)", k.display()));
-    }
-    if !qemu {
-        missing.push(format!("{QEMU} on PATH"));
-    }
-    if missing.is_empty() {
-        return Some(k);
-    }
-    let msg = missing.join("; ");
-    assert!(
-        !std::env::var("CI").is_ok_and(|v| v == "true"),
-        "CI=true and missing: {msg}"
-    );
-    eprintln!("SKIP: missing {msg}");
-    None
-}
-
-/// The shared scx_simple, if present (missing: fail under CI, else the
-/// scheduler half of the test is skipped).
+/// The shared scx_simple ([`Need::Scheduler`]).
 fn scx_simple() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/schedulers/scx_simple");
-    if p.is_file() {
-        return Some(p);
-    }
-    assert!(
-        !std::env::var("CI").is_ok_and(|v| v == "true"),
-        "CI=true and missing {}",
-        p.display()
-    );
-    eprintln!("SKIP: scheduler checks: missing {}", p.display());
-    None
+    ktstr_testenv::find_scheduler("scx_simple").ok()
 }
 
 fn initramfs(scx: Option<&Path>) -> Result<tempfile::NamedTempFile> {
@@ -142,11 +102,9 @@ fn boot(kernel: &Path, initrd: &Path) -> Result<String> {
     Ok(text)
 }
 
-#[test]
 fn runner_in_a_real_guest_uses_cgroup_cpusets_weights_and_sees_scx_detach() -> Result<()> {
-    let Some(kernel) = kernel() else {
-        return Ok(());
-    };
+    let _slot = vm_slot();
+    let kernel = test_env().kernel;
     let scx = scx_simple();
     let initrd = initramfs(scx.as_deref())?;
     let t0 = Instant::now();
@@ -273,4 +231,11 @@ fn runner_in_a_real_guest_uses_cgroup_cpusets_weights_and_sees_scx_detach() -> R
         off.summary
     );
     Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    let tests = [
+        ktstr_testenv::tests![NEEDS; runner_in_a_real_guest_uses_cgroup_cpusets_weights_and_sees_scx_detach],
+    ];
+    ktstr_testenv::run(tests.into_iter().flatten().collect())
 }

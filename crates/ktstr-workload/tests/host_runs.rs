@@ -1,6 +1,6 @@
 //! Real runs on this machine: forked workers in real cgroup v2 directories,
 //! measured and judged. Needs root and a cgroup2 mount; without them the
-//! tests fail under `CI=true` and skip with `SKIP:` otherwise.
+//! tests are reported ignored (and fail under `CI=true`).
 //!
 //! On a hybrid cgroup host (v2 at /sys/fs/cgroup/unified, cpu/cpuset bound to
 //! v1) the run has no cpuset controller and enforces cpusets with
@@ -12,6 +12,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use ktstr_testenv::{Missing, Need};
 use ktstr_workload::cgroup::cgroup2_mount;
 use ktstr_workload::protocol;
 use ktstr_workload::report::{self, TestResult};
@@ -25,24 +26,18 @@ use ktstr_workload::{
 /// checks look at this process's children.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+/// What the real runs need: root, and a cgroup2 mount.
+const NEEDS: &[Need] = &[Need::Root, Need::Probe(cgroup2)];
+
+fn cgroup2() -> Result<(), Missing> {
+    cgroup2_mount()
+        .map(drop)
+        .map_err(|e| Missing::new("a cgroup2 mount", e.to_string()))
 }
 
-/// cgroup2 mount, or None after a SKIP line (panics in CI).
-fn cgroup_root() -> Option<PathBuf> {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    let mount = cgroup2_mount().ok();
-    match (root, mount) {
-        (true, Some(m)) => Some(m),
-        (r, m) => {
-            let why = format!("needs root and cgroup2 (root={r}, cgroup2={m:?})");
-            assert!(!in_ci(), "{why}");
-            eprintln!("SKIP: {why}");
-            None
-        }
-    }
+/// The cgroup2 mount ([`cgroup2`] checked it).
+fn cgroup_root() -> PathBuf {
+    cgroup2_mount().unwrap_or_else(|e| panic!("cgroup2: {e}"))
 }
 
 fn opts(mount: &Path, test: &str) -> RunOptions {
@@ -131,12 +126,9 @@ fn loose() -> Thresholds {
     }
 }
 
-#[test]
 fn split_spinners_progress_stay_in_their_cpuset_and_share_fairly() -> Result<()> {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(mount) = cgroup_root() else {
-        return Ok(());
-    };
+    let mount = cgroup_root();
     let topo = topo()?;
     let sc = catalogue::cpuset_split().with_step_ms(800);
     let t0 = Instant::now();
@@ -192,12 +184,9 @@ fn split_spinners_progress_stay_in_their_cpuset_and_share_fairly() -> Result<()>
     assert_clean(&mount)
 }
 
-#[test]
 fn ping_pong_pairs_report_wake_latencies() -> Result<()> {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(mount) = cgroup_root() else {
-        return Ok(());
-    };
+    let mount = cgroup_root();
     let sc = one_step(
         "pp",
         600,
@@ -234,12 +223,9 @@ fn ping_pong_pairs_report_wake_latencies() -> Result<()> {
     assert_clean(&mount)
 }
 
-#[test]
 fn fork_churn_counts_forks_and_payloads_run_and_stop() -> Result<()> {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(mount) = cgroup_root() else {
-        return Ok(());
-    };
+    let mount = cgroup_root();
     let sleep = ["/bin/sleep", "/usr/bin/sleep"]
         .into_iter()
         .find(|p| Path::new(p).exists())
@@ -320,12 +306,9 @@ fn fork_churn_counts_forks_and_payloads_run_and_stop() -> Result<()> {
     assert_clean(&mount)
 }
 
-#[test]
 fn a_sigstopped_worker_is_caught_by_the_starvation_check() -> Result<()> {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(mount) = cgroup_root() else {
-        return Ok(());
-    };
+    let mount = cgroup_root();
     let o = opts(&mount, "stop");
     let procs = mount
         .join(o.root_name.as_deref().unwrap_or_default())
@@ -397,12 +380,9 @@ fn a_sigstopped_worker_is_caught_by_the_starvation_check() -> Result<()> {
     assert_clean(&mount)
 }
 
-#[test]
 fn a_failing_run_leaves_no_process_and_no_cgroup() -> Result<()> {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(mount) = cgroup_root() else {
-        return Ok(());
-    };
+    let mount = cgroup_root();
     let o = opts(&mount, "fail");
     let root = mount.join(o.root_name.as_deref().unwrap_or_default());
     let mut sc = one_step(
@@ -444,12 +424,9 @@ fn a_failing_run_leaves_no_process_and_no_cgroup() -> Result<()> {
     assert_clean(&mount)
 }
 
-#[test]
 fn every_catalogue_scenario_runs_briefly_on_the_host() -> Result<()> {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(mount) = cgroup_root() else {
-        return Ok(());
-    };
+    let mount = cgroup_root();
     let topo = topo()?;
     for sc in catalogue::all() {
         let sc = sc.with_step_ms(250);
@@ -507,12 +484,9 @@ fn every_catalogue_scenario_runs_briefly_on_the_host() -> Result<()> {
     Ok(())
 }
 
-#[test]
 fn moving_fork_churners_back_and_forth_tolerates_exiting_children() -> Result<()> {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(mount) = cgroup_root() else {
-        return Ok(());
-    };
+    let mount = cgroup_root();
     let mv = |from: &str, to: &str| Op::MoveTasks {
         from: from.into(),
         to: to.into(),
@@ -556,12 +530,9 @@ fn moving_fork_churners_back_and_forth_tolerates_exiting_children() -> Result<()
     assert_clean(&mount)
 }
 
-#[test]
 fn a_worker_killed_mid_run_is_reported_lost() -> Result<()> {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(mount) = cgroup_root() else {
-        return Ok(());
-    };
+    let mount = cgroup_root();
     let o = opts(&mount, "kill");
     let procs = mount
         .join(o.root_name.as_deref().unwrap_or_default())
@@ -617,4 +588,11 @@ fn a_worker_killed_mid_run_is_reported_lost() -> Result<()> {
             .any(|x| x.pid != killed && x.lost.is_none() && x.work_units > 0)
     );
     assert_clean(&mount)
+}
+
+fn main() -> std::process::ExitCode {
+    let tests = [
+        ktstr_testenv::tests![NEEDS; split_spinners_progress_stay_in_their_cpuset_and_share_fairly, ping_pong_pairs_report_wake_latencies, fork_churn_counts_forks_and_payloads_run_and_stop, a_sigstopped_worker_is_caught_by_the_starvation_check, a_failing_run_leaves_no_process_and_no_cgroup, every_catalogue_scenario_runs_briefly_on_the_host, moving_fork_churners_back_and_forth_tolerates_exiting_children, a_worker_killed_mid_run_is_reported_lost],
+    ];
+    ktstr_testenv::run(tests.into_iter().flatten().collect())
 }

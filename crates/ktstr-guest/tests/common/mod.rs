@@ -1,5 +1,5 @@
-//! Shared by the QEMU tests: environment discovery with the SKIP/CI rule, the
-//! one-VM-at-a-time lock, the initramfs, and a checker for guest streams.
+//! Shared by the QEMU tests: what they need (checked by `ktstr_testenv`),
+//! the initramfs, and a checker for guest streams.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -12,19 +12,10 @@ use ktstr_initramfs::Archive;
 
 use ktstr_wire::{Message, VecDecoder};
 
-pub use ktstr_testenv::{BUSYBOX, TestEnv, vm_lock};
+pub use ktstr_testenv::{BUSYBOX, Need, TestEnv, test_env, vm_slot};
 
-/// Kernel, QEMU and busybox (see `ktstr_testenv`).
-pub fn test_env(test: &str) -> Option<TestEnv> {
-    ktstr_testenv::test_env(
-        test,
-        ktstr_testenv::Needs {
-            qemu: true,
-            busybox: true,
-            ..Default::default()
-        },
-    )
-}
+/// What every test here needs: a kernel, QEMU and a static busybox.
+pub const NEEDS: &[Need] = &[Need::Kernel, Need::Qemu, Need::Busybox];
 
 /// The agent to pack: this build's, or `KTSTR_GUEST_BIN` (e.g. a release
 /// build, for throughput figures not dominated by debug-mode CRC).

@@ -51,7 +51,7 @@ fn unknown_backend() -> Result<(), Missing> {
 }
 
 /// What the backend `ktstr_backend::choose` picks needs on this host.
-fn backend_needs() -> Vec<Need> {
+pub fn backend_needs() -> Vec<Need> {
     let software_module = match detect_host() {
         HostKvm::Hardware => None,
         HostKvm::Software { module } => Some(module),

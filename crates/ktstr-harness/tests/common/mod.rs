@@ -1,5 +1,6 @@
-//! Shared by the harness's VM tests: kernel and scheduler discovery with the
-//! SKIP/CI rule, one VM at a time, and the kernel's release string.
+//! Shared by the harness's VM tests: what they need (checked by
+//! `ktstr_testenv`'s runner), their session config, and the kernel's release
+//! string.
 #![allow(dead_code)]
 
 use std::path::Path;
@@ -8,18 +9,22 @@ use std::time::Duration;
 
 use ktstr_harness::SessionConfig;
 
-pub use ktstr_testenv::{TestEnv, scheduler, vm_lock};
+use std::path::PathBuf;
 
-/// Kernel, QEMU, busybox and the named schedulers (see `ktstr_testenv`).
-pub fn test_env(test: &str, schedulers: &[&str]) -> Option<TestEnv> {
-    ktstr_testenv::test_env(
-        test,
-        ktstr_testenv::Needs {
-            qemu: true,
-            busybox: true,
-            schedulers,
-        },
-    )
+pub use ktstr_testenv::{Need, TestEnv, test_env, vm_slot};
+
+/// A session test's prerequisites: kernel, busybox, `schedulers`, and what
+/// the chosen backend needs.
+pub fn needs(schedulers: &[&'static str]) -> Vec<Need> {
+    let mut needs = vec![Need::Kernel, Need::Busybox];
+    needs.extend(schedulers.iter().map(|s| Need::Scheduler(s)));
+    needs.extend(ktstr_harness::test::backend_needs());
+    needs
+}
+
+/// A scheduler the runner found ([`Need::Scheduler`]).
+pub fn scheduler(name: &str) -> PathBuf {
+    ktstr_testenv::find_scheduler(name).unwrap_or_else(|m| panic!("{m}"))
 }
 
 /// A session config with a private cache dir (removed with the guard).

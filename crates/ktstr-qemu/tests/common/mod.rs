@@ -1,5 +1,5 @@
-//! Shared by the integration tests and the example: environment discovery with SKIP/CI
-//! rules, a newc cpio writer, a busybox initramfs, and a COM1 sink that feeds a channel.
+//! Shared by the integration tests and the example: the environment (from
+//! `ktstr_testenv`), a busybox initramfs, and a COM1 sink that feeds a channel.
 #![allow(dead_code)]
 
 use std::io::Write;
@@ -11,99 +11,10 @@ use std::time::{Duration, Instant};
 use ktstr_qemu::QemuBuilder;
 
 #[allow(unused_imports)]
-pub use ktstr_testenv::{BUSYBOX, TestEnv, vm_lock};
+pub use ktstr_testenv::{BUSYBOX, Need, TestEnv, test_env, vm_slot};
 
-/// Kernel, QEMU and busybox (see `ktstr_testenv`).
-pub fn test_env(test: &str) -> Option<TestEnv> {
-    ktstr_testenv::test_env(
-        test,
-        ktstr_testenv::Needs {
-            qemu: true,
-            busybox: true,
-            ..Default::default()
-        },
-    )
-}
-
-/// Minimal newc ("070701") cpio writer.
-pub struct Cpio {
-    out: Vec<u8>,
-    ino: u32,
-}
-
-impl Default for Cpio {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Cpio {
-    pub fn new() -> Self {
-        Cpio {
-            out: Vec::new(),
-            ino: 1,
-        }
-    }
-
-    fn pad4(&mut self) {
-        while self.out.len() % 4 != 0 {
-            self.out.push(0);
-        }
-    }
-
-    fn entry(&mut self, name: &str, mode: u32, rdev: (u32, u32), data: &[u8]) {
-        let fields = [
-            self.ino,
-            mode,
-            0,
-            0,
-            1,
-            0,
-            data.len() as u32,
-            0,
-            0,
-            rdev.0,
-            rdev.1,
-            name.len() as u32 + 1,
-            0,
-        ];
-        self.ino += 1;
-        self.out.extend_from_slice(b"070701");
-        for f in fields {
-            self.out.extend_from_slice(format!("{f:08X}").as_bytes());
-        }
-        self.out.extend_from_slice(name.as_bytes());
-        self.out.push(0);
-        self.pad4();
-        self.out.extend_from_slice(data);
-        self.pad4();
-    }
-
-    pub fn dir(&mut self, name: &str) -> &mut Self {
-        self.entry(name, 0o040755, (0, 0), &[]);
-        self
-    }
-
-    pub fn file(&mut self, name: &str, mode: u32, data: &[u8]) -> &mut Self {
-        self.entry(name, 0o100000 | mode, (0, 0), data);
-        self
-    }
-
-    pub fn symlink(&mut self, name: &str, target: &str) -> &mut Self {
-        self.entry(name, 0o120777, (0, 0), target.as_bytes());
-        self
-    }
-
-    pub fn char_dev(&mut self, name: &str, mode: u32, major: u32, minor: u32) -> &mut Self {
-        self.entry(name, 0o020000 | mode, (major, minor), &[]);
-        self
-    }
-
-    pub fn finish(mut self) -> Vec<u8> {
-        self.entry("TRAILER!!!", 0, (0, 0), &[]);
-        self.out
-    }
-}
+/// What every test here needs: a kernel, QEMU and a static busybox.
+pub const NEEDS: &[Need] = &[Need::Kernel, Need::Qemu, Need::Busybox];
 
 /// Busybox initramfs whose /init mounts proc/sys/dev, installs applet links, runs `body`,
 /// then reboots. Returns the temp file holding it.
@@ -118,21 +29,22 @@ pub fn initramfs(body: &str) -> tempfile::NamedTempFile {
          {body}\n\
          reboot -f\n"
     );
-    let busybox = std::fs::read(BUSYBOX).expect("read busybox");
-    let mut c = Cpio::new();
+    let mut c = ktstr_initramfs::Archive::new();
     for d in ["bin", "dev", "proc", "sys", "tmp"] {
-        c.dir(d);
+        c.add_dir(d, 0o755).expect("initramfs dir");
     }
-    c.file("bin/busybox", 0o755, &busybox)
-        .symlink("bin/sh", "busybox")
-        .char_dev("dev/console", 0o600, 5, 1)
-        .char_dev("dev/null", 0o666, 1, 3)
-        .file("init", 0o755, script.as_bytes());
+    c.add_host_file("bin/busybox", 0o755, BUSYBOX)
+        .and_then(|c| c.add_symlink("bin/sh", "busybox"))
+        .and_then(|c| c.add_char_dev("dev/console", 0o600, 5, 1))
+        .and_then(|c| c.add_char_dev("dev/null", 0o666, 1, 3))
+        .and_then(|c| c.add_file("init", 0o755, script.into_bytes()))
+        .expect("build initramfs");
     let mut f = tempfile::Builder::new()
         .prefix("ktstr-qemu-initrd-")
         .tempfile()
         .expect("initramfs temp file");
-    f.write_all(&c.finish()).expect("write initramfs");
+    f.write_all(&c.to_bytes().expect("initramfs bytes"))
+        .expect("write initramfs");
     f
 }
 
