@@ -7,59 +7,40 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use ktstr_backend::{BackendKind, BootSpec, Exit, boot};
 use ktstr_initramfs::Archive;
+use ktstr_testenv::{Missing, Need, Test, find_kernel, test_env, vm_slot};
+use ktstr_vmm::compat::{HostKvm, detect_host};
 use ktstr_wire::{Command, Message, VecDecoder, encode};
 
 /// `__START_KERNEL_map`: kernel image virtual = physical + this (no KASLR).
 const START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
 
-static ONE_VM_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-fn missing(what: &str, how: &str) {
-    assert!(
-        !in_ci(),
-        "{what} is missing: {how} (CI=true makes this a failure)"
-    );
-    eprintln!("SKIP: {what} is missing: {how}");
-}
-
-fn kernel() -> Option<PathBuf> {
-    let found = std::env::var_os("KTSTR_KERNEL")
-        .map(PathBuf::from)
-        .filter(|p| p.exists());
-    if found.is_none() {
-        missing("the test kernel", "set KTSTR_KERNEL (README)");
+/// The software KVM module behind `/dev/kvm`, if any (the one probe).
+fn software_kvm_module() -> Option<&'static str> {
+    match detect_host() {
+        HostKvm::Software { module } => Some(module),
+        HostKvm::Hardware => None,
     }
-    found
 }
 
 fn software_kvm() -> bool {
-    Path::new("/sys/module/kvm_pvm").exists()
+    software_kvm_module().is_some()
 }
 
-/// Whether `kind` can run this suite here at all.
-fn usable(kind: BackendKind) -> bool {
-    let ok = match kind {
-        BackendKind::Vmm => Path::new("/dev/kvm").exists(),
-        _ => std::env::var_os("PATH").is_some_and(|p| {
-            std::env::split_paths(&p).any(|d| d.join("qemu-system-x86_64").exists())
-        }),
-    };
-    if !ok {
-        missing(
-            &format!("the {kind:?} backend"),
-            "needs /dev/kvm (ktstr-vmm) or qemu-system-x86 (QEMU)",
-        );
-    }
-    ok
+/// The kernel's `boot_command_line` is found (see [`reads_guest_memory`]).
+fn kernel_symbols() -> Result<(), Missing> {
+    let kernel = find_kernel()?;
+    symbol_phys(&kernel, "boot_command_line")
+        .map(drop)
+        .ok_or_else(|| {
+            Missing::new(
+                "the kernel's symbols",
+                "KTSTR_KERNEL must be a vmlinux or sit next to its System.map",
+            )
+        })
 }
 
 /// User space runs everywhere except ktstr-vmm on software KVM.
@@ -76,7 +57,7 @@ fn initramfs(init: &str) -> tempfile::TempPath {
         a.add_dir("sys", 0o755)?;
         a.add_dir("dev", 0o755)?;
         a.add_char_dev("dev/console", 0o600, 5, 1)?;
-        a.add_elf_with_libs("bin/busybox", Path::new("/bin/busybox"))?;
+        a.add_elf_with_libs("bin/busybox", ktstr_testenv::BUSYBOX)?;
         a.add_symlink("bin/sh", "busybox")?;
         a.add_file("init", 0o755, init.as_bytes())?;
         Ok(())
@@ -143,8 +124,8 @@ echo \"KTSTR-CONFORMANCE nproc=$(/bin/busybox nproc)\"
 ";
 
 fn boots_to_init_and_reboots(kind: BackendKind) {
-    let Some(kernel) = kernel() else { return };
-    let _one = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let kernel = test_env().kernel;
+    let _slot = vm_slot();
     let cpio = initramfs(BOOT_INIT);
     let guest = boot_with_init(kind, kernel, &cpio);
     let outcome = guest.wait().expect("outcome");
@@ -171,14 +152,8 @@ fn boots_to_init_and_reboots(kind: BackendKind) {
 
 /// The guest echoes the bulk port back to the host; a wire frame must survive the trip.
 fn wire_round_trip(kind: BackendKind) {
-    if !user_space_runs(kind) {
-        eprintln!(
-            "SKIP (host limitation): {kind:?} on software KVM cannot run the guest's echo loop"
-        );
-        return;
-    }
-    let Some(kernel) = kernel() else { return };
-    let _one = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let kernel = test_env().kernel;
+    let _slot = vm_slot();
     let init = "#!/bin/sh
 /bin/busybox mount -t sysfs sysfs /sys
 /bin/busybox mount -t devtmpfs dev /dev
@@ -245,15 +220,9 @@ fn symbol_phys(kernel: &Path, name: &str) -> Option<u64> {
 /// The kernel copies its command line into `boot_command_line` early in
 /// boot: the host must see a marker appear there while the guest runs.
 fn reads_guest_memory(kind: BackendKind) {
-    let Some(kernel) = kernel() else { return };
-    let Some(phys) = symbol_phys(&kernel, "boot_command_line") else {
-        missing(
-            "the kernel's symbols",
-            "KTSTR_KERNEL must be a vmlinux or sit next to its System.map",
-        );
-        return;
-    };
-    let _one = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let kernel = test_env().kernel;
+    let phys = symbol_phys(&kernel, "boot_command_line").expect("checked by kernel_symbols");
+    let _slot = vm_slot();
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
@@ -295,8 +264,8 @@ exec /bin/busybox sleep 1000000
 ";
 
 fn kill_ends_the_run(kind: BackendKind) {
-    let Some(kernel) = kernel() else { return };
-    let _one = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let kernel = test_env().kernel;
+    let _slot = vm_slot();
     let cpio = initramfs(SLEEP_INIT);
     let guest = boot_with_init(kind, kernel, &cpio);
     std::thread::sleep(Duration::from_secs(2));
@@ -312,8 +281,8 @@ fn kill_ends_the_run(kind: BackendKind) {
 }
 
 fn deadline_ends_the_run(kind: BackendKind) {
-    let Some(kernel) = kernel() else { return };
-    let _one = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let kernel = test_env().kernel;
+    let _slot = vm_slot();
     let cpio = initramfs(SLEEP_INIT);
     let mut s = spec(
         kernel,
@@ -341,12 +310,12 @@ fn deadline_ends_the_run(kind: BackendKind) {
 /// what the topology implies: sysfs and debugfs where user space runs, the
 /// kernel log (sched_verbose domain dump, CPU/node counts, SRAT) everywhere.
 fn topology_seen_by_guest(kind: BackendKind, text: &str) {
-    let Some(kernel) = kernel() else { return };
+    let kernel = test_env().kernel;
     let topo = text
         .parse::<ktstr_vmm::topology::Topology>()
         .and_then(|t| t.to_numa())
         .expect("topology");
-    let _one = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let _slot = vm_slot();
     let cpio = initramfs(common::topology::PROBE_INIT);
     let mut s = spec(
         kernel,
@@ -388,90 +357,93 @@ fn topology_seen_by_guest(kind: BackendKind, text: &str) {
     );
 }
 
-/// ktstr-vmm's boots cost minutes on software KVM: there they run only when
-/// `env` is set (CI sets it); everywhere else they always run.
-fn slow_boot_allowed(kind: BackendKind, env: &str) -> bool {
-    if kind == BackendKind::Vmm && software_kvm() && std::env::var_os(env).is_none() {
-        eprintln!("SKIP: set {env} to run this slow ktstr-vmm boot on software KVM");
-        return false;
+/// What `kind` needs for a test; `slow_boot` marks the ktstr-vmm boots that
+/// cost minutes on software KVM: there they wait for an opt-in (CI sets it).
+fn needs(kind: BackendKind, user_space: bool, slow_boot: bool) -> Vec<Need> {
+    let mut needs = vec![Need::Kernel, Need::Busybox];
+    match kind {
+        BackendKind::Vmm if user_space => needs.push(Need::HardwareKvm {
+            software_module: software_kvm_module(),
+        }),
+        BackendKind::Vmm => needs.push(Need::Kvm),
+        _ => needs.push(Need::Qemu),
     }
-    true
+    if slow_boot && kind == BackendKind::Vmm && software_kvm() {
+        needs.push(Need::OptIn {
+            var: "KTSTR_CONFORMANCE_SLOW_BOOT",
+            why: "ktstr-vmm boots take minutes on software KVM",
+        });
+    }
+    needs
 }
 
 macro_rules! conformance {
-    ($module:ident, $kind:expr, $boot_env:literal) => {
+    ($module:ident, $kind:expr) => {
         mod $module {
             use super::*;
 
-            #[test]
-            fn boots_to_init_and_reboots() {
-                if slow_boot_allowed($kind, $boot_env) && usable($kind) {
-                    super::boots_to_init_and_reboots($kind);
-                }
-            }
-            #[test]
-            fn wire_round_trip() {
-                if usable($kind) {
-                    super::wire_round_trip($kind);
-                }
-            }
-            #[test]
-            fn reads_guest_memory() {
-                if usable($kind) {
-                    super::reads_guest_memory($kind);
-                }
-            }
-            #[test]
-            fn kill_ends_the_run() {
-                if usable($kind) {
-                    super::kill_ends_the_run($kind);
-                }
-            }
-            #[test]
-            fn deadline_ends_the_run() {
-                if usable($kind) {
-                    super::deadline_ends_the_run($kind);
-                }
-            }
-            #[test]
-            fn topology_1n1l2c1t() {
-                if slow_boot_allowed($kind, $boot_env) && usable($kind) {
-                    super::topology_seen_by_guest($kind, "1n1l2c1t");
-                }
-            }
-            #[test]
-            fn topology_2n2l1c1t() {
-                if slow_boot_allowed($kind, $boot_env) && usable($kind) {
-                    super::topology_seen_by_guest($kind, "2n2l1c1t");
-                }
+            /// This backend's half of the suite, named `<module>::<case>`.
+            pub fn tests() -> Vec<Test> {
+                let name = |case: &str| format!("{}::{case}", stringify!($module));
+                let kind = $kind;
+                vec![
+                    Test::new(
+                        name("boots_to_init_and_reboots"),
+                        &needs(kind, false, true),
+                        move || super::boots_to_init_and_reboots(kind),
+                    ),
+                    // The guest's echo loop is user space.
+                    Test::new(
+                        name("wire_round_trip"),
+                        &needs(kind, true, false),
+                        move || super::wire_round_trip(kind),
+                    ),
+                    Test::new(
+                        name("reads_guest_memory"),
+                        &[needs(kind, false, false), vec![Need::Probe(kernel_symbols)]].concat(),
+                        move || super::reads_guest_memory(kind),
+                    ),
+                    Test::new(
+                        name("kill_ends_the_run"),
+                        &needs(kind, false, false),
+                        move || super::kill_ends_the_run(kind),
+                    ),
+                    Test::new(
+                        name("deadline_ends_the_run"),
+                        &needs(kind, false, false),
+                        move || super::deadline_ends_the_run(kind),
+                    ),
+                    Test::new(
+                        name("topology_1n1l2c1t"),
+                        &needs(kind, false, true),
+                        move || super::topology_seen_by_guest(kind, "1n1l2c1t"),
+                    ),
+                    Test::new(
+                        name("topology_2n2l1c1t"),
+                        &needs(kind, false, true),
+                        move || super::topology_seen_by_guest(kind, "2n2l1c1t"),
+                    ),
+                ]
             }
         }
     };
 }
 
-conformance!(
-    qemu_tcg,
-    BackendKind::QemuTcg,
-    "KTSTR_CONFORMANCE_SLOW_BOOT"
-);
-conformance!(vmm, BackendKind::Vmm, "KTSTR_CONFORMANCE_SLOW_BOOT");
+conformance!(qemu_tcg, BackendKind::QemuTcg);
+conformance!(vmm, BackendKind::Vmm);
 
-/// The rest of the kernel-tier presets (LLCs as dies, SMT) on QEMU TCG, where
-/// guest user space runs and sysfs can be read.
-mod presets {
-    use super::*;
-
-    #[test]
-    fn topology_1n2l2c1t() {
-        if usable(BackendKind::QemuTcg) {
-            topology_seen_by_guest(BackendKind::QemuTcg, "1n2l2c1t");
-        }
-    }
-
-    #[test]
-    fn topology_1n1l1c2t() {
-        if usable(BackendKind::QemuTcg) {
-            topology_seen_by_guest(BackendKind::QemuTcg, "1n1l1c2t");
-        }
-    }
+fn main() -> std::process::ExitCode {
+    // The rest of the kernel-tier presets (LLCs as dies, SMT) on QEMU TCG,
+    // where guest user space runs and sysfs can be read.
+    let presets = ["1n2l2c1t", "1n1l1c2t"].map(|topo| {
+        Test::new(
+            format!("presets::topology_{topo}"),
+            &needs(BackendKind::QemuTcg, false, false),
+            move || topology_seen_by_guest(BackendKind::QemuTcg, topo),
+        )
+    });
+    let mut tests = qemu_tcg::tests();
+    tests.extend(vmm::tests());
+    tests.extend(presets);
+    ktstr_testenv::run(tests)
 }

@@ -33,8 +33,8 @@ pub fn kernel_cache_path() -> Option<PathBuf> {
 
 /// `KTSTR_KERNEL` (which must then exist), else [`kernel_cache_path`].
 pub fn find_kernel() -> Result<PathBuf, Missing> {
-    const HOW: &str = "set KTSTR_KERNEL to a sched_ext-capable vmlinux/bzImage, or put one at \
-                       the cache location; build one with `kernel/build.sh SRC OUT`";
+    const HOW: &str = "set KTSTR_KERNEL to a sched_ext-capable vmlinux/bzImage \
+                       (build one with `kernel/build.sh SRC OUT`)";
     if let Some(k) = std::env::var_os("KTSTR_KERNEL") {
         let k = PathBuf::from(k);
         return if k.is_file() {

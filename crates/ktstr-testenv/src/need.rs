@@ -18,6 +18,13 @@ pub enum Need {
         /// The software KVM module loaded (e.g. `kvm_pvm`), or `None`.
         software_module: Option<&'static str>,
     },
+    /// Software KVM (e.g. kvm-pvm), for tests of what only happens there.
+    /// The caller passes its probe's answer, as for [`Need::HardwareKvm`];
+    /// on hardware KVM the test stays ignored even under CI.
+    SoftwareKvm {
+        /// The software KVM module loaded (e.g. `kvm_pvm`), or `None`.
+        software_module: Option<&'static str>,
+    },
     /// The test kernel ([`find_kernel`]).
     Kernel,
     /// `qemu-system-x86_64`.
@@ -70,6 +77,16 @@ impl Need {
                     )),
                 }
             }
+            Need::SoftwareKvm { software_module } => {
+                Need::Kvm.check()?;
+                match software_module {
+                    Some(_) => Ok(()),
+                    None => Err(Missing::new(
+                        "software KVM (/dev/kvm is hardware KVM)",
+                        "this checks behaviour only software KVM such as kvm-pvm has",
+                    )),
+                }
+            }
             Need::Kernel => find_kernel().map(drop),
             Need::Qemu => find_qemu().map(drop),
             Need::Busybox => find_busybox().map(drop),
@@ -99,8 +116,8 @@ impl Need {
         }
     }
 
-    /// Whether no environment variable can provide it on this host, so the
-    /// test stays ignored even under CI.
+    /// Whether this host's KVM is of the wrong kind: nothing to install or
+    /// set changes that, so the test stays ignored even under CI.
     pub(crate) fn host_cannot(&self) -> bool {
         matches!(
             self,

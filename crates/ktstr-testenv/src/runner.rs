@@ -84,8 +84,10 @@ fn describe(missing: &[(Need, Missing)]) -> String {
 
 /// Runs `tests` as libtest would, with the prerequisite rule above; the
 /// exit code is libtest's.
-pub fn run(tests: Vec<Test>) -> ExitCode {
+pub fn run(mut tests: Vec<Test>) -> ExitCode {
     let args = Arguments::from_args();
+    // libtest's order.
+    tests.sort_by(|a, b| a.name.cmp(&b.name));
     let ci = in_ci();
     let trials = tests
         .into_iter()

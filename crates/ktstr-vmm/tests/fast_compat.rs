@@ -53,11 +53,7 @@ fn int3_guest(mode: CompatMode) -> ktstr_vmm::Vm {
     vm
 }
 
-#[test]
 fn int3_reaches_the_guest_breakpoint_handler() {
-    if !kvm_available() {
-        return;
-    }
     let outcome = int3_guest(CompatMode::Auto).run().expect("run");
     assert_eq!(outcome.exit, ExitKind::Reboot, "{:?}", outcome.exit);
     assert_eq!(outcome.com1_text(), "<B>");
@@ -76,12 +72,7 @@ fn int3_reaches_the_guest_breakpoint_handler() {
     }
 }
 
-#[test]
 fn without_the_shim_software_kvm_reports_the_failed_instruction() {
-    if !kvm_available() || !is_software_kvm() {
-        eprintln!("SKIP: only software KVM fails to emulate int3");
-        return;
-    }
     let outcome = int3_guest(CompatMode::Off).run().expect("run");
     match outcome.exit {
         ExitKind::EmulationFailure {
@@ -96,11 +87,7 @@ fn without_the_shim_software_kvm_reports_the_failed_instruction() {
     }
 }
 
-#[test]
 fn fwait_is_a_no_op_for_the_guest() {
-    if !kvm_available() {
-        return;
-    }
     let code = assemble(|a| {
         a.wait()?; // fwait
         out_str(a, COM1, b"after fwait")?;
@@ -116,11 +103,7 @@ fn fwait_is_a_no_op_for_the_guest() {
     );
 }
 
-#[test]
 fn an_unhandled_emulation_failure_is_classified_with_rip_and_bytes() {
-    if !kvm_available() {
-        return;
-    }
     // popcnt: fine on hardware; the software-KVM emulator cannot do it and no shim covers it.
     let mut popcnt_at = 0u64;
     let code = assemble(|a| {
@@ -144,4 +127,12 @@ fn an_unhandled_emulation_failure_is_classified_with_rip_and_bytes() {
         assert_eq!(outcome.exit, ExitKind::Reboot);
         assert_eq!(outcome.com1_text(), "ok");
     }
+}
+
+fn main() -> std::process::ExitCode {
+    let tests = [
+        ktstr_testenv::tests![&[software_kvm()]; without_the_shim_software_kvm_reports_the_failed_instruction],
+        ktstr_testenv::tests![&[Need::Kvm]; int3_reaches_the_guest_breakpoint_handler, fwait_is_a_no_op_for_the_guest, an_unhandled_emulation_failure_is_classified_with_rip_and_bytes],
+    ];
+    ktstr_testenv::run(tests.into_iter().flatten().collect())
 }

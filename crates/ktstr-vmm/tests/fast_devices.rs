@@ -9,11 +9,7 @@ use common::*;
 use iced_x86::code_asm::*;
 use ktstr_vmm::{ExitKind, IoSpace};
 
-#[test]
 fn both_uarts_are_captured_and_streamed_then_reboot() {
-    if !kvm_available() {
-        return;
-    }
     let code = assemble(|a| {
         out_str(a, COM1, b"hello com1\n")?;
         out_str(a, COM2, b"hello com2\n")?;
@@ -41,11 +37,7 @@ fn both_uarts_are_captured_and_streamed_then_reboot() {
     );
 }
 
-#[test]
 fn triple_fault_is_a_shutdown() {
-    if !kvm_available() {
-        return;
-    }
     // ud2 with the VMM's empty IDT: #UD -> #DF -> triple fault.
     let code = assemble(|a| {
         out_str(a, COM1, b"x")?;
@@ -56,11 +48,7 @@ fn triple_fault_is_a_shutdown() {
     assert_eq!(outcome.com1_text(), "x");
 }
 
-#[test]
 fn pio_and_mmio_reach_their_devices_and_unknown_addresses_are_harmless() {
-    if !kvm_available() {
-        return;
-    }
     const MMIO_BASE: u64 = 0xd000_0000;
     let pio_dev = Recorder {
         read_value: 0x41,
@@ -113,11 +101,7 @@ fn pio_and_mmio_reach_their_devices_and_unknown_addresses_are_harmless() {
     );
 }
 
-#[test]
 fn guest_garbage_to_every_legacy_port_does_not_panic() {
-    if !kvm_available() {
-        return;
-    }
     // Writes 0xa5 to every port 0..0x400 except the i8042 command port, then reads them all.
     let code = assemble(|a| {
         let mut write_loop = a.create_label();
@@ -156,11 +140,7 @@ fn guest_garbage_to_every_legacy_port_does_not_panic() {
     assert!(outcome.com1_text().ends_with("survived"));
 }
 
-#[test]
 fn every_vcpu_starts_with_its_own_index() {
-    if !kvm_available() {
-        return;
-    }
     const VCPUS: usize = 4;
     let recorder = Recorder {
         reboot_after: Some(VCPUS),
@@ -187,11 +167,7 @@ fn every_vcpu_starts_with_its_own_index() {
     assert_eq!(outcome.vcpus, VCPUS);
 }
 
-#[test]
 fn topology_vcpus_get_their_apic_ids() {
-    if !kvm_available() {
-        return;
-    }
     // Three cores per LLC leave a gap in the APIC IDs (core field is 2 bits).
     let topo: ktstr_vmm::topology::Topology = "2n2l3c1t".parse().expect("topology");
     let topo = topo.to_numa().expect("numa");
@@ -223,4 +199,11 @@ fn topology_vcpus_get_their_apic_ids() {
         .collect();
     assert_eq!(seen, want);
     assert_eq!(want, [0, 1, 2, 4, 5, 6], "the layout leaves a gap");
+}
+
+fn main() -> std::process::ExitCode {
+    let tests = [
+        ktstr_testenv::tests![&[Need::Kvm]; both_uarts_are_captured_and_streamed_then_reboot, triple_fault_is_a_shutdown, pio_and_mmio_reach_their_devices_and_unknown_addresses_are_harmless, guest_garbage_to_every_legacy_port_does_not_panic, every_vcpu_starts_with_its_own_index, topology_vcpus_get_their_apic_ids],
+    ];
+    ktstr_testenv::run(tests.into_iter().flatten().collect())
 }

@@ -23,14 +23,6 @@ fn temp_file(name: &str, bytes: &[u8]) -> std::path::PathBuf {
     path
 }
 
-/// The real kernel when `KTSTR_KERNEL` names one (the kernel tier's input).
-fn real_kernel() -> Option<std::path::PathBuf> {
-    std::env::var_os("KTSTR_KERNEL")
-        .map(Into::into)
-        .filter(|p: &std::path::PathBuf| p.exists())
-}
-
-#[test]
 fn config_errors_need_no_kvm() {
     let raw = || VmBuilder::new().raw_image(vec![0xf4], LOAD_ADDR);
     assert!(matches!(build_err(raw().vcpus(0)), VmmError::NoVcpus));
@@ -53,11 +45,7 @@ fn config_errors_need_no_kvm() {
     ));
 }
 
-#[test]
 fn an_unrepresentable_deadline_is_no_deadline() {
-    if !kvm_available() {
-        return;
-    }
     let code = common::assemble(common::reboot);
     let outcome = common::run(
         VmBuilder::new()
@@ -68,7 +56,6 @@ fn an_unrepresentable_deadline_is_no_deadline() {
     assert_eq!(outcome.exit, ktstr_vmm::ExitKind::Reboot);
 }
 
-#[test]
 fn missing_or_wrong_kvm_device_is_named() {
     let raw = || VmBuilder::new().raw_image(vec![0xf4], LOAD_ADDR);
     let e = build_err(raw().kvm_path("/nonexistent/kvm"));
@@ -80,11 +67,7 @@ fn missing_or_wrong_kvm_device_is_named() {
     ));
 }
 
-#[test]
 fn too_many_vcpus_names_the_host_limit() {
-    if !kvm_available() {
-        return;
-    }
     match build_err(
         VmBuilder::new()
             .raw_image(vec![0xf4], LOAD_ADDR)
@@ -98,11 +81,7 @@ fn too_many_vcpus_names_the_host_limit() {
     }
 }
 
-#[test]
 fn kernel_file_errors() {
-    if !kvm_available() {
-        return;
-    }
     let e = build_err(VmBuilder::new().kernel("/nonexistent/vmlinux"));
     assert!(matches!(e, VmmError::KernelMissing { .. }), "{e}");
     let garbage = temp_file("garbage", &[0x5a; 8192]);
@@ -125,11 +104,7 @@ fn kernel_file_errors() {
     }
 }
 
-#[test]
 fn raw_image_outside_memory_is_rejected() {
-    if !kvm_available() {
-        return;
-    }
     let e = build_err(
         VmBuilder::new()
             .raw_image(vec![0x90; 16], 64 << 20)
@@ -138,11 +113,7 @@ fn raw_image_outside_memory_is_rejected() {
     assert!(matches!(e, VmmError::RawImageOutOfRange { .. }), "{e}");
 }
 
-#[test]
 fn overlapping_devices_are_rejected() {
-    if !kvm_available() {
-        return;
-    }
     // COM1 already lives at 0x3f8.
     let e = build_err(VmBuilder::new().raw_image(vec![0xf4], LOAD_ADDR).device(
         ktstr_vmm::IoSpace::Pio,
@@ -156,15 +127,8 @@ fn overlapping_devices_are_rejected() {
     );
 }
 
-#[test]
 fn real_kernel_input_errors() {
-    if !kvm_available() {
-        return;
-    }
-    let Some(kernel) = real_kernel() else {
-        eprintln!("SKIP: KTSTR_KERNEL not set; kernel-input errors need a real kernel");
-        return;
-    };
+    let kernel = test_env().kernel;
     let e = build_err(VmBuilder::new().kernel(&kernel).memory_mib(8));
     assert!(matches!(e, VmmError::MemoryTooSmall { .. }), "{e}");
     let e = build_err(VmBuilder::new().kernel(&kernel).cmdline(&"x".repeat(4096)));
@@ -194,4 +158,13 @@ fn real_kernel_input_errors() {
             .initramfs("/nonexistent/initramfs"),
     );
     assert!(matches!(e, VmmError::InitramfsUnreadable { .. }), "{e}");
+}
+
+fn main() -> std::process::ExitCode {
+    let tests = [
+        ktstr_testenv::tests![&[Need::Kvm, Need::Kernel]; real_kernel_input_errors],
+        ktstr_testenv::tests![&[Need::Kvm]; an_unrepresentable_deadline_is_no_deadline, too_many_vcpus_names_the_host_limit, kernel_file_errors, raw_image_outside_memory_is_rejected, overlapping_devices_are_rejected],
+        ktstr_testenv::tests![&[]; config_errors_need_no_kvm, missing_or_wrong_kvm_device_is_named],
+    ];
+    ktstr_testenv::run(tests.into_iter().flatten().collect())
 }

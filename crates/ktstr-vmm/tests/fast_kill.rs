@@ -15,11 +15,7 @@ fn spinner() -> Vec<u8> {
     assemble(spin_forever)
 }
 
-#[test]
 fn kill_while_spinning_ends_the_run_as_killed() {
-    if !kvm_available() {
-        return;
-    }
     for vcpus in [1, 3] {
         let vm = raw_vm(spinner()).vcpus(vcpus).build().expect("build");
         let handle = vm.interrupt_handle();
@@ -39,11 +35,7 @@ fn kill_while_spinning_ends_the_run_as_killed() {
     }
 }
 
-#[test]
 fn kill_before_start_is_not_lost() {
-    if !kvm_available() {
-        return;
-    }
     let vm = raw_vm(spinner()).vcpus(2).build().expect("build");
     vm.interrupt_handle().kill();
     let outcome = vm.run().expect("run");
@@ -55,11 +47,7 @@ fn kill_before_start_is_not_lost() {
     );
 }
 
-#[test]
 fn kill_after_the_run_is_harmless() {
-    if !kvm_available() {
-        return;
-    }
     let vm = raw_vm(assemble(reboot)).build().expect("build");
     let handle = vm.interrupt_handle();
     let outcome = vm.run().expect("run");
@@ -69,11 +57,7 @@ fn kill_after_the_run_is_harmless() {
     assert!(handle.is_stopping());
 }
 
-#[test]
 fn kill_during_host_side_io_exits() {
-    if !kvm_available() {
-        return;
-    }
     // The guest does nothing but port I/O, so the kill mostly lands while the
     // vCPU is outside KVM_RUN handling an exit: the re-entry check must see it.
     let code = assemble(|a| {
@@ -114,11 +98,7 @@ fn kill_during_host_side_io_exits() {
     }
 }
 
-#[test]
 fn kill_racing_a_natural_exit_never_hangs() {
-    if !kvm_available() {
-        return;
-    }
     let code = assemble(|a| {
         out_str(a, COM1, b"r")?;
         reboot(a)
@@ -147,11 +127,7 @@ fn kill_racing_a_natural_exit_never_hangs() {
     }
 }
 
-#[test]
 fn many_vms_many_kills_never_leak_into_unkilled_runs() {
-    if !kvm_available() {
-        return;
-    }
     // Each guest spins ~a few ms then reboots. Odd-numbered VMs are killed at
     // a random point; even ones must always reboot on their own.
     let code = assemble(|a| {
@@ -215,11 +191,7 @@ fn many_vms_many_kills_never_leak_into_unkilled_runs() {
     );
 }
 
-#[test]
 fn deadline_ends_a_spinning_guest() {
-    if !kvm_available() {
-        return;
-    }
     let deadline = Duration::from_millis(300);
     let outcome = run(raw_vm(spinner()).vcpus(2).deadline(deadline));
     assert_eq!(outcome.exit, ExitKind::DeadlineExceeded);
@@ -231,12 +203,15 @@ fn deadline_ends_a_spinning_guest() {
     );
 }
 
-#[test]
 fn deadline_ends_a_halted_guest() {
-    if !kvm_available() {
-        return;
-    }
     // cli; hlt blocks inside KVM (in-kernel LAPIC): only the kick gets it out.
     let outcome = run(raw_vm(assemble(halt_forever)).deadline(Duration::from_millis(200)));
     assert_eq!(outcome.exit, ExitKind::DeadlineExceeded);
+}
+
+fn main() -> std::process::ExitCode {
+    let tests = [
+        ktstr_testenv::tests![&[Need::Kvm]; kill_while_spinning_ends_the_run_as_killed, kill_before_start_is_not_lost, kill_after_the_run_is_harmless, kill_during_host_side_io_exits, kill_racing_a_natural_exit_never_hangs, many_vms_many_kills_never_leak_into_unkilled_runs, deadline_ends_a_spinning_guest, deadline_ends_a_halted_guest],
+    ];
+    ktstr_testenv::run(tests.into_iter().flatten().collect())
 }

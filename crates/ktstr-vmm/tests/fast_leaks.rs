@@ -17,11 +17,7 @@ fn count(dir: &str) -> usize {
     std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
 }
 
-#[test]
 fn a_hundred_vms_leave_fds_and_threads_at_baseline() {
-    if !kvm_available() {
-        return;
-    }
     let reboot_code = assemble(|a| {
         out_str(a, COM1, b"x")?;
         reboot(a)
@@ -57,11 +53,7 @@ fn a_hundred_vms_leave_fds_and_threads_at_baseline() {
     );
 }
 
-#[test]
 fn snapshot_restores_leave_fds_threads_and_files_at_baseline() {
-    if !kvm_available() {
-        return;
-    }
     let _one = ONE_TEST.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("leak.snap");
@@ -120,4 +112,11 @@ fn snapshot_restores_leave_fds_threads_and_files_at_baseline() {
         vec![std::ffi::OsString::from("leak.snap")],
         "no temporary files"
     );
+}
+
+fn main() -> std::process::ExitCode {
+    let tests = [
+        ktstr_testenv::tests![&[Need::Kvm]; a_hundred_vms_leave_fds_and_threads_at_baseline, snapshot_restores_leave_fds_threads_and_files_at_baseline],
+    ];
+    ktstr_testenv::run(tests.into_iter().flatten().collect())
 }

@@ -26,11 +26,7 @@ impl IoDevice for Faulty {
     }
 }
 
-#[test]
 fn vcpu_panic_stops_the_vm_chains_hooks_and_installs_once() {
-    if !kvm_available() {
-        return;
-    }
     // A hook installed before the shim must still run (chaining).
     let earlier_hook_calls = Arc::new(AtomicUsize::new(0));
     let calls = earlier_hook_calls.clone();
@@ -83,4 +79,11 @@ fn vcpu_panic_stops_the_vm_chains_hooks_and_installs_once() {
     let r = std::panic::catch_unwind(|| panic!("not a vCPU"));
     assert!(r.is_err());
     assert_eq!(earlier_hook_calls.load(Ordering::SeqCst), 3);
+}
+
+fn main() -> std::process::ExitCode {
+    let tests = [
+        ktstr_testenv::tests![&[Need::Kvm]; vcpu_panic_stops_the_vm_chains_hooks_and_installs_once],
+    ];
+    ktstr_testenv::run(tests.into_iter().flatten().collect())
 }

@@ -10,11 +10,7 @@ use iced_x86::code_asm::*;
 use ktstr_vmm::ExitKind;
 use ktstr_vmm::profile::Symbolizer;
 
-#[test]
 fn samples_land_in_the_loop_each_vcpu_spins_in() {
-    if !kvm_available() {
-        return;
-    }
     // vCPU 0 spins at LOAD_ADDR+0x100, vCPU 1 at LOAD_ADDR+0x200.
     let code = assemble(|a| {
         let mut second = a.create_label();
@@ -74,4 +70,9 @@ fn samples_land_in_the_loop_each_vcpu_spins_in() {
     let windows = profile.histogram(&symbols, Duration::from_secs(10), 2);
     assert_eq!(windows.len(), 1);
     assert_eq!(windows[0].samples, profile.samples.len());
+}
+
+fn main() -> std::process::ExitCode {
+    let tests = [ktstr_testenv::tests![&[Need::Kvm]; samples_land_in_the_loop_each_vcpu_spins_in]];
+    ktstr_testenv::run(tests.into_iter().flatten().collect())
 }

@@ -4,7 +4,6 @@
 mod common;
 
 use std::path::Path;
-use std::sync::Mutex;
 
 use common::*;
 use iced_x86::code_asm::*;
@@ -16,9 +15,6 @@ use ktstr_vmm::{
     VmmError,
 };
 use vm_memory::{Bytes, GuestAddress};
-
-/// One VM at a time: the host has two cores.
-static ONE_VM: Mutex<()> = Mutex::new(());
 
 const COUNTER: u64 = 0x20_0000;
 const AT_SNAPSHOT: u32 = 1000;
@@ -121,12 +117,8 @@ fn snapshot_counting_guest(path: &Path) {
     );
 }
 
-#[test]
 fn two_restores_continue_counting_independently_from_the_snapshot() {
-    if !kvm_available() {
-        return;
-    }
-    let _one = ONE_VM.lock().unwrap_or_else(|p| p.into_inner());
+    let _slot = vm_slot();
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("count.snap");
     snapshot_counting_guest(&path);
@@ -151,12 +143,8 @@ fn two_restores_continue_counting_independently_from_the_snapshot() {
     assert_eq!(read_u64(vm.memory(), COUNTER), u64::from(AT_SNAPSHOT));
 }
 
-#[test]
 fn register_and_device_state_round_trip_exactly() {
-    if !kvm_available() {
-        return;
-    }
-    let _one = ONE_VM.lock().unwrap_or_else(|p| p.into_inner());
+    let _slot = vm_slot();
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("count.snap");
     snapshot_counting_guest(&path);
@@ -192,12 +180,8 @@ fn register_and_device_state_round_trip_exactly() {
     assert_eq!(again.meta, saved.meta);
 }
 
-#[test]
 fn a_com1_marker_snapshots_and_stops_and_the_restore_prints_the_rest() {
-    if !kvm_available() {
-        return;
-    }
-    let _one = ONE_VM.lock().unwrap_or_else(|p| p.into_inner());
+    let _slot = vm_slot();
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("marker.snap");
     let code = assemble(|a| {
@@ -243,12 +227,8 @@ fn restore_err(path: &Path) -> SnapshotError {
     }
 }
 
-#[test]
 fn broken_files_give_typed_errors_before_anything_is_applied() {
-    if !kvm_available() {
-        return;
-    }
-    let _one = ONE_VM.lock().unwrap_or_else(|p| p.into_inner());
+    let _slot = vm_slot();
     let dir = tempfile::tempdir().expect("tempdir");
     let good = dir.path().join("good.snap");
     snapshot_counting_guest(&good);
@@ -316,12 +296,8 @@ fn broken_files_give_typed_errors_before_anything_is_applied() {
     ));
 }
 
-#[test]
 fn a_snapshot_needing_cpu_features_this_host_lacks_is_refused() {
-    if !kvm_available() {
-        return;
-    }
-    let _one = ONE_VM.lock().unwrap_or_else(|p| p.into_inner());
+    let _slot = vm_slot();
     let dir = tempfile::tempdir().expect("tempdir");
     let good = dir.path().join("good.snap");
     snapshot_counting_guest(&good);
@@ -347,12 +323,8 @@ fn a_snapshot_needing_cpu_features_this_host_lacks_is_refused() {
     ));
 }
 
-#[test]
 fn the_cache_builds_once_then_hits_and_rebuilds_a_corrupt_file() {
-    if !kvm_available() {
-        return;
-    }
-    let _one = ONE_VM.lock().unwrap_or_else(|p| p.into_inner());
+    let _slot = vm_slot();
     let dir = tempfile::tempdir().expect("tempdir");
     let cache = SnapshotCache::new(dir.path());
     let builder = raw_vm(counting_guest());
@@ -419,12 +391,8 @@ fn endless_counter() -> Vec<u8> {
     })
 }
 
-#[test]
 fn a_host_requested_pause_snapshots_a_running_guest_mid_count() {
-    if !kvm_available() {
-        return;
-    }
-    let _one = ONE_VM.lock().unwrap_or_else(|p| p.into_inner());
+    let _slot = vm_slot();
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("host.snap");
     let vm = raw_vm(endless_counter())
@@ -460,12 +428,8 @@ fn a_host_requested_pause_snapshots_a_running_guest_mid_count() {
     }
 }
 
-#[test]
 fn a_vm_with_the_virtio_console_restores_only_with_a_console_attached() {
-    if !kvm_available() {
-        return;
-    }
-    let _one = ONE_VM.lock().unwrap_or_else(|p| p.into_inner());
+    let _slot = vm_slot();
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("virtio.snap");
     let console = ktstr_vmm::virtio_console();
@@ -515,12 +479,8 @@ impl ktstr_vmm::IoDevice for Opaque {
     }
 }
 
-#[test]
 fn a_device_without_state_support_refuses_the_snapshot_and_leaves_no_file() {
-    if !kvm_available() {
-        return;
-    }
-    let _one = ONE_VM.lock().unwrap_or_else(|p| p.into_inner());
+    let _slot = vm_slot();
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("opaque.snap");
     let outcome = raw_vm(counting_guest())
@@ -547,12 +507,8 @@ fn a_device_without_state_support_refuses_the_snapshot_and_leaves_no_file() {
     );
 }
 
-#[test]
 fn a_topology_vm_restores_with_the_same_apic_ids() {
-    if !kvm_available() {
-        return;
-    }
-    let _one = ONE_VM.lock().unwrap_or_else(|p| p.into_inner());
+    let _slot = vm_slot();
     const FLAG: u64 = 0x30_0000;
     const IDS: u64 = FLAG + 0x100;
     // Every vCPU waits for vCPU 0 to come back from its snapshot request, then
@@ -621,4 +577,11 @@ fn a_topology_vm_restores_with_the_same_apic_ids() {
         [0, 1, 2, 4, 5, 6],
         "restored vCPUs keep their APIC IDs"
     );
+}
+
+fn main() -> std::process::ExitCode {
+    let tests = [
+        ktstr_testenv::tests![&[Need::Kvm]; two_restores_continue_counting_independently_from_the_snapshot, register_and_device_state_round_trip_exactly, a_com1_marker_snapshots_and_stops_and_the_restore_prints_the_rest, broken_files_give_typed_errors_before_anything_is_applied, a_snapshot_needing_cpu_features_this_host_lacks_is_refused, the_cache_builds_once_then_hits_and_rebuilds_a_corrupt_file, a_host_requested_pause_snapshots_a_running_guest_mid_count, a_vm_with_the_virtio_console_restores_only_with_a_console_attached, a_device_without_state_support_refuses_the_snapshot_and_leaves_no_file, a_topology_vm_restores_with_the_same_apic_ids],
+    ];
+    ktstr_testenv::run(tests.into_iter().flatten().collect())
 }

@@ -1,11 +1,12 @@
 //! Fast tier (no VM): every preset's ACPI tables are disassembled with
 //! `iasl -d` (Debian/Ubuntu package `acpica-tools`) and the text checked
-//! against the topology. Without iasl this fails under CI=true and prints
-//! SKIP otherwise.
+//! against the topology. Without iasl those tests are reported ignored (and
+//! fail under CI=true).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use ktstr_testenv::Need;
 use ktstr_vmm::layout::{MIB, MMIO_GAP_END, MMIO_GAP_START};
 use ktstr_vmm::topology::{
     AcpiTables, DistanceMatrix, NodeSpec, NumaTopology, Topology, TopologyError, build_acpi,
@@ -16,17 +17,10 @@ const PRESETS: [&str; 12] = [
     "2n4l2c1t", "2n2l4c2t", "4n8l2c1t", "1n4l8c2t",
 ];
 
-fn iasl_available() -> bool {
-    let found = Command::new("iasl").arg("-v").output().is_ok();
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "iasl is required under CI: apt-get install -y acpica-tools"
-        );
-        eprintln!("SKIP: iasl not found (apt-get install -y acpica-tools)");
-    }
-    found
-}
+const IASL: Need = Need::Program {
+    name: "iasl",
+    package: "acpica-tools",
+};
 
 struct TempDir(PathBuf);
 
@@ -231,11 +225,7 @@ fn check(tag: &str, topo: &NumaTopology, memory_mib: u64, ranges: &[(u64, u64, u
     assert_eq!(rsdp.iter().fold(0u8, |a, b| a.wrapping_add(*b)), 0);
 }
 
-#[test]
 fn acpi_tables_of_every_preset_disassemble_to_the_topology() {
-    if !iasl_available() {
-        return;
-    }
     const MEMORY_MIB: u64 = 512;
     for preset in PRESETS {
         let topo: Topology = preset.parse().expect(preset);
@@ -247,22 +237,14 @@ fn acpi_tables_of_every_preset_disassemble_to_the_topology() {
     }
 }
 
-#[test]
 fn x2apic_ids_past_254_get_only_x2apic_entries() {
-    if !iasl_available() {
-        return;
-    }
     let topo: Topology = "1n16l16c1t".parse().expect("topology");
     assert!(topo.needs_x2apic());
     let numa = topo.to_numa().expect("numa");
     check("x2apic", &numa, 256, &[(0, 0, 256 * MIB)]);
 }
 
-#[test]
 fn non_uniform_nodes_distances_and_memory_across_the_gap() {
-    if !iasl_available() {
-        return;
-    }
     let topo = NumaTopology {
         cores_per_llc: 2,
         threads_per_core: 2,
@@ -287,7 +269,6 @@ fn non_uniform_nodes_distances_and_memory_across_the_gap() {
     check("nonuniform", &topo, 4096, &ranges);
 }
 
-#[test]
 fn text_form_round_trips_and_errors_are_clear() {
     for preset in PRESETS {
         let topo: Topology = preset.parse().expect(preset);
@@ -319,4 +300,12 @@ fn text_form_round_trips_and_errors_are_clear() {
         Topology::new(1, 4, 8, 2).validate(32),
         Err(TopologyError::TooManyVcpus { vcpus: 64, max: 32 })
     ));
+}
+
+fn main() -> std::process::ExitCode {
+    let tests = [
+        ktstr_testenv::tests![&[IASL]; acpi_tables_of_every_preset_disassemble_to_the_topology, x2apic_ids_past_254_get_only_x2apic_entries, non_uniform_nodes_distances_and_memory_across_the_gap],
+        ktstr_testenv::tests![&[]; text_form_round_trips_and_errors_are_clear],
+    ];
+    ktstr_testenv::run(tests.into_iter().flatten().collect())
 }

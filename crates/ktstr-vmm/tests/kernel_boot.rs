@@ -4,11 +4,9 @@
 mod common;
 
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::Duration;
 
-use common::cpio::{Entry, archive};
-use common::{busybox, is_software_kvm, kernel, kvm_available, tiny_init};
+use common::{Need, busybox, hardware_kvm, is_software_kvm, test_env, tiny_init, vm_slot};
 use ktstr_vmm::{ExitKind, VmBuilder};
 
 /// How long a boot may take: minutes on software KVM, seconds on hardware.
@@ -38,61 +36,26 @@ enum Init {
 }
 
 fn initramfs(init: &Init) -> PathBuf {
-    let tiny = tiny_init::build(TOKEN);
-    let bb = match init {
-        Init::Busybox(path) => std::fs::read(path).expect("read busybox"),
-        Init::Tiny => Vec::new(),
-    };
-    let mut entries = vec![
-        Entry::Dir("bin"),
-        Entry::Dir("proc"),
-        Entry::Dir("sys"),
-        Entry::Dir("dev"),
-        Entry::CharDev {
-            path: "dev/console",
-            major: 5,
-            minor: 1,
-        },
-    ];
-    match init {
-        Init::Busybox(_) => entries.extend([
-            Entry::File {
-                path: "bin/busybox",
-                mode: 0o755,
-                data: &bb,
-            },
-            Entry::Symlink {
-                path: "bin/sh",
-                target: "busybox",
-            },
-            Entry::File {
-                path: "init",
-                mode: 0o755,
-                data: BUSYBOX_INIT.as_bytes(),
-            },
-        ]),
-        Init::Tiny => entries.push(Entry::File {
-            path: "init",
-            mode: 0o755,
-            data: &tiny,
-        }),
-    }
     let path = std::env::temp_dir().join(format!(
         "ktstr-kernel-boot-{}-{}.cpio",
         std::process::id(),
         matches!(init, Init::Tiny)
     ));
-    std::fs::write(&path, archive(&entries)).expect("write initramfs");
-    path
+    let init = match init {
+        Init::Busybox(busybox) => common::Init::Busybox {
+            busybox,
+            script: BUSYBOX_INIT,
+        },
+        Init::Tiny => common::Init::Tiny(tiny_init::build(TOKEN)),
+    };
+    common::initramfs(&path, init)
 }
 
-/// Kernel boots run one at a time: on a slow host, concurrent boots starve
-/// each other past their deadlines (and trip the guests' lockup detectors).
-static ONE_BOOT_AT_A_TIME: Mutex<()> = Mutex::new(());
-
 fn boot_and_count_cpus(init: Init, vcpus: usize) {
-    let Some(kernel) = kernel() else { return };
-    let _serial = ONE_BOOT_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let kernel = test_env().kernel;
+    // On a slow host, concurrent boots starve each other past their
+    // deadlines (and trip the guests' lockup detectors).
+    let _slot = vm_slot();
     // COM1 is streamed to a file as it arrives, for post-mortems of slow boots.
     let log_path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
         "kernel-boot-{}-{vcpus}cpu.log",
@@ -172,35 +135,28 @@ fn boot_and_count_cpus(init: Init, vcpus: usize) {
     }
 }
 
-#[test]
 fn kernel_boots_to_init_and_reboots_with_one_vcpu() {
-    if kvm_available() {
-        boot_and_count_cpus(Init::Tiny, 1);
-    }
+    boot_and_count_cpus(Init::Tiny, 1);
 }
 
-#[test]
 fn kernel_boots_to_init_and_reboots_with_two_vcpus() {
-    if kvm_available() {
-        boot_and_count_cpus(Init::Tiny, 2);
-    }
+    boot_and_count_cpus(Init::Tiny, 2);
 }
 
 /// Busybox needs a host whose KVM runs guest user-space `syscall` correctly:
-/// hardware KVM does; kvm-pvm does not (see `common::tiny_init`).
-#[test]
+/// hardware KVM does; kvm-pvm does not (see `common::tiny_init`): there it
+/// is ignored, the tiny-init tests covering that host.
 fn kernel_boots_busybox_and_reports_nproc() {
-    if !kvm_available() {
-        return;
-    }
-    if is_software_kvm() {
-        eprintln!(
-            "SKIP (host limitation, not a missing resource): software KVM faults guest user-space `syscall`; the tiny-init tests cover this host"
-        );
-        return;
-    }
-    let Some(bb) = busybox() else { return };
+    let bb = busybox();
     for vcpus in [1, 2] {
         boot_and_count_cpus(Init::Busybox(bb.clone()), vcpus);
     }
+}
+
+fn main() -> std::process::ExitCode {
+    let tests = [
+        ktstr_testenv::tests![&[Need::Kvm, Need::Kernel]; kernel_boots_to_init_and_reboots_with_one_vcpu, kernel_boots_to_init_and_reboots_with_two_vcpus],
+        ktstr_testenv::tests![&[hardware_kvm(), Need::Kernel, Need::Busybox]; kernel_boots_busybox_and_reports_nproc],
+    ];
+    ktstr_testenv::run(tests.into_iter().flatten().collect())
 }

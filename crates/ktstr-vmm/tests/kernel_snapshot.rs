@@ -16,8 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::cpio::{Entry, archive};
-use common::{busybox, is_software_kvm, kernel, kvm_available, tiny_init};
+use common::{Need, busybox, is_software_kvm, test_env, tiny_init, vm_slot};
 use ktstr_vmm::snapshot::cache::{CacheKey, SnapshotCache};
 use ktstr_vmm::{
     AfterSnapshot, ExitKind, RestoreOptions, SnapshotPlan, SnapshotTrigger, Vm, VmBuilder,
@@ -55,45 +54,14 @@ $B reboot -f
 ";
 
 fn initramfs(dir: &Path, busybox: Option<&Path>) -> PathBuf {
-    let tiny = tiny_init::build("KTSTR-SNAP-TINY ");
-    let bb = busybox.map(|p| std::fs::read(p).expect("read busybox"));
-    let mut entries = vec![
-        Entry::Dir("bin"),
-        Entry::Dir("proc"),
-        Entry::Dir("sys"),
-        Entry::Dir("dev"),
-        Entry::CharDev {
-            path: "dev/console",
-            major: 5,
-            minor: 1,
+    let init = match busybox {
+        Some(busybox) => common::Init::Busybox {
+            busybox,
+            script: SNAPSHOT_INIT,
         },
-    ];
-    match &bb {
-        Some(bb) => entries.extend([
-            Entry::File {
-                path: "bin/busybox",
-                mode: 0o755,
-                data: bb,
-            },
-            Entry::Symlink {
-                path: "bin/sh",
-                target: "busybox",
-            },
-            Entry::File {
-                path: "init",
-                mode: 0o755,
-                data: SNAPSHOT_INIT.as_bytes(),
-            },
-        ]),
-        None => entries.push(Entry::File {
-            path: "init",
-            mode: 0o755,
-            data: &tiny,
-        }),
-    }
-    let path = dir.join("initramfs.cpio");
-    std::fs::write(&path, archive(&entries)).expect("write initramfs");
-    path
+        None => common::Init::Tiny(tiny_init::build("KTSTR-SNAP-TINY ")),
+    };
+    common::initramfs(&dir.join("initramfs.cpio"), init)
 }
 
 /// Records when the first byte arrives.
@@ -131,17 +99,11 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
-#[test]
 fn kernel_snapshot_restores_five_times_and_keeps_working() {
-    if !kvm_available() {
-        return;
-    }
-    let Some(kernel) = kernel() else { return };
+    let _slot = vm_slot();
+    let kernel = test_env().kernel;
     let software = is_software_kvm();
-    let bb = if software { None } else { busybox() };
-    if !software && bb.is_none() {
-        return;
-    }
+    let bb = if software { None } else { Some(busybox()) };
     let dir = tempfile::tempdir().expect("tempdir");
     let initramfs = initramfs(dir.path(), bb.as_deref());
     let trigger = if software {
@@ -290,4 +252,15 @@ fn kernel_snapshot_restores_five_times_and_keeps_working() {
             info.taken_at + cold.timings.setup
         );
     }
+}
+
+fn main() -> std::process::ExitCode {
+    // Busybox only where guest user space runs (see the module doc).
+    let mut needs = vec![Need::Kvm, Need::Kernel];
+    if !is_software_kvm() {
+        needs.push(Need::Busybox);
+    }
+    let tests =
+        [ktstr_testenv::tests![&needs; kernel_snapshot_restores_five_times_and_keeps_working]];
+    ktstr_testenv::run(tests.into_iter().flatten().collect())
 }

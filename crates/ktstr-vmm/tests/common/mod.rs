@@ -1,8 +1,7 @@
 //! Helpers shared by the fast-tier tests: tiny guests assembled in the test
-//! with iced-x86, and the KVM presence policy.
+//! with iced-x86, and what the tests need (checked by `ktstr_testenv`).
 #![allow(dead_code)]
 
-pub mod cpio;
 pub mod tiny_init;
 
 use std::sync::{Arc, Mutex};
@@ -16,23 +15,35 @@ pub const COM2: u16 = 0x2f8;
 /// Port of the [`Recorder`] device the tests plug in.
 pub const RECORDER_PORT: u64 = 0x510;
 
-/// True when KVM is usable. Without it: fail under CI=true, skip loudly otherwise.
-pub fn kvm_available() -> bool {
-    if std::path::Path::new("/dev/kvm").exists() {
-        return true;
+#[allow(unused_imports)]
+pub use ktstr_testenv::{Need, test_env, vm_slot};
+
+/// The software KVM module this host's `/dev/kvm` comes from, if any: the
+/// one probe, `ktstr_vmm::compat::detect_host`.
+pub fn software_kvm_module() -> Option<&'static str> {
+    match ktstr_vmm::compat::detect_host() {
+        ktstr_vmm::compat::HostKvm::Software { module } => Some(module),
+        ktstr_vmm::compat::HostKvm::Hardware => None,
     }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("/dev/kvm is missing: the fast tier needs KVM (CI=true makes this a failure)");
-    }
-    eprintln!("SKIP: /dev/kvm is missing; this test needs KVM");
-    false
 }
 
 pub fn is_software_kvm() -> bool {
-    matches!(
-        ktstr_vmm::compat::detect_host(),
-        ktstr_vmm::compat::HostKvm::Software { .. }
-    )
+    software_kvm_module().is_some()
+}
+
+/// KVM that runs guest user space (ignored on software KVM, even in CI).
+pub fn hardware_kvm() -> Need {
+    Need::HardwareKvm {
+        software_module: software_kvm_module(),
+    }
+}
+
+/// Software KVM, for the tests of its compatibility layer (ignored on
+/// hardware KVM, even in CI).
+pub fn software_kvm() -> Need {
+    Need::SoftwareKvm {
+        software_module: software_kvm_module(),
+    }
 }
 
 /// Assembles 64-bit code placed at [`LOAD_ADDR`].
@@ -127,39 +138,40 @@ impl Recorder {
     }
 }
 
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
+/// Debian's static busybox ([`Need::Busybox`]).
+pub fn busybox() -> std::path::PathBuf {
+    ktstr_testenv::find_busybox().unwrap_or_else(|m| panic!("{m}"))
 }
 
-/// `found`, or: a failure under CI=true, a SKIP line otherwise.
-fn require(what: &str, found: Option<std::path::PathBuf>, how: &str) -> Option<std::path::PathBuf> {
-    if found.is_none() {
-        assert!(
-            !in_ci(),
-            "{what} is missing: {how} (CI=true makes this a failure)"
-        );
-        eprintln!("SKIP: {what} is missing: {how}");
+/// A newc initramfs at `path`: `/dev/console`, the usual mount points, and
+/// either busybox (`/bin/busybox`, `/bin/sh`) with `script` as `/init`, or
+/// the static `tiny` binary as `/init`.
+pub fn initramfs(path: &std::path::Path, init: Init<'_>) -> std::path::PathBuf {
+    let mut a = ktstr_initramfs::Archive::new();
+    for d in ["bin", "proc", "sys", "dev"] {
+        a.add_dir(d, 0o755).expect("initramfs dir");
     }
-    found
+    a.add_char_dev("dev/console", 0o600, 5, 1)
+        .expect("initramfs console");
+    match init {
+        Init::Busybox { busybox, script } => a
+            .add_host_file("bin/busybox", 0o755, busybox)
+            .and_then(|a| a.add_symlink("bin/sh", "busybox"))
+            .and_then(|a| a.add_file("init", 0o755, script.as_bytes())),
+        Init::Tiny(code) => a.add_file("init", 0o755, code),
+    }
+    .expect("initramfs init");
+    a.write_to(path).expect("write initramfs");
+    path.to_owned()
 }
 
-/// The kernel tier's kernel: `KTSTR_KERNEL`.
-pub fn kernel() -> Option<std::path::PathBuf> {
-    let found = std::env::var_os("KTSTR_KERNEL")
-        .map(std::path::PathBuf::from)
-        .filter(|p| p.exists());
-    require(
-        "the test kernel",
-        found,
-        "set KTSTR_KERNEL to a vmlinux or bzImage (see README)",
-    )
-}
-
-/// Debian's static busybox.
-pub fn busybox() -> Option<std::path::PathBuf> {
-    let found = ["/bin/busybox", "/usr/bin/busybox"]
-        .into_iter()
-        .map(std::path::PathBuf::from)
-        .find(|p| p.exists());
-    require("a static busybox", found, "apt-get install busybox-static")
+/// What an [`initramfs`] runs as `/init`.
+pub enum Init<'a> {
+    /// A busybox shell script.
+    Busybox {
+        busybox: &'a std::path::Path,
+        script: &'a str,
+    },
+    /// A static binary (see [`tiny_init`]).
+    Tiny(Vec<u8>),
 }
