@@ -3,6 +3,9 @@
 
 use std::path::Path;
 
+use ktstr_qemu::KvmKind;
+use ktstr_vmm::compat::{HostKvm, detect_host};
+
 use crate::BackendError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,15 +22,27 @@ pub struct Choice {
     pub reason: String,
 }
 
+/// What this host's `/dev/kvm` is: its presence, and the one software-KVM
+/// probe ([`ktstr_vmm::compat::detect_host`]). ktstr-qemu takes this as input.
+pub fn host_kvm() -> KvmKind {
+    if !Path::new("/dev/kvm").exists() {
+        return KvmKind::Absent;
+    }
+    match detect_host() {
+        HostKvm::Hardware => KvmKind::Hardware,
+        HostKvm::Software { module } => KvmKind::Software { module },
+    }
+}
+
 /// Reads `KTSTR_BACKEND` (`kvm|qemu-tcg|qemu-kvm|auto`, default auto).
 pub fn choose() -> Result<Choice, BackendError> {
     let value = std::env::var("KTSTR_BACKEND").unwrap_or_default();
-    choose_from(&value, Path::new("/dev/kvm"), Path::new("/sys/module"))
+    choose_from(&value, host_kvm())
 }
 
 /// `auto` picks ktstr-vmm only on hardware KVM: software KVM (kvm-pvm)
 /// cannot run guest user space, and without KVM there is only QEMU TCG.
-pub fn choose_from(value: &str, kvm_dev: &Path, sys_module: &Path) -> Result<Choice, BackendError> {
+pub fn choose_from(value: &str, kvm: KvmKind) -> Result<Choice, BackendError> {
     let explicit = |kind, what: &str| {
         Ok(Choice {
             kind,
@@ -38,21 +53,19 @@ pub fn choose_from(value: &str, kvm_dev: &Path, sys_module: &Path) -> Result<Cho
         "kvm" => explicit(BackendKind::Vmm, value),
         "qemu-tcg" => explicit(BackendKind::QemuTcg, value),
         "qemu-kvm" => explicit(BackendKind::QemuKvm, value),
-        "" | "auto" => Ok(if !kvm_dev.exists() {
-            Choice {
+        "" | "auto" => Ok(match kvm {
+            KvmKind::Absent => Choice {
                 kind: BackendKind::QemuTcg,
-                reason: format!("{} is missing", kvm_dev.display()),
-            }
-        } else if sys_module.join("kvm_pvm").exists() {
-            Choice {
+                reason: "/dev/kvm is missing".into(),
+            },
+            KvmKind::Software { module } => Choice {
                 kind: BackendKind::QemuTcg,
-                reason: "software KVM (kvm_pvm) cannot run guest user space".into(),
-            }
-        } else {
-            Choice {
+                reason: format!("software KVM ({module}) cannot run guest user space"),
+            },
+            KvmKind::Hardware => Choice {
                 kind: BackendKind::Vmm,
                 reason: "hardware KVM".into(),
-            }
+            },
         }),
         other => Err(BackendError::UnknownBackend(other.to_string())),
     }
@@ -64,38 +77,28 @@ mod tests {
 
     #[test]
     fn auto_and_explicit_choices() {
-        let dir = std::env::temp_dir().join(format!("ktstr-backend-choice-{}", std::process::id()));
-        let (kvm, modules) = (dir.join("kvm"), dir.join("module"));
-        std::fs::create_dir_all(&modules).expect("mkdir");
+        let pvm = KvmKind::Software { module: "kvm_pvm" };
         assert_eq!(
-            choose_from("auto", &kvm, &modules).expect("auto").kind,
+            choose_from("auto", KvmKind::Absent).expect("auto").kind,
             BackendKind::QemuTcg,
             "no /dev/kvm"
         );
-        std::fs::write(&kvm, b"").expect("fake dev");
         assert_eq!(
-            choose_from("", &kvm, &modules).expect("auto").kind,
+            choose_from("", KvmKind::Hardware).expect("auto").kind,
             BackendKind::Vmm,
             "hardware KVM"
         );
-        std::fs::create_dir_all(modules.join("kvm_pvm")).expect("mkdir");
-        let soft = choose_from("auto", &kvm, &modules).expect("auto");
+        let soft = choose_from("auto", pvm).expect("auto");
         assert_eq!(soft.kind, BackendKind::QemuTcg);
         assert!(soft.reason.contains("kvm_pvm"), "{}", soft.reason);
+        assert_eq!(choose_from("kvm", pvm).expect("kvm").kind, BackendKind::Vmm);
         assert_eq!(
-            choose_from("kvm", &kvm, &modules).expect("kvm").kind,
-            BackendKind::Vmm
-        );
-        assert_eq!(
-            choose_from("qemu-kvm", &kvm, &modules)
-                .expect("qemu-kvm")
-                .kind,
+            choose_from("qemu-kvm", pvm).expect("qemu-kvm").kind,
             BackendKind::QemuKvm
         );
         assert!(matches!(
-            choose_from("xen", &kvm, &modules),
+            choose_from("xen", pvm),
             Err(BackendError::UnknownBackend(_))
         ));
-        std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -7,7 +7,7 @@ mod guest;
 mod qemu;
 mod vmm;
 
-pub use choice::{BackendKind, Choice, choose, choose_from};
+pub use choice::{BackendKind, Choice, choose, choose_from, host_kvm};
 pub use guest::{BootSpec, Exit, Guest, Outcome};
 
 /// Why a guest could not be started or its run could not be collected.

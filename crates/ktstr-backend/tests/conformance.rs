@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use ktstr_backend::{BackendKind, BootSpec, Exit, boot};
 use ktstr_initramfs::Archive;
 use ktstr_testenv::{Missing, Need, Test, find_kernel, test_env, vm_slot};
-use ktstr_vmm::compat::{HostKvm, detect_host};
+use ktstr_vmm::compat::detect_host;
 use ktstr_wire::{Command, Message, VecDecoder, encode};
 
 /// `__START_KERNEL_map`: kernel image virtual = physical + this (no KASLR).
@@ -20,10 +20,7 @@ const START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
 
 /// The software KVM module behind `/dev/kvm`, if any (the one probe).
 fn software_kvm_module() -> Option<&'static str> {
-    match detect_host() {
-        HostKvm::Software { module } => Some(module),
-        HostKvm::Hardware => None,
-    }
+    detect_host().software_module()
 }
 
 fn software_kvm() -> bool {

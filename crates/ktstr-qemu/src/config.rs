@@ -39,18 +39,31 @@ pub struct AccelChoice {
     pub reason: String,
 }
 
+/// What the host's `/dev/kvm` is. ktstr-qemu does not probe for it: the
+/// caller passes what the one probe (`ktstr_vmm::compat::detect_host`, via
+/// `ktstr_backend::host_kvm`) found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KvmKind {
+    /// No `/dev/kvm`.
+    Absent,
+    /// Software KVM (e.g. kvm-pvm), named by its kernel module: it cannot
+    /// run guest user space.
+    Software {
+        /// The kernel module, e.g. `kvm_pvm`.
+        module: &'static str,
+    },
+    /// KVM with hardware virtualisation.
+    Hardware,
+}
+
 /// Picks KVM only where it can run guest user space; honours `KTSTR_BACKEND=qemu-tcg|qemu-kvm`.
-pub fn recommended_accel() -> AccelChoice {
+pub fn recommended_accel(kvm: KvmKind) -> AccelChoice {
     let env = std::env::var("KTSTR_BACKEND").ok();
-    choose_accel(
-        env.as_deref(),
-        Path::new("/dev/kvm").exists(),
-        Path::new("/sys/module/kvm_pvm").exists(),
-    )
+    choose_accel(env.as_deref(), kvm)
 }
 
 /// Pure decision behind [`recommended_accel`].
-pub fn choose_accel(env: Option<&str>, kvm_exists: bool, pvm_loaded: bool) -> AccelChoice {
+pub fn choose_accel(env: Option<&str>, kvm: KvmKind) -> AccelChoice {
     let choice = |accel, reason: String| AccelChoice { accel, reason };
     let mut note = String::new();
     match env {
@@ -61,21 +74,13 @@ pub fn choose_accel(env: Option<&str>, kvm_exists: bool, pvm_loaded: bool) -> Ac
         }
         _ => {}
     }
-    if !kvm_exists {
-        choice(Accel::Tcg, format!("/dev/kvm does not exist{note}"))
-    } else if pvm_loaded {
-        choice(
+    match kvm {
+        KvmKind::Absent => choice(Accel::Tcg, format!("/dev/kvm does not exist{note}")),
+        KvmKind::Software { module } => choice(
             Accel::Tcg,
-            format!(
-                "/dev/kvm is kvm-pvm (/sys/module/kvm_pvm exists): software nested KVM cannot \
-                 run guest user space{note}"
-            ),
-        )
-    } else {
-        choice(
-            Accel::Kvm,
-            format!("/dev/kvm exists and is not kvm-pvm{note}"),
-        )
+            format!("/dev/kvm is software KVM ({module}): it cannot run guest user space{note}"),
+        ),
+        KvmKind::Hardware => choice(Accel::Kvm, format!("/dev/kvm is hardware KVM{note}")),
     }
 }
 
@@ -269,20 +274,18 @@ mod tests {
 
     #[test]
     fn accel_choice() {
-        assert_eq!(choose_accel(None, true, false).accel, Accel::Kvm);
-        let c = choose_accel(None, true, true);
+        let pvm = KvmKind::Software { module: "kvm_pvm" };
+        assert_eq!(choose_accel(None, KvmKind::Hardware).accel, Accel::Kvm);
+        let c = choose_accel(None, pvm);
         assert_eq!(c.accel, Accel::Tcg);
         assert!(c.reason.contains("kvm_pvm"), "{}", c.reason);
-        assert_eq!(choose_accel(None, false, false).accel, Accel::Tcg);
+        assert_eq!(choose_accel(None, KvmKind::Absent).accel, Accel::Tcg);
+        assert_eq!(choose_accel(Some("qemu-kvm"), pvm).accel, Accel::Kvm);
         assert_eq!(
-            choose_accel(Some("qemu-kvm"), false, true).accel,
-            Accel::Kvm
-        );
-        assert_eq!(
-            choose_accel(Some("qemu-tcg"), true, false).accel,
+            choose_accel(Some("qemu-tcg"), KvmKind::Hardware).accel,
             Accel::Tcg
         );
-        let c = choose_accel(Some("native"), true, false);
+        let c = choose_accel(Some("native"), KvmKind::Hardware);
         assert_eq!(c.accel, Accel::Kvm);
         assert!(c.reason.contains("ignored"), "{}", c.reason);
     }

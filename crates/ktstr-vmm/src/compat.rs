@@ -30,9 +30,20 @@ pub enum HostKvm {
     },
 }
 
+impl HostKvm {
+    /// The software KVM module, or `None` on hardware KVM.
+    pub fn software_module(&self) -> Option<&'static str> {
+        match self {
+            HostKvm::Hardware => None,
+            HostKvm::Software { module } => Some(module),
+        }
+    }
+}
+
 /// Kernel modules that provide KVM without hardware virtualization.
 const SOFTWARE_KVM_MODULES: &[&str] = &["kvm_pvm"];
 
+/// The one probe for software KVM (kvm-pvm): every crate and test asks it.
 pub fn detect_host() -> HostKvm {
     detect_host_in(Path::new("/sys/module"))
 }

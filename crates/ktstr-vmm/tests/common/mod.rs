@@ -21,10 +21,7 @@ pub use ktstr_testenv::{Need, test_env, vm_slot};
 /// The software KVM module this host's `/dev/kvm` comes from, if any: the
 /// one probe, `ktstr_vmm::compat::detect_host`.
 pub fn software_kvm_module() -> Option<&'static str> {
-    match ktstr_vmm::compat::detect_host() {
-        ktstr_vmm::compat::HostKvm::Software { module } => Some(module),
-        ktstr_vmm::compat::HostKvm::Hardware => None,
-    }
+    ktstr_vmm::compat::detect_host().software_module()
 }
 
 pub fn is_software_kvm() -> bool {
