@@ -4,28 +4,34 @@
 
 use std::process::Command;
 
-#[test]
+use ktstr_testenv::{Missing, Need};
+
+/// `unshare --pid` works here (an unprivileged container cannot).
+fn pid_namespaces() -> Result<(), Missing> {
+    let out = Command::new("unshare")
+        .args(["--pid", "--fork", "--kill-child", "true"])
+        .output()
+        .map_err(|e| Missing::new("unshare", format!("install util-linux ({e})")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(Missing::new(
+            "the privilege to create PID namespaces",
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ))
+    }
+}
+
 fn pid1_without_ktstr_init_runs_main() {
     let exe = std::env::current_exe().expect("current_exe");
-    let out = match Command::new("unshare")
+    let out = Command::new("unshare")
         .args(["--pid", "--fork", "--kill-child"])
         .arg(&exe)
         .args(["--list", "--format", "terse"])
         .env_remove("KTSTR_INIT")
         .output()
-    {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("SKIP pid1_without_ktstr_init_runs_main: unshare: {e}");
-            return;
-        }
-    };
+        .expect("run unshare");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() && stderr.contains("unshare failed") {
-        // No privilege for PID namespaces (unprivileged container).
-        eprintln!("SKIP pid1_without_ktstr_init_runs_main: {stderr}");
-        return;
-    }
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(
@@ -41,7 +47,6 @@ unsafe extern "C" {
     static __init_array_end: [usize; 0];
 }
 
-#[test]
 fn the_hook_is_in_the_loaded_init_array() {
     // `PID1_HOOK` is a `#[used]` static in an rlib dependency: unless the
     // linker kept it, the C runtime would never call it and no guest could
@@ -59,4 +64,12 @@ fn the_hook_is_in_the_loaded_init_array() {
         "hook {hook:#x} not in .init_array {entries:x?}"
     );
     assert!(!ktstr_guest::init::should_run_as_init());
+}
+
+fn main() -> std::process::ExitCode {
+    let tests = [
+        ktstr_testenv::tests![&[Need::Probe(pid_namespaces)]; pid1_without_ktstr_init_runs_main],
+        ktstr_testenv::tests![&[]; the_hook_is_in_the_loaded_init_array],
+    ];
+    ktstr_testenv::run(tests.into_iter().flatten().collect())
 }

@@ -59,7 +59,6 @@ fn as_map(v: Vec<(String, Member)>) -> BTreeMap<String, Member> {
     v.into_iter().collect()
 }
 
-#[test]
 fn entries_round_trip_sorted_and_deterministic() {
     let build = || {
         let mut a = Archive::new();
@@ -111,7 +110,6 @@ fn entries_round_trip_sorted_and_deterministic() {
     assert_eq!(inos.len(), m.len(), "unique inodes");
 }
 
-#[test]
 fn typed_errors() {
     let mut a = Archive::new();
     a.add_file("bin/x", 0o755, vec![]).unwrap();
@@ -148,7 +146,6 @@ fn typed_errors() {
 
 /// A copy of this test binary whose DT_NEEDED names a library that exists
 /// nowhere: patch the first needed string in place to the same length.
-#[test]
 fn missing_library_is_named() {
     let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
     let needle = b"libc.so.6\0";
@@ -170,7 +167,6 @@ fn missing_library_is_named() {
     }
 }
 
-#[test]
 fn packs_this_test_binary_with_loader_and_libc() {
     let exe = std::env::current_exe().unwrap();
     let mut a = Archive::new();
@@ -200,15 +196,18 @@ fn packs_this_test_binary_with_loader_and_libc() {
     a.add_elf_with_libs("bin/selftest2", &exe).unwrap();
 }
 
-#[test]
 fn static_binary_adds_only_itself() {
-    let busybox = std::path::Path::new("/bin/busybox");
-    if !busybox.is_file() {
-        eprintln!("SKIP: /bin/busybox (busybox-static) not installed");
-        return;
-    }
+    let busybox = std::path::Path::new(ktstr_testenv::BUSYBOX);
     let mut a = Archive::new();
     a.add_elf_with_libs("bin/busybox", busybox).unwrap();
     let names: Vec<&str> = a.entries().map(|(n, _)| n).collect();
     assert_eq!(names, ["bin", "bin/busybox"]);
+}
+
+fn main() -> std::process::ExitCode {
+    let tests = [
+        ktstr_testenv::tests![&[ktstr_testenv::Need::Busybox]; static_binary_adds_only_itself],
+        ktstr_testenv::tests![&[]; entries_round_trip_sorted_and_deterministic, typed_errors, missing_library_is_named, packs_this_test_binary_with_loader_and_libc],
+    ];
+    ktstr_testenv::run(tests.into_iter().flatten().collect())
 }

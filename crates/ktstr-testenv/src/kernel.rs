@@ -31,11 +31,13 @@ pub fn kernel_cache_path() -> Option<PathBuf> {
     Some(base.join("ktstr").join("vmlinux"))
 }
 
-/// `KTSTR_KERNEL` (which must then exist), else [`kernel_cache_path`].
+/// `KTSTR_KERNEL` (which must then exist), else [`kernel_cache_path`]. An
+/// empty `KTSTR_KERNEL` counts as unset (`.ci/run` exports it empty when it
+/// found no kernel).
 pub fn find_kernel() -> Result<PathBuf, Missing> {
     const HOW: &str = "set KTSTR_KERNEL to a sched_ext-capable vmlinux/bzImage \
                        (build one with `kernel/build.sh SRC OUT`)";
-    if let Some(k) = std::env::var_os("KTSTR_KERNEL") {
+    if let Some(k) = std::env::var_os("KTSTR_KERNEL").filter(|k| !k.is_empty()) {
         let k = PathBuf::from(k);
         return if k.is_file() {
             Ok(k)
