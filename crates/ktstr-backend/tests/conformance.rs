@@ -374,60 +374,40 @@ fn needs(kind: BackendKind, user_space: bool, slow_boot: bool) -> Vec<Need> {
     needs
 }
 
-macro_rules! conformance {
-    ($module:ident, $kind:expr) => {
-        mod $module {
-            use super::*;
+/// A case of the suite: its name, what it needs, and its body.
+type Case = (&'static str, Vec<Need>, fn(BackendKind));
 
-            /// This backend's half of the suite, named `<module>::<case>`.
-            pub fn tests() -> Vec<Test> {
-                let name = |case: &str| format!("{}::{case}", stringify!($module));
-                let kind = $kind;
-                vec![
-                    Test::new(
-                        name("boots_to_init_and_reboots"),
-                        &needs(kind, false, true),
-                        move || super::boots_to_init_and_reboots(kind),
-                    ),
-                    // The guest's echo loop is user space.
-                    Test::new(
-                        name("wire_round_trip"),
-                        &needs(kind, true, false),
-                        move || super::wire_round_trip(kind),
-                    ),
-                    Test::new(
-                        name("reads_guest_memory"),
-                        &[needs(kind, false, false), vec![Need::Probe(kernel_symbols)]].concat(),
-                        move || super::reads_guest_memory(kind),
-                    ),
-                    Test::new(
-                        name("kill_ends_the_run"),
-                        &needs(kind, false, false),
-                        move || super::kill_ends_the_run(kind),
-                    ),
-                    Test::new(
-                        name("deadline_ends_the_run"),
-                        &needs(kind, false, false),
-                        move || super::deadline_ends_the_run(kind),
-                    ),
-                    Test::new(
-                        name("topology_1n1l2c1t"),
-                        &needs(kind, false, true),
-                        move || super::topology_seen_by_guest(kind, "1n1l2c1t"),
-                    ),
-                    Test::new(
-                        name("topology_2n2l1c1t"),
-                        &needs(kind, false, true),
-                        move || super::topology_seen_by_guest(kind, "2n2l1c1t"),
-                    ),
-                ]
-            }
-        }
-    };
+/// One backend's half of the suite, each case named `<module>::<case>`.
+fn suite(module: &str, kind: BackendKind) -> Vec<Test> {
+    let plain = needs(kind, false, false);
+    let slow = needs(kind, false, true);
+    let cases: [Case; 7] = [
+        (
+            "boots_to_init_and_reboots",
+            slow.clone(),
+            boots_to_init_and_reboots,
+        ),
+        // The guest's echo loop is user space.
+        ("wire_round_trip", needs(kind, true, false), wire_round_trip),
+        (
+            "reads_guest_memory",
+            [plain.clone(), vec![Need::Probe(kernel_symbols)]].concat(),
+            reads_guest_memory,
+        ),
+        ("kill_ends_the_run", plain.clone(), kill_ends_the_run),
+        ("deadline_ends_the_run", plain, deadline_ends_the_run),
+        ("topology_1n1l2c1t", slow.clone(), |k| {
+            topology_seen_by_guest(k, "1n1l2c1t")
+        }),
+        ("topology_2n2l1c1t", slow, |k| {
+            topology_seen_by_guest(k, "2n2l1c1t")
+        }),
+    ];
+    cases
+        .into_iter()
+        .map(|(case, needs, run)| Test::new(format!("{module}::{case}"), &needs, move || run(kind)))
+        .collect()
 }
-
-conformance!(qemu_tcg, BackendKind::QemuTcg);
-conformance!(vmm, BackendKind::Vmm);
 
 fn main() -> std::process::ExitCode {
     // The rest of the kernel-tier presets (LLCs as dies, SMT) on QEMU TCG,
@@ -439,8 +419,8 @@ fn main() -> std::process::ExitCode {
             move || topology_seen_by_guest(BackendKind::QemuTcg, topo),
         )
     });
-    let mut tests = qemu_tcg::tests();
-    tests.extend(vmm::tests());
+    let mut tests = suite("qemu_tcg", BackendKind::QemuTcg);
+    tests.extend(suite("vmm", BackendKind::Vmm));
     tests.extend(presets);
     ktstr_testenv::run(tests)
 }
