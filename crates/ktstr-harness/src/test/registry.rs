@@ -11,8 +11,10 @@
 //! harness = false
 //! ```
 //!
-//! ```ignore
-//! fn main() -> std::process::ExitCode { ktstr_harness::test::test_main() }
+//! ```no_run
+//! fn main() -> std::process::ExitCode {
+//!     ktstr_harness::test::test_main()
+//! }
 //! ```
 
 use std::process::ExitCode;
