@@ -36,7 +36,7 @@ pub enum BackendError {
         reason: String,
     },
     #[error("invalid topology: {0}")]
-    Topology(#[from] ktstr_vmm::topology::TopologyError),
+    Topology(#[from] ktstr_topology::TopologyError),
     #[error("the VM thread ended without an outcome")]
     Lost,
 }

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use ktstr_qemu::{Accel, AfterSnapshot, ExitKind, NumaNode, QemuBuilder, Topology};
-use ktstr_vmm::topology::NumaTopology;
+use ktstr_topology::NumaTopology;
 
 use crate::BackendError;
 use crate::guest::{BootSpec, Exit, Guest, Outcome, panic_or};
@@ -117,17 +117,17 @@ pub(crate) fn qemu_topology(t: &NumaTopology, memory_mib: u64) -> Result<Topolog
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ktstr_vmm::topology::{DistanceMatrix, NodeSpec};
+    use ktstr_topology::{DistanceMatrix, NodeSpec};
 
     #[test]
     fn nodes_become_sockets_and_llcs_dies() {
-        let t: ktstr_vmm::topology::Topology = "2n4l2c2t".parse().unwrap();
+        let t: ktstr_topology::Topology = "2n4l2c2t".parse().unwrap();
         let q = qemu_topology(&t.to_numa().unwrap(), 512).unwrap();
         assert_eq!((q.sockets, q.dies, q.cores, q.threads), (2, 2, 2, 2));
         assert_eq!(q.numa_nodes[1].cpus, (8..16).collect::<Vec<_>>());
         assert_eq!(q.numa_nodes[0].memory_mib, 256);
         assert_eq!(q.distances, [vec![10, 20], vec![20, 10]]);
-        let flat: ktstr_vmm::topology::Topology = "1n1l2c1t".parse().unwrap();
+        let flat: ktstr_topology::Topology = "1n1l2c1t".parse().unwrap();
         let q = qemu_topology(&flat.to_numa().unwrap(), 256).unwrap();
         assert!(q.numa_nodes.is_empty());
         assert_eq!(q.validate(), Ok(2));

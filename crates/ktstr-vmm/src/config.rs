@@ -11,8 +11,8 @@ use crate::devices::virtio::console::ConsoleSender;
 use crate::error::{Result, VmmError};
 use crate::layout;
 use crate::snapshot::{SnapshotPlan, SnapshotTrigger};
-use crate::topology::NumaTopology;
 use crate::vm::Vm;
+use ktstr_topology::NumaTopology;
 
 /// Default guest memory when the caller sets none.
 pub const DEFAULT_MEMORY_MIB: u64 = 256;

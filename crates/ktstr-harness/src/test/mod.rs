@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ktstr_vmm::topology::{LinuxView, NumaTopology, Topology};
+use ktstr_topology::{LinuxView, NumaTopology, Topology};
 use ktstr_workload::report::TestResult;
 use ktstr_workload::{GuestTopology, Scenario, ScenarioReport, Thresholds, Verdict, evaluate};
 

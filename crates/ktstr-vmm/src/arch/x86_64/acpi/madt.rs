@@ -7,7 +7,7 @@ use zerocopy::{Immutable, IntoBytes, KnownLayout};
 
 use super::sdt;
 use crate::layout;
-use crate::topology::{MAX_XAPIC_ID, NumaTopology};
+use ktstr_topology::{MAX_XAPIC_ID, NumaTopology};
 
 const MADT_REVISION: u8 = 5;
 const PCAT_COMPAT: u32 = 1;

@@ -5,7 +5,7 @@ use zerocopy::{Immutable, IntoBytes, KnownLayout};
 
 use super::sdt;
 use crate::layout::{self, MIB};
-use crate::topology::NumaTopology;
+use ktstr_topology::NumaTopology;
 
 const SRAT_REVISION: u8 = 3;
 const SLIT_REVISION: u8 = 1;

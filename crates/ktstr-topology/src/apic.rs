@@ -1,4 +1,7 @@
-//! APIC ID bit fields derived from a topology. From the low bits up:
+//! APIC ID bit fields derived from a topology. The layout lives here, not in
+//! ktstr-vmm, because it is arithmetic on the shape that shape validation
+//! needs (IDs must fit 32 bits); ktstr-vmm generates MADT and CPUID from it.
+//! From the low bits up:
 //! thread, core, LLC (within its node), node (= package). Each field is
 //! ceil(log2(count)) bits wide, so IDs are sparse when a count is not a
 //! power of two; this is how hardware lays them out and what CPUID shifts
