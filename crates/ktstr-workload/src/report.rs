@@ -6,9 +6,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cpuset::format_cpu_list;
 use crate::runner::ScenarioReport;
 use crate::verdict::{Verdict, spread_pct};
+use ktstr_topology::format_cpu_list;
 
 /// Writing the JSON result failed.
 #[derive(Debug, thiserror::Error)]

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::cgroup::{CgroupError, CgroupTree, Controllers, cgroup2_mount};
-use crate::cpuset::{GuestTopology, ResolveError};
+use ktstr_topology::GuestTopology;
+
+use crate::cpuset::{ResolveCpuset, ResolveError};
 use crate::scx::{ScxObservation, sample};
 use crate::spec::{CgroupSpec, CpusetSpec, Op, Scenario, SpecError, WorkKind, total_workers};
 use crate::worker::{
