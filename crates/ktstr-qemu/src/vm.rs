@@ -20,7 +20,7 @@ use crate::process::{KillHandle, QemuProcess};
 use crate::qmp::{self, QmpCommands, QmpEvent};
 use crate::snapshot::{self, AfterSnapshot, QemuSnapshot};
 use crate::stale;
-use crate::topology::Topology;
+use ktstr_topology::NumaTopology;
 
 /// Fluent front end over [`QemuConfig`] plus the live COM1/COM2 sinks.
 pub struct QemuBuilder {
@@ -61,7 +61,7 @@ impl QemuBuilder {
         self
     }
 
-    pub fn topology(mut self, t: Topology) -> Self {
+    pub fn topology(mut self, t: NumaTopology) -> Self {
         self.config.topology = Some(t);
         self
     }
@@ -220,7 +220,7 @@ impl RunningVm {
             .tempdir()
             .map_err(|e| Error::io("create socket directory", e))?;
         let memory_files = cfg
-            .memory_segments_mib()
+            .memory_segments_mib()?
             .into_iter()
             .map(|mib| Ok((shm_file(dir.path(), mib << 20)?, (mib << 20) as usize)))
             .collect::<Result<Vec<_>>>()?;
