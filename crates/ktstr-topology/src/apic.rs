@@ -7,6 +7,8 @@
 //! power of two; this is how hardware lays them out and what CPUID shifts
 //! describe.
 
+use crate::TopologyError;
+
 /// Highest APIC ID the legacy xAPIC (and the MADT's type-0 entry) can name;
 /// 0xff is the broadcast ID.
 pub const MAX_XAPIC_ID: u32 = 254;
@@ -53,6 +55,14 @@ impl ApicLayout {
 
     pub fn total_bits(&self) -> u32 {
         self.node_shift() + self.node_bits
+    }
+
+    /// IDs must fit the 32 bits of an x2APIC ID.
+    pub fn check_width(&self) -> Result<(), TopologyError> {
+        match self.total_bits() {
+            bits if bits > 32 => Err(TopologyError::ApicIdTooWide { bits }),
+            _ => Ok(()),
+        }
     }
 
     /// The APIC ID of (node, LLC within node, core, thread). Callers keep

@@ -3,6 +3,17 @@
 
 use crate::{ApicLayout, CpuLoc, DistanceMatrix, MAX_XAPIC_ID, TopologyError};
 
+/// `vcpus` within `max` (e.g. KVM's max vCPUs).
+pub(crate) fn check_vcpus(vcpus: u64, max: u32) -> Result<(), TopologyError> {
+    if vcpus > u64::from(max) {
+        return Err(TopologyError::TooManyVcpus {
+            vcpus,
+            max: u64::from(max),
+        });
+    }
+    Ok(())
+}
+
 /// One NUMA node of a non-uniform topology. `memory_mib: None` on every
 /// node splits the VM's memory evenly.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,23 +64,12 @@ impl NumaTopology {
                 nodes: self.nodes.len(),
             });
         }
-        let bits = self.apic_layout().total_bits();
-        if bits > 32 {
-            return Err(TopologyError::ApicIdTooWide { bits });
-        }
-        Ok(())
+        self.apic_layout().check_width()
     }
 
     pub fn validate(&self, max_vcpus: u32) -> Result<(), TopologyError> {
         self.check()?;
-        let vcpus = self.vcpus_u64();
-        if vcpus > u64::from(max_vcpus) {
-            return Err(TopologyError::TooManyVcpus {
-                vcpus,
-                max: u64::from(max_vcpus),
-            });
-        }
-        Ok(())
+        check_vcpus(self.vcpus_u64(), max_vcpus)
     }
 
     fn per_llc(&self) -> u64 {

@@ -5,6 +5,7 @@
 //! then node. With `1n2l2c2t`, vCPUs 0-1 are the two threads of core 0 of
 //! LLC 0 and vCPUs 4-7 are LLC 1. Each NUMA node is one package (socket).
 
+use crate::numa::check_vcpus;
 use crate::{ApicLayout, DistanceMatrix, MAX_XAPIC_ID, NodeSpec, NumaTopology, TopologyError};
 
 /// Where one vCPU sits. `llc` is the machine-wide LLC index, `llc_in_node`
@@ -61,11 +62,7 @@ impl Topology {
                 nodes: self.numa_nodes,
             });
         }
-        let bits = self.apic_layout().total_bits();
-        if bits > 32 {
-            return Err(TopologyError::ApicIdTooWide { bits });
-        }
-        Ok(())
+        self.apic_layout().check_width()
     }
 
     /// [`Self::check`] plus a vCPU limit (e.g. KVM's max vCPUs).
@@ -73,13 +70,7 @@ impl Topology {
         self.check()?;
         let vcpus =
             u64::from(self.llcs) * u64::from(self.cores_per_llc) * u64::from(self.threads_per_core);
-        if vcpus > u64::from(max_vcpus) {
-            return Err(TopologyError::TooManyVcpus {
-                vcpus,
-                max: u64::from(max_vcpus),
-            });
-        }
-        Ok(())
+        check_vcpus(vcpus, max_vcpus)
     }
 
     /// Saturates rather than overflows on unvalidated input.
