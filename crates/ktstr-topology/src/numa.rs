@@ -23,7 +23,7 @@ pub struct NodeSpec {
 }
 
 /// A topology whose nodes may differ in LLC count and memory, with a
-/// distance matrix. Numbering and APIC layout follow [`Topology`]; the LLC
+/// distance matrix. Numbering and APIC layout follow [`Topology`](crate::Topology); the LLC
 /// field is sized for the largest node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NumaTopology {
