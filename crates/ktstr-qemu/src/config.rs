@@ -3,9 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::error::{Error, Result};
 use ktstr_topology::NumaTopology;
 
+use crate::error::{Error, Result};
 use crate::topology::{self, Machine, ShapeError};
 
 /// Largest guest RAM accepted: microvm maps RAM from 0 up to the 3 GiB PCI/MMIO hole, and

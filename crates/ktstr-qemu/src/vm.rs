@@ -10,6 +10,8 @@ use std::sync::mpsc::{Receiver, channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use ktstr_topology::NumaTopology;
+
 use crate::chardev::{self, AcceptError, Capture, PortSender};
 use crate::command::{RunPaths, build_args};
 use crate::config::{Accel, QemuConfig, host_tsc_khz};
@@ -20,7 +22,6 @@ use crate::process::{KillHandle, QemuProcess};
 use crate::qmp::{self, QmpCommands, QmpEvent};
 use crate::snapshot::{self, AfterSnapshot, QemuSnapshot};
 use crate::stale;
-use ktstr_topology::NumaTopology;
 
 /// Fluent front end over [`QemuConfig`] plus the live COM1/COM2 sinks.
 pub struct QemuBuilder {

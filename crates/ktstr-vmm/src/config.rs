@@ -5,6 +5,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ktstr_topology::NumaTopology;
+
 use crate::compat::CompatMode;
 use crate::devices::bus::{IoDevice, IoSpace};
 use crate::devices::virtio::console::ConsoleSender;
@@ -12,7 +14,6 @@ use crate::error::{Result, VmmError};
 use crate::layout;
 use crate::snapshot::{SnapshotPlan, SnapshotTrigger};
 use crate::vm::Vm;
-use ktstr_topology::NumaTopology;
 
 /// Default guest memory when the caller sets none.
 pub const DEFAULT_MEMORY_MIB: u64 = 256;

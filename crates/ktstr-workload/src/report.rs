@@ -4,11 +4,11 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
 
+use ktstr_topology::format_cpu_list;
 use serde::{Deserialize, Serialize};
 
 use crate::runner::ScenarioReport;
 use crate::verdict::{Verdict, spread_pct};
-use ktstr_topology::format_cpu_list;
 
 /// Writing the JSON result failed.
 #[derive(Debug, thiserror::Error)]

@@ -7,9 +7,8 @@
 
 use std::collections::BTreeSet;
 
-use serde::{Deserialize, Serialize};
-
 use ktstr_topology::GuestTopology;
+use serde::{Deserialize, Serialize};
 
 use crate::cpuset::{ResolveCpuset, ResolveError};
 

@@ -8,8 +8,9 @@ mod madt;
 pub(crate) mod sdt;
 mod srat;
 
-use crate::layout::{self, MIB};
 use ktstr_topology::{NumaTopology, TopologyError};
+
+use crate::layout::{self, MIB};
 
 pub const RSDP_ADDR: u64 = 0xe_0000;
 /// Tables follow the RSDP up to the end of low memory.
