@@ -9,6 +9,7 @@ mod vmm;
 
 pub use choice::{BackendKind, Choice, choose, choose_from, host_kvm};
 pub use guest::{BootSpec, Exit, Guest, Outcome};
+pub use ktstr_qemu::KvmKind;
 
 /// Why a guest could not be started or its run could not be collected.
 #[derive(Debug, thiserror::Error)]
@@ -25,18 +26,11 @@ pub enum BackendError {
         len: usize,
         reason: String,
     },
-    #[error("the {backend} backend cannot express this topology: {reason}")]
-    TopologyUnsupported {
-        backend: &'static str,
-        reason: String,
-    },
     #[error("the {backend} backend cannot snapshot here: {reason}")]
     SnapshotUnsupported {
         backend: &'static str,
         reason: String,
     },
-    #[error("invalid topology: {0}")]
-    Topology(#[from] ktstr_vmm::topology::TopologyError),
     #[error("the VM thread ended without an outcome")]
     Lost,
 }

@@ -309,7 +309,7 @@ fn deadline_ends_the_run(kind: BackendKind) {
 fn topology_seen_by_guest(kind: BackendKind, text: &str) {
     let kernel = test_env().kernel;
     let topo = text
-        .parse::<ktstr_vmm::topology::Topology>()
+        .parse::<ktstr_topology::Topology>()
         .and_then(|t| t.to_numa())
         .expect("topology");
     let _slot = vm_slot();

@@ -52,9 +52,11 @@ pub enum VmmError {
     #[error("{vcpus} vCPUs configured but the topology has {topology}")]
     TopologyVcpus { vcpus: usize, topology: u32 },
     #[error("invalid topology: {0}")]
-    Topology(#[from] crate::topology::TopologyError),
+    Topology(#[from] ktstr_topology::TopologyError),
     #[error("cannot build the vCPU CPUID: {0}")]
     Cpuid(String),
+    #[error("cannot build the topology's CPUID leaves: {0}")]
+    CpuidTopology(#[from] crate::topology::CpuidError),
     #[error("cannot build ACPI tables: {0}")]
     Acpi(#[from] crate::topology::AcpiError),
     #[error("the VM deadline must be longer than zero")]

@@ -169,7 +169,7 @@ fn every_vcpu_starts_with_its_own_index() {
 
 fn topology_vcpus_get_their_apic_ids() {
     // Three cores per LLC leave a gap in the APIC IDs (core field is 2 bits).
-    let topo: ktstr_vmm::topology::Topology = "2n2l3c1t".parse().expect("topology");
+    let topo: ktstr_topology::Topology = "2n2l3c1t".parse().expect("topology");
     let topo = topo.to_numa().expect("numa");
     let vcpus = topo.vcpus() as usize;
     let recorder = Recorder {

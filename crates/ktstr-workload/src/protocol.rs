@@ -6,7 +6,8 @@
 
 use std::path::Path;
 
-use crate::cpuset::{GuestTopology, TopologyError};
+use ktstr_topology::{GuestTopology, TopologyError};
+
 use crate::runner::{RunError, RunOptions, ScenarioReport, run_scenario};
 use crate::spec::{Scenario, total_workers};
 

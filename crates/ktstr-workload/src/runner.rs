@@ -11,10 +11,11 @@ use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use ktstr_topology::GuestTopology;
 use serde::{Deserialize, Serialize};
 
 use crate::cgroup::{CgroupError, CgroupTree, Controllers, cgroup2_mount};
-use crate::cpuset::{GuestTopology, ResolveError};
+use crate::cpuset::{ResolveCpuset, ResolveError};
 use crate::scx::{ScxObservation, sample};
 use crate::spec::{CgroupSpec, CpusetSpec, Op, Scenario, SpecError, WorkKind, total_workers};
 use crate::worker::{

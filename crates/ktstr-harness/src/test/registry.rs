@@ -21,7 +21,6 @@ use std::process::ExitCode;
 
 use ktstr_backend::BackendKind;
 use ktstr_testenv::{Missing, Need, Test};
-use ktstr_vmm::compat::detect_host;
 
 use super::KtstrTest;
 
@@ -54,7 +53,7 @@ fn unknown_backend() -> Result<(), Missing> {
 
 /// What the backend `ktstr_backend::choose` picks needs on this host.
 pub fn backend_needs() -> Vec<Need> {
-    let software_module = detect_host().software_module();
+    let software_module = ktstr_backend::host_kvm().software_module();
     match ktstr_backend::choose().map(|c| c.kind) {
         // The guest init is user space: ktstr-vmm needs hardware KVM semantics.
         Ok(BackendKind::Vmm) => vec![Need::HardwareKvm { software_module }],

@@ -143,7 +143,8 @@ fn to_leaves(cpuid: &CpuId) -> Vec<CpuidLeaf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::topology::{Topology, cpuid_for_vcpu, decode};
+    use crate::topology::{cpuid_for_vcpu, decode};
+    use ktstr_topology::Topology;
 
     fn host(vendor: &[u8; 12]) -> CpuId {
         let word =
