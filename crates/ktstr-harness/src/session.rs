@@ -7,10 +7,8 @@ use std::time::{Duration, Instant};
 use ktstr_backend::{BackendKind, BootSpec, Exit as BackendExit, Guest, Outcome};
 use ktstr_guest::init::INIT_ENV;
 use ktstr_guest::init::panic::PANIC_PREFIX;
-use ktstr_guest::proto::{
-    EXIT_KIND_KERNEL, ExecRequest, ProcExit, Reply, Request, StartScheduler, StopScheduler,
-};
-use ktstr_wire::{ByteStr, Command, RunStep, SchedState, encode};
+use ktstr_guest::proto::{ExecRequest, ProcExit, Reply, Request, StartScheduler, StopScheduler};
+use ktstr_wire::{ByteStr, Command, RunStep, SchedExitKind, SchedState, encode};
 
 use crate::compress::Compression;
 use crate::error::HarnessError;
@@ -590,7 +588,7 @@ impl Session {
             String::from_utf8_lossy(&o),
             String::from_utf8_lossy(&er)
         );
-        if e.exit_kind == EXIT_KIND_KERNEL {
+        if e.exit_kind == SchedExitKind::Kernel {
             HarnessError::SchedulerKicked {
                 name: e.name,
                 reason: e.reason,

@@ -65,8 +65,7 @@ mod vm;
 pub use config::{DEFAULT_CMDLINE, GuestImage, VmBuilder, VmConfig};
 pub use devices::bus::{IoAction, IoDevice, IoSpace};
 pub use devices::virtio::console::{
-    BULK_PORT_NAME, ConsoleHost, ConsoleSender, ConsoleStats, PORT_BULK, PORT_CONSOLE,
-    console as virtio_console,
+    ConsoleHost, ConsoleSender, ConsoleStats, PORT_BULK, PORT_CONSOLE, console as virtio_console,
 };
 pub use error::{Result, VmmError};
 pub use outcome::{ExitKind, Outcome, ShimUse, Timings};

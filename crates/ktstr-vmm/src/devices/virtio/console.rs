@@ -19,7 +19,6 @@ pub const DEVICE_TYPE_CONSOLE: u32 = 3;
 const F_MULTIPORT: u64 = 1 << 1;
 pub const PORT_CONSOLE: u32 = 0;
 pub const PORT_BULK: u32 = 1;
-pub const BULK_PORT_NAME: &str = "ktstr.bulk";
 const PORTS: usize = 2;
 const QUEUE_SIZE: u16 = 256;
 /// Queue order with MULTIPORT: port0 rx/tx, control rx/tx, port1 rx/tx.
@@ -278,7 +277,7 @@ impl Console {
                     PORT_BULK,
                     PORT_NAME,
                     0,
-                    BULK_PORT_NAME.as_bytes(),
+                    ktstr_wire::BULK_PORT_NAME.as_bytes(),
                 ));
                 self.pending_control
                     .push_back(control_message(PORT_BULK, PORT_OPEN, 1, &[]));
