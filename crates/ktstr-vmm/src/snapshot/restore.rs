@@ -15,7 +15,7 @@ use crate::compat::CompatProfile;
 use crate::config::VmConfig;
 use crate::devices::bus::{Bus, IoSpace};
 use crate::devices::{control, serial};
-use crate::error::{Result, VmmError, kvm_op};
+use crate::error::{ConfigError, Result, kvm_op};
 use crate::vcpu::state::RunState;
 use crate::vm::{Vm, create_vm_fd, register_memory};
 
@@ -102,7 +102,7 @@ impl Vm {
         }
         pio.restore_states(&machine.pio)
             .and_then(|()| mmio.restore_states(&machine.mmio))
-            .map_err(SnapshotError::DeviceMismatch)?;
+            .map_err(SnapshotError::from)?;
 
         let mut vcpus = Vec::with_capacity(vcpu_count);
         for index in 0..vcpu_count {
@@ -130,7 +130,7 @@ impl Vm {
             ..VmConfig::default()
         };
         if config.deadline.is_zero() {
-            return Err(VmmError::ZeroDeadline);
+            return Err(ConfigError::ZeroDeadline.into());
         }
         let compat = CompatProfile {
             active: machine.meta.compat_active,
