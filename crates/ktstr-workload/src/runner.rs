@@ -554,7 +554,7 @@ impl Run<'_> {
                         pid: w.handle.pid(),
                         ..ChildReport::default()
                     };
-                    self.telemetry(&w, r, Some(why))
+                    self.telemetry(&w, r, Some(why.to_string()))
                 }
             };
             self.done.push(t);
