@@ -35,6 +35,7 @@ pub mod verdict;
 pub mod worker;
 
 pub use cpuset::GuestTopology;
-pub use runner::{RunError, RunOptions, ScenarioReport, WorkerTelemetry, run_scenario};
+pub use report::{ScenarioReport, WorkerTelemetry};
+pub use runner::{RunError, RunOptions, run_scenario};
 pub use spec::{CgroupSpec, CpusetSpec, Op, Scenario, SpecError, Step, WorkKind};
 pub use verdict::{Failure, Thresholds, Verdict, evaluate};

@@ -7,7 +7,8 @@
 use std::path::Path;
 
 use crate::cpuset::{GuestTopology, TopologyError};
-use crate::runner::{RunError, RunOptions, ScenarioReport, run_scenario};
+use crate::report::ScenarioReport;
+use crate::runner::{RunError, RunOptions, run_scenario};
 use crate::spec::{Scenario, total_workers};
 
 /// Encoding, decoding or running a request failed.
