@@ -183,6 +183,17 @@ pub enum MemoryError {
     MpTableCpus { cpus: usize },
     #[error("MP table of {len} bytes overflows the reserved area")]
     MpTableOverflow { len: usize },
+    #[error("cannot duplicate the snapshot file descriptor: {0}")]
+    DupSnapshotFile(io::Error),
+    #[error("cannot map the snapshot region at {addr:#x}: {source}")]
+    MapSnapshotRegion {
+        addr: u64,
+        source: vm_memory::mmap::MmapRegionError,
+    },
+    #[error("region at {addr:#x} overflows")]
+    RegionOverflows { addr: u64 },
+    #[error("cannot assemble guest memory from its regions: {0}")]
+    Regions(vm_memory::GuestRegionCollectionError),
 }
 
 /// Starting or running a built VM.

@@ -70,7 +70,7 @@ pub enum SnapshotError {
         source: std::io::Error,
     },
     #[error("guest memory: {0}")]
-    Memory(String),
+    Memory(#[from] crate::error::MemoryError),
 }
 
 /// When the running VM is paused and captured.

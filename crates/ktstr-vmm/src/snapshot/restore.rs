@@ -15,7 +15,7 @@ use crate::compat::CompatProfile;
 use crate::config::VmConfig;
 use crate::devices::bus::{Bus, IoSpace};
 use crate::devices::{control, serial};
-use crate::error::{ConfigError, Result, kvm_op};
+use crate::error::{ConfigError, MemoryError, Result, kvm_op};
 use crate::vcpu::state::RunState;
 use crate::vm::{Vm, create_vm_fd, register_memory};
 
@@ -26,7 +26,7 @@ fn map_memory(loaded: &Loaded) -> std::result::Result<GuestMemoryMmap, SnapshotE
         let file = loaded
             .file
             .try_clone()
-            .map_err(|e| SnapshotError::Memory(e.to_string()))?;
+            .map_err(MemoryError::DupSnapshotFile)?;
         let mapping = MmapRegion::build(
             Some(FileOffset::new(file, offset)),
             len as usize,
@@ -34,13 +34,16 @@ fn map_memory(loaded: &Loaded) -> std::result::Result<GuestMemoryMmap, SnapshotE
             // Private: guest writes go to anonymous copies, never to the file.
             libc::MAP_PRIVATE | libc::MAP_NORESERVE,
         )
-        .map_err(|e| SnapshotError::Memory(e.to_string()))?;
+        .map_err(|source| MemoryError::MapSnapshotRegion {
+            addr: start,
+            source,
+        })?;
         let region = GuestRegionMmap::new(mapping, GuestAddress(start))
-            .ok_or_else(|| SnapshotError::Memory(format!("region at {start:#x} overflows")))?;
+            .ok_or(MemoryError::RegionOverflows { addr: start })?;
         regions.push(region);
         offset += len;
     }
-    GuestMemoryMmap::from_regions(regions).map_err(|e| SnapshotError::Memory(e.to_string()))
+    GuestMemoryMmap::from_regions(regions).map_err(|e| MemoryError::Regions(e).into())
 }
 
 impl Vm {
