@@ -49,7 +49,7 @@ fn map_memory(loaded: &Loaded) -> std::result::Result<GuestMemoryMmap, SnapshotE
 impl Vm {
     /// Builds a VM from the snapshot at `path`. Everything is checked
     /// (format, checksums, key, host compatibility) before any state is
-    /// applied; a failure returns a typed [`SnapshotError`] in [`VmmError::Snapshot`].
+    /// applied; a failure returns a typed [`SnapshotError`] in [`VmmError::Snapshot`](crate::VmmError::Snapshot).
     pub fn restore(path: impl AsRef<Path>, options: RestoreOptions) -> Result<Vm> {
         let started = Instant::now();
         let loaded = file::open(path.as_ref(), options.verify_memory)?;

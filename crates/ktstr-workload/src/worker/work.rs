@@ -47,7 +47,7 @@ pub enum PreparedWork {
 }
 
 impl PreparedWork {
-    /// Prepare a non-pair work kind (ping-pong pairs come from [`pipe_pair`]).
+    /// Prepare a non-pair work kind (ping-pong pairs come from [`pipe_pair`](super::pipe_pair)).
     pub fn from_kind(kind: &WorkKind, seed: u64) -> Result<Self, WorkerError> {
         Ok(match kind {
             WorkKind::Spin => PreparedWork::Spin,
