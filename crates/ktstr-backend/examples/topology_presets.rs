@@ -63,7 +63,7 @@ fn main() -> anyhow::Result<()> {
     println!("preset     vcpus  wall_s  run_init_s  result");
     let mut failures = 0;
     for text in presets {
-        let topo = text.parse::<ktstr_vmm::topology::Topology>()?.to_numa()?;
+        let topo = text.parse::<ktstr_topology::Topology>()?.to_numa()?;
         let memory_mib = 512;
         let spec = BootSpec {
             kernel: kernel.clone().into(),

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
-use ktstr_vmm::topology::NumaTopology;
+use ktstr_topology::NumaTopology;
 
 use crate::{BackendError, MemoryReadError};
 

@@ -25,18 +25,11 @@ pub enum BackendError {
         len: usize,
         source: MemoryReadError,
     },
-    #[error("the {backend} backend cannot express this topology: {reason}")]
-    TopologyUnsupported {
-        backend: &'static str,
-        reason: String,
-    },
     #[error("the {backend} backend cannot snapshot here: {reason}")]
     SnapshotUnsupported {
         backend: &'static str,
         reason: String,
     },
-    #[error("invalid topology: {0}")]
-    Topology(#[from] ktstr_vmm::topology::TopologyError),
     #[error("the VM thread ended without an outcome")]
     Lost,
 }

@@ -3,8 +3,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use ktstr_qemu::{Accel, AfterSnapshot, ExitKind, NumaNode, QemuBuilder, Topology};
-use ktstr_vmm::topology::NumaTopology;
+use ktstr_qemu::{Accel, AfterSnapshot, ExitKind, QemuBuilder};
 
 use crate::guest::{BootSpec, Exit, Guest, Outcome, panic_or};
 use crate::{BackendError, MemoryReadError};
@@ -13,7 +12,7 @@ pub(crate) fn boot(spec: &BootSpec, accel: Accel) -> Result<Guest, BackendError>
     let vcpus = u32::try_from(spec.vcpus).unwrap_or(u32::MAX);
     let mut builder = QemuBuilder::new(&spec.kernel);
     if let Some(t) = &spec.topology {
-        builder = builder.topology(qemu_topology(t, spec.memory_mib)?);
+        builder = builder.topology(t.clone());
     }
     let mut builder = builder
         .cmdline(&spec.cmdline)
@@ -76,83 +75,4 @@ pub(crate) fn boot(spec: &BootSpec, accel: Accel) -> Result<Guest, BackendError>
             })
         })),
     })
-}
-
-/// Maps a ktstr topology onto QEMU's: one socket per node, one die per LLC, and `-numa`
-/// nodes (with memory and distances) when there is more than one node.
-pub(crate) fn qemu_topology(t: &NumaTopology, memory_mib: u64) -> Result<Topology, BackendError> {
-    t.check()?;
-    let llcs = t.nodes[0].llcs;
-    if t.nodes.iter().any(|n| n.llcs != llcs) {
-        return Err(BackendError::TopologyUnsupported {
-            backend: "QEMU",
-            reason: "-smp is uniform, so every NUMA node needs the same number of LLCs".into(),
-        });
-    }
-    let mut q = Topology::new(t.nodes.len() as u32, t.cores_per_llc, t.threads_per_core);
-    q.dies = llcs;
-    if t.nodes.len() > 1 {
-        let memory = t.node_memory_mib(memory_mib)?;
-        q.numa_nodes = memory
-            .iter()
-            .enumerate()
-            .map(|(node, &memory_mib)| NumaNode {
-                cpus: t
-                    .cpus()
-                    .enumerate()
-                    .filter(|(_, c)| c.node as usize == node)
-                    .map(|(i, _)| i as u32)
-                    .collect(),
-                memory_mib,
-            })
-            .collect();
-        let n = t.nodes.len();
-        q.distances = (0..n)
-            .map(|a| (0..n).map(|b| t.distances.get(a, b)).collect())
-            .collect();
-    }
-    Ok(q)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use ktstr_vmm::topology::{DistanceMatrix, NodeSpec};
-
-    #[test]
-    fn nodes_become_sockets_and_llcs_dies() {
-        let t: ktstr_vmm::topology::Topology = "2n4l2c2t".parse().unwrap();
-        let q = qemu_topology(&t.to_numa().unwrap(), 512).unwrap();
-        assert_eq!((q.sockets, q.dies, q.cores, q.threads), (2, 2, 2, 2));
-        assert_eq!(q.numa_nodes[1].cpus, (8..16).collect::<Vec<_>>());
-        assert_eq!(q.numa_nodes[0].memory_mib, 256);
-        assert_eq!(q.distances, [vec![10, 20], vec![20, 10]]);
-        let flat: ktstr_vmm::topology::Topology = "1n1l2c1t".parse().unwrap();
-        let q = qemu_topology(&flat.to_numa().unwrap(), 256).unwrap();
-        assert!(q.numa_nodes.is_empty());
-        assert_eq!(q.validate(), Ok(2));
-    }
-
-    #[test]
-    fn non_uniform_nodes_are_refused() {
-        let t = NumaTopology {
-            cores_per_llc: 1,
-            threads_per_core: 1,
-            nodes: vec![
-                NodeSpec {
-                    llcs: 1,
-                    memory_mib: None,
-                },
-                NodeSpec {
-                    llcs: 2,
-                    memory_mib: None,
-                },
-            ],
-            distances: DistanceMatrix::uniform(2),
-        };
-        assert!(matches!(
-            qemu_topology(&t, 256),
-            Err(BackendError::TopologyUnsupported { .. })
-        ));
-    }
 }

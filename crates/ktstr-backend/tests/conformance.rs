@@ -343,7 +343,7 @@ fn deadline_ends_the_run(kind: BackendKind) {
 fn topology_seen_by_guest(kind: BackendKind, text: &str) {
     let Some(kernel) = kernel() else { return };
     let topo = text
-        .parse::<ktstr_vmm::topology::Topology>()
+        .parse::<ktstr_topology::Topology>()
         .and_then(|t| t.to_numa())
         .expect("topology");
     let _one = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ktstr_workload::{GuestTopology, RunOptions, Scenario, run_scenario};
+use ktstr_topology::GuestTopology;
+use ktstr_workload::{RunOptions, Scenario, run_scenario};
 
 use crate::proto::{ProcExit, Reply};
 use crate::reaper;

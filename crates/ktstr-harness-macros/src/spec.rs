@@ -6,7 +6,7 @@ use syn::meta::ParseNestedMeta;
 use syn::spanned::Spanned;
 use syn::{Expr, ExprArray, ExprLit, Ident, Lit, LitStr};
 
-use ktstr_vmm::topology::Topology;
+use ktstr_topology::Topology;
 
 use crate::{err, int, lit_str, str_array, value};
 

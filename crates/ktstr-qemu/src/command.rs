@@ -8,7 +8,7 @@ use ktstr_wire::BULK_PORT_NAME;
 
 use crate::config::{Accel, QemuConfig};
 use crate::error::{Error, Result};
-use crate::topology::Machine;
+use crate::topology::{self, Machine};
 
 /// Host-side paths of one run. QEMU connects to every socket as a client.
 #[derive(Clone, Debug)]
@@ -69,7 +69,7 @@ pub fn build_args(
         "-S",
     ]);
     let machine = cfg.machine();
-    let numa = cfg.topology.as_ref().filter(|t| t.numa_nodes.len() > 1);
+    let numa = cfg.topology.as_ref().filter(|t| t.nodes.len() > 1);
     // With NUMA each node has its own backend; otherwise the machine uses the one `mem`.
     let machine_arg = match (machine, numa.is_some()) {
         (Machine::Microvm, _) => "microvm,rtc=on,memory-backend=mem",
@@ -88,11 +88,11 @@ pub fn build_args(
         Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host"]),
     }
     let smp = match &cfg.topology {
-        Some(t) => t.smp_arg(),
+        Some(t) => topology::smp_arg(t)?,
         None => vcpus.to_string(),
     };
     push(&["-smp", &smp, "-m", &format!("{mem}M")]);
-    let segments = cfg.memory_segments_mib();
+    let segments = cfg.memory_segments_mib()?;
     if segments.len() != paths.memory.len() {
         return Err(Error::InvalidConfig(format!(
             "{} guest memory files for {} memory segments",
@@ -118,7 +118,7 @@ pub fn build_args(
         ]);
     }
     if let Some(t) = numa {
-        for n in t.numa_args(memdev) {
+        for n in topology::numa_args(t, memdev) {
             push(&["-numa", &n]);
         }
     }
@@ -180,7 +180,12 @@ pub fn build_args(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::topology::Topology;
+    use ktstr_topology::{DistanceMatrix, NumaTopology, Topology};
+
+    fn shape(text: &str) -> NumaTopology {
+        let t: Topology = text.parse().expect(text);
+        t.to_numa().expect(text)
+    }
 
     fn paths() -> RunPaths {
         let d = PathBuf::from("/tmp/x");
@@ -231,9 +236,11 @@ mod tests {
     fn kvm_topology_and_no_tsc() {
         let mut c = QemuConfig::new("/k/vmlinux");
         c.accel = Accel::Kvm;
-        c.topology = Some(Topology::new(2, 2, 1));
+        c.topology = Some(shape("2n2l2c1t"));
         c.extra_qemu_args = vec!["-d".into(), "guest_errors".into()];
-        let a = joined(&build_args(&c, &paths(), None).unwrap());
+        let mut p = paths();
+        p.memory = vec!["/dev/shm/m0".into(), "/dev/shm/m1".into()];
+        let a = joined(&build_args(&c, &p, None).unwrap());
         assert!(a.contains("-accel kvm -cpu host"), "{a}");
         assert!(a.contains("-smp 4,sockets=2,cores=2,threads=1"), "{a}");
         assert!(!a.contains("tsc_early_khz"), "{a}");
@@ -244,18 +251,11 @@ mod tests {
     #[test]
     fn numa_topology_uses_q35_with_a_backend_per_node() {
         let mut c = QemuConfig::new("/k/vmlinux");
-        let mut t = Topology::new(2, 1, 1);
-        t.numa_nodes = vec![
-            crate::NumaNode {
-                cpus: vec![0],
-                memory_mib: 128,
-            },
-            crate::NumaNode {
-                cpus: vec![1],
-                memory_mib: 128,
-            },
-        ];
-        t.distances = vec![vec![10, 21], vec![21, 10]];
+        let mut t = shape("2n2l1c1t");
+        for n in &mut t.nodes {
+            n.memory_mib = Some(128);
+        }
+        t.distances = DistanceMatrix::from_rows(&[vec![10, 21], vec![21, 10]]).unwrap();
         c.topology = Some(t);
         let mut p = paths();
         p.memory = vec!["/dev/shm/m0".into(), "/dev/shm/m1".into()];

@@ -3,8 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ktstr_topology::NumaTopology;
+
 use crate::error::{Error, Result};
-use crate::topology::{Machine, Topology, TopologyError};
+use crate::topology::{self, Machine, ShapeError};
 
 /// Largest guest RAM accepted: microvm maps RAM from 0 up to the 3 GiB PCI/MMIO hole, and
 /// [`crate::GuestMemoryView`] assumes RAM is flat from guest physical address 0.
@@ -104,7 +106,7 @@ pub struct QemuConfig {
     pub cmdline_extra: String,
     pub vcpus: u32,
     /// Overrides `vcpus` with an explicit shape.
-    pub topology: Option<Topology>,
+    pub topology: Option<NumaTopology>,
     pub memory_mib: u64,
     /// From spawn; `None` runs until the guest exits or is killed.
     pub deadline: Option<Duration>,
@@ -146,15 +148,9 @@ impl QemuConfig {
     /// vCPU count after applying the topology; validates the topology.
     pub fn effective_vcpus(&self) -> Result<u32> {
         match &self.topology {
-            Some(t) => Ok(t.validate()?),
+            Some(t) => Ok(topology::validate(t)?),
             None if self.vcpus == 0 => Err(Error::InvalidConfig("vcpus must be at least 1".into())),
-            None if self.vcpus > crate::topology::MAX_VCPUS => Err(Error::Topology(
-                crate::topology::TopologyError::TooManyVcpus {
-                    vcpus: u64::from(self.vcpus),
-                    max: crate::topology::MAX_VCPUS,
-                },
-            )),
-            None => Ok(self.vcpus),
+            None => Ok(topology::check_vcpus(u64::from(self.vcpus))?),
         }
     }
 
@@ -162,15 +158,17 @@ impl QemuConfig {
     pub fn machine(&self) -> Machine {
         self.topology
             .as_ref()
-            .map_or(Machine::Microvm, Topology::machine)
+            .map_or(Machine::Microvm, topology::machine)
     }
 
     /// Sizes of the guest RAM backing files, in guest-physical order: one per NUMA node,
     /// or one for all of RAM.
-    pub fn memory_segments_mib(&self) -> Vec<u64> {
-        match self.topology.as_ref().filter(|t| t.numa_nodes.len() > 1) {
-            Some(t) => t.numa_nodes.iter().map(|n| n.memory_mib).collect(),
-            None => vec![self.memory_mib],
+    pub fn memory_segments_mib(&self) -> Result<Vec<u64>> {
+        match self.topology.as_ref().filter(|t| t.nodes.len() > 1) {
+            Some(t) => t
+                .node_memory_mib(self.memory_mib)
+                .map_err(|e| ShapeError::from(e).into()),
+            None => Ok(vec![self.memory_mib]),
         }
     }
 
@@ -216,18 +214,11 @@ impl QemuConfig {
     }
 
     /// Topology checks that depend on the rest of the config and on the host.
-    fn validate_topology_here(&self, t: &Topology) -> Result<()> {
-        if let Some(nodes_mib) = t.nodes_memory_mib() {
-            if nodes_mib != self.memory_mib {
-                return Err(TopologyError::NodeMemory {
-                    nodes_mib,
-                    memory_mib: self.memory_mib,
-                }
-                .into());
-            }
-        }
-        if t.dies > 1 && self.accel == Accel::Kvm && host_vendor_is_amd() {
-            return Err(TopologyError::DiesOnAmdKvm { dies: t.dies }.into());
+    fn validate_topology_here(&self, t: &NumaTopology) -> Result<()> {
+        self.memory_segments_mib()?;
+        let dies = topology::dies(t)?;
+        if dies > 1 && self.accel == Accel::Kvm && host_vendor_is_amd() {
+            return Err(ShapeError::DiesOnAmdKvm { dies }.into());
         }
         Ok(())
     }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::time::Duration;
 
-use crate::topology::TopologyError;
+use crate::topology::ShapeError;
 
 pub type Result<T> = std::result::Result<T, Error>;
 
@@ -26,7 +26,7 @@ pub enum Error {
     #[error("initramfs {path} does not exist or is not a file")]
     InitramfsMissing { path: PathBuf },
     #[error("invalid topology: {0}")]
-    Topology(#[from] TopologyError),
+    Topology(#[from] ShapeError),
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
     #[error(

@@ -29,5 +29,5 @@ pub use memory::GuestMemoryView;
 pub use outcome::{ExitKind, Outcome, Timings};
 pub use process::KillHandle;
 pub use snapshot::{AfterSnapshot, QemuSnapshot, snapshot_key};
-pub use topology::{Machine, NumaNode, Topology, TopologyError};
+pub use topology::{Machine, ShapeError};
 pub use vm::{QemuBuilder, RunningVm};

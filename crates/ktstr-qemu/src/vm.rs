@@ -10,6 +10,8 @@ use std::sync::mpsc::{Receiver, channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use ktstr_topology::NumaTopology;
+
 use crate::chardev::{self, AcceptError, Capture, PortSender};
 use crate::command::{RunPaths, build_args};
 use crate::config::{Accel, QemuConfig, host_tsc_khz};
@@ -20,7 +22,6 @@ use crate::process::{KillHandle, QemuProcess};
 use crate::qmp::{self, QmpCommands, QmpEvent};
 use crate::snapshot::{self, AfterSnapshot, QemuSnapshot};
 use crate::stale;
-use crate::topology::Topology;
 
 /// Fluent front end over [`QemuConfig`] plus the live COM1/COM2 sinks.
 pub struct QemuBuilder {
@@ -61,7 +62,7 @@ impl QemuBuilder {
         self
     }
 
-    pub fn topology(mut self, t: Topology) -> Self {
+    pub fn topology(mut self, t: NumaTopology) -> Self {
         self.config.topology = Some(t);
         self
     }
@@ -220,7 +221,7 @@ impl RunningVm {
             .tempdir()
             .map_err(|e| Error::io("create socket directory", e))?;
         let memory_files = cfg
-            .memory_segments_mib()
+            .memory_segments_mib()?
             .into_iter()
             .map(|mib| Ok((shm_file(dir.path(), mib << 20)?, (mib << 20) as usize)))
             .collect::<Result<Vec<_>>>()?;

@@ -6,7 +6,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{Watch, builder, initramfs, test_env, vm_lock};
-use ktstr_qemu::{Error, ExitKind, NumaNode, QemuBuilder, Topology, TopologyError};
+use ktstr_qemu::{Error, ExitKind, QemuBuilder, ShapeError};
+use ktstr_topology::{NumaTopology, Topology, TopologyError};
 
 const BOOT: Duration = Duration::from_secs(90);
 
@@ -260,17 +261,13 @@ fn topology_one_socket_two_cores() {
         return;
     };
     // NUMA nodes whose memory does not add up to the VM's are rejected before launch.
-    let mut numa = Topology::new(1, 2, 1);
-    numa.numa_nodes = vec![
-        NumaNode {
-            cpus: vec![0],
-            memory_mib: 128,
-        },
-        NumaNode {
-            cpus: vec![1],
-            memory_mib: 1,
-        },
-    ];
+    let shape = |text: &str| -> NumaTopology {
+        let t: Topology = text.parse().expect(text);
+        t.to_numa().expect(text)
+    };
+    let mut numa = shape("2n2l1c1t");
+    numa.nodes[0].memory_mib = Some(128);
+    numa.nodes[1].memory_mib = Some(1);
     let initrd = initramfs(
         "echo \"nproc=$(nproc)\"\n\
          for c in /sys/devices/system/cpu/cpu[0-9]*; do \
@@ -285,12 +282,15 @@ fn topology_one_socket_two_cores() {
     assert!(
         matches!(
             e,
-            Error::Topology(TopologyError::NodeMemory { nodes_mib: 129, .. })
+            Error::Topology(ShapeError::Invalid(TopologyError::MemoryMismatch {
+                nodes_mib: 129,
+                ..
+            }))
         ),
         "{e:?}"
     );
     let out = builder(&env, initrd.path())
-        .topology(Topology::new(1, 2, 1))
+        .topology(shape("1n1l2c1t"))
         .run()
         .expect("run");
     let com1 = out.com1_text();

@@ -5,13 +5,14 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ktstr_topology::NumaTopology;
+
 use crate::compat::CompatMode;
 use crate::devices::bus::{IoDevice, IoSpace};
 use crate::devices::virtio::console::ConsoleSender;
 use crate::error::{ConfigError, Result};
 use crate::layout;
 use crate::snapshot::{SnapshotPlan, SnapshotTrigger};
-use crate::topology::NumaTopology;
 use crate::vm::Vm;
 
 /// Default guest memory when the caller sets none.

@@ -7,8 +7,10 @@
 use std::io;
 use std::path::PathBuf;
 
+use ktstr_topology::TopologyError;
+
 use crate::snapshot::SnapshotError;
-use crate::topology::{AcpiError, TopologyError};
+use crate::topology::{AcpiError, CpuidError};
 
 /// Why a VM could not be built or run. Guest behaviour is never an error:
 /// it is reported as an [`crate::ExitKind`] in the [`crate::Outcome`].
@@ -126,7 +128,9 @@ pub enum SetupError {
         source: kvm_ioctls::Error,
     },
     #[error("cannot build the vCPU CPUID: {0}")]
-    Cpuid(#[from] CpuidError),
+    Cpuid(#[from] VcpuCpuidError),
+    #[error("cannot build the topology's CPUID leaves: {0}")]
+    CpuidTopology(#[from] CpuidError),
     #[error("cannot build ACPI tables: {0}")]
     Acpi(#[from] AcpiError),
     #[error("guest memory setup failed: {0}")]
@@ -140,9 +144,10 @@ pub enum SetupError {
     Io(#[from] io::Error),
 }
 
-/// Why a vCPU's CPUID could not be built.
+/// Why a vCPU's CPUID list (host CPUID, masked, with the topology leaves
+/// merged in) could not be built.
 #[derive(Debug, thiserror::Error)]
-pub enum CpuidError {
+pub enum VcpuCpuidError {
     #[error("vCPU {index} is outside the topology")]
     VcpuOutsideTopology { index: usize },
     #[error("unknown CPU vendor; topology leaves exist for Intel and AMD")]
@@ -220,6 +225,7 @@ macro_rules! from_leaf {
 
 from_leaf! {
     TopologyError => ConfigError,
+    VcpuCpuidError => SetupError,
     CpuidError => SetupError,
     AcpiError => SetupError,
     MemoryError => SetupError,

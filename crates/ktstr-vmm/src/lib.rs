@@ -68,8 +68,8 @@ pub use devices::virtio::console::{
     ConsoleHost, ConsoleSender, ConsoleStats, PORT_BULK, PORT_CONSOLE, console as virtio_console,
 };
 pub use error::{
-    CmdlineError, ConfigError, CpuidError, HostError, ImageError, MemoryError, Result, RunError,
-    SetupError, VmmError,
+    CmdlineError, ConfigError, HostError, ImageError, MemoryError, Result, RunError, SetupError,
+    VcpuCpuidError, VmmError,
 };
 pub use outcome::{ExitKind, Outcome, ShimUse, Timings};
 pub use snapshot::{

@@ -193,7 +193,7 @@ fn topology_vcpus_get_their_apic_ids() {
         return;
     }
     // Three cores per LLC leave a gap in the APIC IDs (core field is 2 bits).
-    let topo: ktstr_vmm::topology::Topology = "2n2l3c1t".parse().expect("topology");
+    let topo: ktstr_topology::Topology = "2n2l3c1t".parse().expect("topology");
     let topo = topo.to_numa().expect("numa");
     let vcpus = topo.vcpus() as usize;
     let recorder = Recorder {

@@ -583,7 +583,7 @@ fn a_topology_vm_restores_with_the_same_apic_ids() {
         halt_forever(a)
     });
     let topo = "2n2l3c1t"
-        .parse::<ktstr_vmm::topology::Topology>()
+        .parse::<ktstr_topology::Topology>()
         .expect("topology")
         .to_numa()
         .expect("numa");

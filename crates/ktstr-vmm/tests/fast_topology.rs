@@ -6,10 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use ktstr_topology::{DistanceMatrix, NodeSpec, NumaTopology, Topology, TopologyError};
 use ktstr_vmm::layout::{MIB, MMIO_GAP_END, MMIO_GAP_START};
-use ktstr_vmm::topology::{
-    AcpiTables, DistanceMatrix, NodeSpec, NumaTopology, Topology, TopologyError, build_acpi,
-};
+use ktstr_vmm::topology::{AcpiTables, build_acpi};
 
 const PRESETS: [&str; 12] = [
     "1n1l1c1t", "1n1l2c1t", "1n2l2c1t", "1n1l1c2t", "2n2l1c1t", "1n1l4c1t", "1n2l4c1t", "1n2l2c2t",

@@ -313,7 +313,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::cpuset::GuestTopology;
+    use ktstr_topology::GuestTopology;
 
     #[test]
     fn every_scenario_validates_on_small_and_larger_guests() {

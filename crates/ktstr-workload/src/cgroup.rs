@@ -7,7 +7,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::cpuset::format_cpu_list;
+use ktstr_topology::format_cpu_list;
 
 /// A cgroup file operation failed.
 #[derive(Debug, thiserror::Error)]

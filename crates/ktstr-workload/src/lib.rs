@@ -4,7 +4,7 @@
 //!
 //! 1. The host declares a [`Scenario`] as data (or picks one from
 //!    [`catalogue`]) and sends it to the guest (it is serde-serialisable).
-//! 2. Inside the guest, `ktstr-guest` reads [`GuestTopology::from_sysfs`] and
+//! 2. Inside the guest, `ktstr-guest` reads [`ktstr_topology::GuestTopology::from_sysfs`] and
 //!    calls [`run_scenario`]: per step it applies the [`Op`]s, creates cgroup v2
 //!    directories ([`cgroup`]), forks one process per worker ([`worker`]) that
 //!    measures itself (CPU time, switches, migrations, CPUs used, longest gap
@@ -34,7 +34,6 @@ pub mod spec;
 pub mod verdict;
 pub mod worker;
 
-pub use cpuset::GuestTopology;
 pub use report::{ScenarioReport, WorkerTelemetry};
 pub use runner::{RunError, RunOptions, run_scenario};
 pub use spec::{CgroupSpec, CpusetSpec, Op, Scenario, SpecError, Step, WorkKind};

@@ -6,7 +6,8 @@
 
 use std::path::Path;
 
-use crate::cpuset::{GuestTopology, TopologyError};
+use ktstr_topology::{GuestTopology, TopologyError};
+
 use crate::report::ScenarioReport;
 use crate::runner::{RunError, RunOptions, run_scenario};
 use crate::spec::{Scenario, total_workers};

@@ -11,8 +11,10 @@ use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use ktstr_topology::GuestTopology;
+
 use crate::cgroup::{CgroupError, CgroupTree, cgroup2_mount};
-use crate::cpuset::{GuestTopology, ResolveError};
+use crate::cpuset::{ResolveCpuset, ResolveError};
 use crate::report::{CgroupRecord, ScenarioReport, StepRecord, WorkerTelemetry};
 use crate::scx::{ScxObservation, sample};
 use crate::spec::{CgroupSpec, CpusetSpec, Op, Scenario, SpecError, WorkKind, total_workers};

@@ -7,9 +7,10 @@
 
 use std::collections::BTreeSet;
 
+use ktstr_topology::GuestTopology;
 use serde::{Deserialize, Serialize};
 
-use crate::cpuset::{GuestTopology, ResolveError};
+use crate::cpuset::{ResolveCpuset, ResolveError};
 
 /// Upper bound on workers in one scenario: each is a process on a small guest.
 pub const MAX_WORKERS: usize = 1024;

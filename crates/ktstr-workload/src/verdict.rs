@@ -333,8 +333,8 @@ pub fn evaluate(report: &ScenarioReport, t: &Thresholds, sched_exit: Option<&str
 mod tests {
     use super::*;
     use crate::cgroup::Controllers;
-    use crate::cpuset::GuestTopology;
     use crate::worker::LatencyStats;
+    use ktstr_topology::GuestTopology;
 
     fn worker(cg: &str, i: u32, cpu_ms: u64) -> WorkerTelemetry {
         WorkerTelemetry {

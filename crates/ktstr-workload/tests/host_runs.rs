@@ -12,13 +12,15 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use ktstr_topology::GuestTopology;
 use ktstr_workload::cgroup::cgroup2_mount;
+use ktstr_workload::cpuset::ResolveCpuset;
 use ktstr_workload::protocol;
 use ktstr_workload::report::{self, TestResult};
 use ktstr_workload::verdict::Failure;
 use ktstr_workload::{
-    CgroupSpec, CpusetSpec, GuestTopology, Op, RunOptions, Scenario, ScenarioReport, Step,
-    Thresholds, WorkKind, catalogue, evaluate, run_scenario,
+    CgroupSpec, CpusetSpec, Op, RunOptions, Scenario, ScenarioReport, Step, Thresholds, WorkKind,
+    catalogue, evaluate, run_scenario,
 };
 
 /// One run at a time: the host has 2 shared cores and the no-leftover

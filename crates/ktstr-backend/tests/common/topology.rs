@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use ktstr_vmm::topology::{LinuxView, NumaTopology, format_cpulist, parse_cpulist};
+use ktstr_topology::{LinuxView, NumaTopology, format_cpu_list, parse_cpu_list};
 
 /// Prints one `KTSTR-TOPO` line per fact, then reboots.
 pub const PROBE_INIT: &str = r#"#!/bin/sh
@@ -160,7 +160,7 @@ pub fn srat_node_memory(com1: &str) -> BTreeMap<u32, u64> {
 }
 
 fn list(cpus: &[u32]) -> String {
-    format_cpulist(cpus)
+    format_cpu_list(cpus)
 }
 
 /// Mismatches between the sysfs probe and the topology (empty = exact match).
@@ -275,7 +275,7 @@ pub fn compare_log(com1: &str, topo: &NumaTopology, memory_mib: u64) -> Vec<Stri
             let span = domains
                 .get(&(i as u32))
                 .and_then(|d| d.last())
-                .map(|(_, span)| parse_cpulist(span));
+                .map(|(_, span)| parse_cpu_list(span).ok());
             let all: Vec<u32> = (0..cpus as u32).collect();
             if span != Some(Some(all.clone())) {
                 bad.push(format!(

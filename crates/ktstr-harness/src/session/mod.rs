@@ -37,7 +37,7 @@ pub struct SessionConfig {
     /// vCPUs (ignored when `topology` is set).
     pub vcpus: usize,
     /// CPU/NUMA shape the guest sees; `None` is `vcpus` flat CPUs.
-    pub topology: Option<ktstr_vmm::topology::NumaTopology>,
+    pub topology: Option<ktstr_topology::NumaTopology>,
     /// Guest memory.
     pub memory_mib: u64,
     /// Hard deadline of the whole VM.

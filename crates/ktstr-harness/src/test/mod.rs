@@ -15,9 +15,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ktstr_vmm::topology::{LinuxView, NumaTopology, Topology};
+use ktstr_topology::{GuestTopology, NumaTopology, Topology};
 use ktstr_workload::report::TestResult;
-use ktstr_workload::{GuestTopology, Scenario, ScenarioReport, Thresholds, Verdict, evaluate};
+use ktstr_workload::{Scenario, ScenarioReport, Thresholds, Verdict, evaluate};
 
 use crate::error::HarnessError;
 use crate::session::{BootTimings, Session, SessionConfig};
@@ -104,7 +104,7 @@ pub fn try_run(t: &KtstrTest) -> Result<TestOutcome, HarnessError> {
     }
     let memory_mib = t.memory_mib.unwrap_or(512);
     scenario
-        .validate(&guest_topology(&topo, memory_mib))
+        .validate(&GuestTopology::expected(&topo))
         .map_err(|e| HarnessError::InvalidTest {
             test: t.name.into(),
             reason: e.to_string(),
@@ -151,17 +151,6 @@ pub fn try_run(t: &KtstrTest) -> Result<TestOutcome, HarnessError> {
         boot,
         rendered,
     })
-}
-
-/// The CPUs per LLC and per node the guest will have, for checking cpuset specs early.
-fn guest_topology(topo: &NumaTopology, memory_mib: u64) -> GuestTopology {
-    let view = LinuxView::expected(topo, memory_mib);
-    let mut llcs: Vec<Vec<u32>> = view.cpus.iter().map(|c| c.llc_cpus.clone()).collect();
-    llcs.dedup();
-    GuestTopology {
-        llcs,
-        nodes: view.nodes.iter().map(|n| n.cpus.clone()).collect(),
-    }
 }
 
 /// `target/ktstr/<name>.json`, `/` in the name becoming `__`.
@@ -239,7 +228,7 @@ mod tests {
             result_path("gauntlet/t/1n1l2c1t/-f").ends_with("ktstr/gauntlet__t__1n1l2c1t__-f.json")
         );
         let t: NumaTopology = "2n4l2c1t".parse::<Topology>().unwrap().to_numa().unwrap();
-        let g = guest_topology(&t, 512);
+        let g = GuestTopology::expected(&t);
         assert_eq!(g.llcs, vec![vec![0, 1], vec![2, 3], vec![4, 5], vec![6, 7]]);
         assert_eq!(g.nodes, vec![(0..4).collect::<Vec<_>>(), (4..8).collect()]);
         assert!(matches!(

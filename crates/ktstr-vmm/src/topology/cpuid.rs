@@ -5,7 +5,9 @@
 //! covering the field), as the SDM/APM define them, so Linux's
 //! `apicid >> get_count_order(sharing)` yields the LLC.
 
-use super::{ApicLayout, NumaTopology, TopologyError};
+use ktstr_topology::{ApicLayout, NumaTopology};
+
+use super::CpuidError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Vendor {
@@ -38,7 +40,7 @@ const MAX_SHARING_BITS: u32 = 12;
 const MAX_CORE_ID_SIZE: u32 = 15;
 
 /// Leaves for every vCPU, in vCPU order.
-pub fn for_all(topo: &NumaTopology, vendor: Vendor) -> Result<Vec<Vec<CpuidLeaf>>, TopologyError> {
+pub fn for_all(topo: &NumaTopology, vendor: Vendor) -> Result<Vec<Vec<CpuidLeaf>>, CpuidError> {
     (0..topo.vcpus())
         .map(|i| for_vcpu(topo, vendor, i))
         .collect()
@@ -49,9 +51,9 @@ pub fn for_vcpu(
     topo: &NumaTopology,
     vendor: Vendor,
     index: u32,
-) -> Result<Vec<CpuidLeaf>, TopologyError> {
+) -> Result<Vec<CpuidLeaf>, CpuidError> {
     topo.check()?;
-    let cpu = topo.cpu(index).ok_or(TopologyError::NoSuchVcpu {
+    let cpu = topo.cpu(index).ok_or(CpuidError::NoSuchVcpu {
         index,
         vcpus: topo.vcpus(),
     })?;
@@ -59,7 +61,7 @@ pub fn for_vcpu(
     let apic = topo.apic_id_of(&cpu);
     let in_package = topo.node_vcpus(cpu.node);
     if layout.llc_shift() > MAX_SHARING_BITS {
-        return Err(TopologyError::CpuidLimit {
+        return Err(CpuidError::Limit {
             field: "cache sharing count",
             value: 1 << layout.llc_shift(),
             max: 1 << MAX_SHARING_BITS,
@@ -87,7 +89,7 @@ pub fn for_vcpu(
         }
         Vendor::Amd => {
             if layout.node_shift() > MAX_CORE_ID_SIZE {
-                return Err(TopologyError::CpuidLimit {
+                return Err(CpuidError::Limit {
                     field: "0x80000008 ApicIdCoreIdSize",
                     value: u64::from(layout.node_shift()),
                     max: u64::from(MAX_CORE_ID_SIZE),

@@ -4,7 +4,9 @@
 
 use std::collections::BTreeSet;
 
-use super::{CpuidLeaf, TopologyError, Vendor, count_order};
+use ktstr_topology::count_order;
+
+use super::{CpuidError, CpuidLeaf, Vendor};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Decoded {
@@ -26,24 +28,24 @@ fn get(
     vcpu: usize,
     leaf: u32,
     subleaf: u32,
-) -> Result<CpuidLeaf, TopologyError> {
+) -> Result<CpuidLeaf, CpuidError> {
     leaves
         .iter()
         .find(|l| l.leaf == leaf && l.subleaf == subleaf)
         .copied()
-        .ok_or(TopologyError::MissingLeaf {
+        .ok_or(CpuidError::MissingLeaf {
             vcpu,
             leaf,
             subleaf,
         })
 }
 
-fn inconsistent(msg: String) -> TopologyError {
-    TopologyError::Inconsistent(msg)
+fn inconsistent(msg: String) -> CpuidError {
+    CpuidError::Inconsistent(msg)
 }
 
 /// log2 of the L3's addressable sharing count, from 0x4 or 0x8000_001D.
-fn llc_shift(leaves: &[CpuidLeaf], vcpu: usize, leaf: u32) -> Result<u32, TopologyError> {
+fn llc_shift(leaves: &[CpuidLeaf], vcpu: usize, leaf: u32) -> Result<u32, CpuidError> {
     for subleaf in 0.. {
         let l = get(leaves, vcpu, leaf, subleaf)?;
         if l.eax & 0x1f == 0 {
@@ -58,7 +60,7 @@ fn llc_shift(leaves: &[CpuidLeaf], vcpu: usize, leaf: u32) -> Result<u32, Topolo
     )))
 }
 
-fn ext_topology(leaves: &[CpuidLeaf], vcpu: usize) -> Result<(u32, u32, u32), TopologyError> {
+fn ext_topology(leaves: &[CpuidLeaf], vcpu: usize) -> Result<(u32, u32, u32), CpuidError> {
     let smt = get(leaves, vcpu, 0xb, 0)?;
     let core = get(leaves, vcpu, 0xb, 1)?;
     if (smt.ecx >> 8) & 0xff != 1 || (core.ecx >> 8) & 0xff != 2 {
@@ -67,7 +69,7 @@ fn ext_topology(leaves: &[CpuidLeaf], vcpu: usize) -> Result<(u32, u32, u32), To
     Ok((smt.edx, smt.eax & 0x1f, core.eax & 0x1f))
 }
 
-fn ids(leaves: &[CpuidLeaf], vendor: Vendor, vcpu: usize) -> Result<Ids, TopologyError> {
+fn ids(leaves: &[CpuidLeaf], vendor: Vendor, vcpu: usize) -> Result<Ids, CpuidError> {
     let (x2apic, smt0b, pkg0b) = ext_topology(leaves, vcpu)?;
     let initial = get(leaves, vcpu, 1, 0)?.ebx >> 24;
     if initial != x2apic & 0xff {
@@ -121,7 +123,7 @@ fn ids(leaves: &[CpuidLeaf], vendor: Vendor, vcpu: usize) -> Result<Ids, Topolog
 }
 
 /// `per_vcpu[i]` are vCPU i's leaves; every vCPU must be present.
-pub fn decode(per_vcpu: &[Vec<CpuidLeaf>], vendor: Vendor) -> Result<Decoded, TopologyError> {
+pub fn decode(per_vcpu: &[Vec<CpuidLeaf>], vendor: Vendor) -> Result<Decoded, CpuidError> {
     let mut apics = BTreeSet::new();
     let mut cores = BTreeSet::new();
     let mut llcs = BTreeSet::new();
@@ -153,11 +155,9 @@ pub fn decode(per_vcpu: &[Vec<CpuidLeaf>], vendor: Vendor) -> Result<Decoded, To
 
 #[cfg(test)]
 mod tests {
-    use super::super::{
-        Topology,
-        cpuid::{for_all, for_vcpu},
-    };
+    use super::super::cpuid::{for_all, for_vcpu};
     use super::*;
+    use ktstr_topology::Topology;
 
     pub const PRESETS: [&str; 12] = [
         "1n1l1c1t", "1n1l2c1t", "1n2l2c1t", "1n1l1c2t", "2n2l1c1t", "1n1l4c1t", "1n2l4c1t",
@@ -214,24 +214,24 @@ mod tests {
         let wide_llc = Topology::new(1, 1, 8192, 1).to_numa().expect("numa");
         assert!(matches!(
             for_all(&wide_llc, Vendor::Intel),
-            Err(TopologyError::CpuidLimit { .. })
+            Err(CpuidError::Limit { .. })
         ));
         // 16 bits below the package exceed AMD's 4-bit ApicIdCoreIdSize.
         let wide_pkg = Topology::new(1, 16, 4096, 1).to_numa().expect("numa");
         assert!(matches!(
             for_vcpu(&wide_pkg, Vendor::Amd, 0),
-            Err(TopologyError::CpuidLimit { .. })
+            Err(CpuidError::Limit { .. })
         ));
         assert!(for_vcpu(&wide_pkg, Vendor::Intel, 0).is_ok());
         assert!(matches!(
             for_vcpu(&wide_llc, Vendor::Amd, 0),
-            Err(TopologyError::CpuidLimit { .. })
+            Err(CpuidError::Limit { .. })
         ));
         let small = Topology::new(1, 1, 2, 1).to_numa().expect("numa");
-        assert_eq!(
+        assert!(matches!(
             for_vcpu(&small, Vendor::Amd, 2),
-            Err(TopologyError::NoSuchVcpu { index: 2, vcpus: 2 })
-        );
+            Err(CpuidError::NoSuchVcpu { index: 2, vcpus: 2 })
+        ));
     }
 
     #[test]
@@ -241,13 +241,13 @@ mod tests {
         leaves[1].retain(|l| l.leaf != 0x8000_001e);
         assert!(matches!(
             decode(&leaves, Vendor::Amd),
-            Err(TopologyError::MissingLeaf { vcpu: 1, .. })
+            Err(CpuidError::MissingLeaf { vcpu: 1, .. })
         ));
         let mut intel = for_all(&numa, Vendor::Intel).expect("intel");
         intel[1] = intel[0].clone();
         assert!(matches!(
             decode(&intel, Vendor::Intel),
-            Err(TopologyError::Inconsistent(_))
+            Err(CpuidError::Inconsistent(_))
         ));
     }
 }

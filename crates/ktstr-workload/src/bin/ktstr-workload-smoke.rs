@@ -14,10 +14,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use ktstr_topology::GuestTopology;
 use ktstr_workload::report::TestResult;
-use ktstr_workload::{
-    GuestTopology, RunOptions, Scenario, Thresholds, catalogue, evaluate, run_scenario, scx,
-};
+use ktstr_workload::{RunOptions, Scenario, Thresholds, catalogue, evaluate, run_scenario, scx};
 
 type Res<T> = Result<T, String>;
 

@@ -9,9 +9,9 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
 
+use ktstr_topology::format_cpu_list;
 use serde::{Deserialize, Serialize};
 
-use crate::cpuset::format_cpu_list;
 use crate::verdict::{Verdict, spread_pct};
 
 /// Writing the JSON result failed.

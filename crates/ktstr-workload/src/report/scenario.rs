@@ -1,10 +1,10 @@
 //! What a scenario run measured, as the runner records it: the data the
 //! verdict judges and the table and JSON show.
 
+use ktstr_topology::GuestTopology;
 use serde::{Deserialize, Serialize};
 
 use crate::cgroup::Controllers;
-use crate::cpuset::GuestTopology;
 use crate::scx::ScxObservation;
 use crate::worker::LatencyStats;
 

@@ -6,7 +6,7 @@
 
 use kvm_bindings::{CpuId, KVM_CPUID_FLAG_SIGNIFCANT_INDEX, kvm_cpuid_entry2};
 
-use crate::error::{CpuidError, Result};
+use crate::error::{Result, VcpuCpuidError};
 use crate::topology::{CpuidLeaf, Vendor};
 
 const REPLACED: [u32; 5] = [0x4, 0xb, 0x1f, 0x8000_001d, 0x8000_001e];
@@ -85,7 +85,7 @@ pub fn merge(base: &CpuId, leaves: &[CpuidLeaf]) -> Result<CpuId> {
                 entry.ecx = (entry.ecx & !EXT8_ECX_TOPOLOGY) | (l.ecx & EXT8_ECX_TOPOLOGY);
             }
             other => {
-                return Err(CpuidError::NoMergeRule { leaf: other }.into());
+                return Err(VcpuCpuidError::NoMergeRule { leaf: other }.into());
             }
         }
     }
@@ -104,7 +104,7 @@ pub fn merge(base: &CpuId, leaves: &[CpuidLeaf]) -> Result<CpuId> {
         }
     }
     CpuId::from_entries(&entries).map_err(|source| {
-        CpuidError::TooManyEntries {
+        VcpuCpuidError::TooManyEntries {
             entries: entries.len(),
             source,
         }
@@ -146,7 +146,8 @@ fn to_leaves(cpuid: &CpuId) -> Vec<CpuidLeaf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::topology::{Topology, cpuid_for_vcpu, decode};
+    use crate::topology::{cpuid_for_vcpu, decode};
+    use ktstr_topology::Topology;
 
     fn host(vendor: &[u8; 12]) -> CpuId {
         let word =

@@ -3,11 +3,11 @@
 //! ignores x2APIC entries below 255 when Local APIC entries are present,
 //! so the two sets do not double-count.
 
+use ktstr_topology::{MAX_XAPIC_ID, NumaTopology};
 use zerocopy::{Immutable, IntoBytes, KnownLayout};
 
 use super::sdt;
 use crate::layout;
-use crate::topology::{MAX_XAPIC_ID, NumaTopology};
 
 const MADT_REVISION: u8 = 5;
 const PCAT_COMPAT: u32 = 1;

@@ -8,8 +8,9 @@ mod madt;
 pub(crate) mod sdt;
 mod srat;
 
+use ktstr_topology::{NumaTopology, TopologyError};
+
 use crate::layout::{self, MIB};
-use crate::topology::{NumaTopology, TopologyError};
 
 pub const RSDP_ADDR: u64 = 0xe_0000;
 /// Tables follow the RSDP up to the end of low memory.
@@ -18,7 +19,7 @@ const TABLE_ALIGN: u64 = 16;
 
 const _: () = assert!(layout::EBDA_START + 0x400 <= RSDP_ADDR);
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum AcpiError {
     #[error(transparent)]
     Topology(#[from] TopologyError),
@@ -89,7 +90,7 @@ pub fn build_acpi(topo: &NumaTopology, memory_mib: u64) -> Result<AcpiTables, Ac
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::topology::Topology;
+    use ktstr_topology::Topology;
 
     fn sum(b: &[u8]) -> u8 {
         b.iter().fold(0u8, |a, x| a.wrapping_add(*x))

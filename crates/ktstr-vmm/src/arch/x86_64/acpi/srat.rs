@@ -1,11 +1,11 @@
 //! SRAT (which NUMA node each vCPU and memory range belongs to) and SLIT
 //! (the distance matrix).
 
+use ktstr_topology::NumaTopology;
 use zerocopy::{Immutable, IntoBytes, KnownLayout};
 
 use super::sdt;
 use crate::layout::{self, MIB};
-use crate::topology::NumaTopology;
 
 const SRAT_REVISION: u8 = 3;
 const SLIT_REVISION: u8 = 1;

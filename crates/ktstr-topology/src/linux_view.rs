@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 
-use super::NumaTopology;
+use crate::NumaTopology;
 
 /// One CPU as `/sys/devices/system/cpu/cpuN/` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -108,53 +108,10 @@ fn kept_domains(levels: Vec<(&'static str, Vec<u32>)>) -> Vec<&'static str> {
     kept
 }
 
-/// Parses a kernel CPU list (`0-3,8,10-11`); `None` on malformed input.
-pub fn parse_cpulist(text: &str) -> Option<Vec<u32>> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Some(Vec::new());
-    }
-    let mut out = Vec::new();
-    for part in text.split(',') {
-        match part.split_once('-') {
-            Some((a, b)) => {
-                let (a, b): (u32, u32) = (a.parse().ok()?, b.parse().ok()?);
-                if a > b {
-                    return None;
-                }
-                out.extend(a..=b);
-            }
-            None => out.push(part.parse().ok()?),
-        }
-    }
-    Some(out)
-}
-
-/// Formats CPU ids as the kernel does (`0-3,8`).
-pub fn format_cpulist(cpus: &[u32]) -> String {
-    let mut parts = Vec::new();
-    let mut i = 0;
-    while i < cpus.len() {
-        let start = cpus[i];
-        let mut end = start;
-        while i + 1 < cpus.len() && cpus[i + 1] == end + 1 {
-            i += 1;
-            end = cpus[i];
-        }
-        parts.push(if start == end {
-            start.to_string()
-        } else {
-            format!("{start}-{end}")
-        });
-        i += 1;
-    }
-    parts.join(",")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::topology::Topology;
+    use crate::Topology;
 
     fn view(text: &str) -> LinuxView {
         let t: Topology = text.parse().unwrap();
@@ -186,15 +143,5 @@ mod tests {
         assert_eq!(v.nodes[1].cpus, (8..16).collect::<Vec<_>>());
         assert_eq!(v.nodes[1].distances, [20, 10]);
         assert_eq!(v.nodes[0].memory_mib + v.nodes[1].memory_mib, 512);
-    }
-
-    #[test]
-    fn cpulists_round_trip() {
-        for s in ["0", "0-3", "0-1,4,6-7", ""] {
-            assert_eq!(format_cpulist(&parse_cpulist(s).unwrap()), s);
-        }
-        assert_eq!(parse_cpulist("0-2\n"), Some(vec![0, 1, 2]));
-        assert_eq!(parse_cpulist("3-1"), None);
-        assert_eq!(parse_cpulist("x"), None);
     }
 }

@@ -1,7 +1,12 @@
-//! Everything a topology, its distance matrix or its CPUID can get wrong.
+//! Everything a shape, its distance matrix, a CPU list or a guest's sysfs
+//! can get wrong. Not `PartialEq`: the sysfs variant keeps its `io::Error`.
 
-/// Why a topology was rejected or could not be encoded or decoded.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+use std::path::PathBuf;
+
+use crate::CpuListFault;
+
+/// Why a topology was rejected, or a CPU list or the guest's view could not be read.
+#[derive(Debug, thiserror::Error)]
 pub enum TopologyError {
     #[error("topology dimension '{what}' is zero; every dimension needs at least 1")]
     Zero { what: &'static str },
@@ -9,8 +14,6 @@ pub enum TopologyError {
     LlcsNotDivisible { llcs: u32, nodes: u32 },
     #[error("topology has {vcpus} vCPUs; at most {max} are allowed")]
     TooManyVcpus { vcpus: u64, max: u64 },
-    #[error("vCPU {index} does not exist; the topology has {vcpus}")]
-    NoSuchVcpu { index: u32, vcpus: u32 },
     #[error("APIC IDs for this topology need {bits} bits; an x2APIC ID has 32")]
     ApicIdTooWide { bits: u32 },
     #[error("distance matrix row {row} has {len} entries but the matrix has {rows} rows")]
@@ -42,18 +45,18 @@ pub enum TopologyError {
     MemoryMismatch { nodes_mib: u64, total_mib: u64 },
     #[error("{total_mib} MiB of memory cannot give each of {nodes} NUMA nodes at least 1 MiB")]
     MemoryTooSmall { total_mib: u64, nodes: usize },
-    #[error("CPUID field {field} cannot hold {value} (at most {max})")]
-    CpuidLimit {
-        field: &'static str,
-        value: u64,
-        max: u64,
+    #[error("bad CPU list {text:?}: {reason}")]
+    CpuList { text: String, reason: CpuListFault },
+    #[error("reading {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
     },
-    #[error("vCPU {vcpu} lacks CPUID leaf {leaf:#x} subleaf {subleaf}")]
-    MissingLeaf {
-        vcpu: usize,
-        leaf: u32,
-        subleaf: u32,
+    #[error("bad CPU list {text:?} in {}: {reason}", path.display())]
+    SysfsCpuList {
+        path: PathBuf,
+        text: String,
+        reason: CpuListFault,
     },
-    #[error("CPUID leaves are inconsistent: {0}")]
-    Inconsistent(String),
 }

@@ -1,8 +1,13 @@
-//! APIC ID bit fields derived from a topology. From the low bits up:
+//! APIC ID bit fields derived from a topology. The layout lives here, not in
+//! ktstr-vmm, because it is arithmetic on the shape that shape validation
+//! needs (IDs must fit 32 bits); ktstr-vmm generates MADT and CPUID from it.
+//! From the low bits up:
 //! thread, core, LLC (within its node), node (= package). Each field is
 //! ceil(log2(count)) bits wide, so IDs are sparse when a count is not a
 //! power of two; this is how hardware lays them out and what CPUID shifts
 //! describe.
+
+use crate::TopologyError;
 
 /// Highest APIC ID the legacy xAPIC (and the MADT's type-0 entry) can name;
 /// 0xff is the broadcast ID.
@@ -50,6 +55,14 @@ impl ApicLayout {
 
     pub fn total_bits(&self) -> u32 {
         self.node_shift() + self.node_bits
+    }
+
+    /// IDs must fit the 32 bits of an x2APIC ID.
+    pub fn check_width(&self) -> Result<(), TopologyError> {
+        match self.total_bits() {
+            bits if bits > 32 => Err(TopologyError::ApicIdTooWide { bits }),
+            _ => Ok(()),
+        }
     }
 
     /// The APIC ID of (node, LLC within node, core, thread). Callers keep

@@ -1,7 +1,7 @@
 //! The NUMA distance matrix as the SLIT carries it: 10 on the diagonal,
 //! symmetric, remote distances in 11..=255.
 
-use super::TopologyError;
+use crate::TopologyError;
 
 pub const LOCAL_DISTANCE: u8 = 10;
 pub const REMOTE_DISTANCE: u8 = 20;
