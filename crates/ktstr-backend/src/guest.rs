@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ktstr_topology::NumaTopology;
 
-use crate::BackendError;
+use crate::{BackendError, MemoryReadError};
 
 /// What to boot. The command line is appended to the backend's defaults.
 #[derive(Clone, Debug)]
@@ -64,7 +64,7 @@ impl Outcome {
 }
 
 type SendBytes = Box<dyn Fn(&[u8]) + Send + Sync>;
-type ReadMemory = Box<dyn Fn(u64, &mut [u8]) -> Result<(), String> + Send + Sync>;
+type ReadMemory = Box<dyn Fn(u64, &mut [u8]) -> Result<(), MemoryReadError> + Send + Sync>;
 type Finish = Box<dyn FnOnce() -> Result<Outcome, BackendError> + Send>;
 type TakeSnapshot = Box<dyn Fn(&Path) -> Result<(), BackendError> + Send + Sync>;
 
@@ -95,10 +95,10 @@ impl Guest {
 
     /// Reads guest-physical memory while the guest runs.
     pub fn read_memory(&self, addr: u64, buf: &mut [u8]) -> Result<(), BackendError> {
-        (self.memory)(addr, buf).map_err(|reason| BackendError::Memory {
+        (self.memory)(addr, buf).map_err(|source| BackendError::Memory {
             addr,
             len: buf.len(),
-            reason,
+            source,
         })
     }
 

@@ -20,11 +20,11 @@ pub enum BackendError {
     Vmm(#[from] ktstr_vmm::VmmError),
     #[error("QEMU: {0}")]
     Qemu(#[from] ktstr_qemu::Error),
-    #[error("guest memory read of {len} bytes at {addr:#x} failed: {reason}")]
+    #[error("guest memory read of {len} bytes at {addr:#x} failed: {source}")]
     Memory {
         addr: u64,
         len: usize,
-        reason: String,
+        source: MemoryReadError,
     },
     #[error("the {backend} backend cannot snapshot here: {reason}")]
     SnapshotUnsupported {
@@ -33,6 +33,15 @@ pub enum BackendError {
     },
     #[error("the VM thread ended without an outcome")]
     Lost,
+}
+
+/// Why a backend could not read guest memory: each backend's own error.
+#[derive(Debug, thiserror::Error)]
+pub enum MemoryReadError {
+    #[error(transparent)]
+    Vmm(#[from] vm_memory::GuestMemoryError),
+    #[error(transparent)]
+    Qemu(#[from] ktstr_qemu::Error),
 }
 
 /// Boots `spec` on `kind`.

@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use ktstr_qemu::{Accel, AfterSnapshot, ExitKind, QemuBuilder};
 
-use crate::BackendError;
 use crate::guest::{BootSpec, Exit, Guest, Outcome, panic_or};
+use crate::{BackendError, MemoryReadError};
 
 pub(crate) fn boot(spec: &BootSpec, accel: Accel) -> Result<Guest, BackendError> {
     let vcpus = u32::try_from(spec.vcpus).unwrap_or(u32::MAX);
@@ -45,7 +45,7 @@ pub(crate) fn boot(spec: &BootSpec, accel: Accel) -> Result<Guest, BackendError>
             }
         }),
         kill: Box::new(move || kill.kill()),
-        memory: Box::new(move |addr, buf| memory.read(addr, buf).map_err(|e| e.to_string())),
+        memory: Box::new(move |addr, buf| memory.read(addr, buf).map_err(MemoryReadError::from)),
         snapshot: Some(Box::new(move |dir: &Path| {
             let guard = for_snapshot.lock().map_err(|_| BackendError::Lost)?;
             let vm = guard.as_ref().ok_or(BackendError::Lost)?;

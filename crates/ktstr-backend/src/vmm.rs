@@ -4,8 +4,8 @@
 use ktstr_vmm::{ExitKind, PORT_BULK, VmBuilder};
 use vm_memory::{Bytes, GuestAddress};
 
-use crate::BackendError;
 use crate::guest::{BootSpec, Exit, Guest, Outcome, panic_or};
+use crate::{BackendError, MemoryReadError};
 
 pub(crate) fn boot(spec: &BootSpec) -> Result<Guest, BackendError> {
     if spec.restore_from.is_some() {
@@ -34,7 +34,7 @@ pub(crate) fn boot(spec: &BootSpec) -> Result<Guest, BackendError> {
     let runner = std::thread::Builder::new()
         .name("ktstr-vm".into())
         .spawn(move || vm.run())
-        .map_err(ktstr_vmm::VmmError::Thread)?;
+        .map_err(|e| ktstr_vmm::VmmError::from(ktstr_vmm::RunError::Thread(e)))?;
     let sender = console.sender.clone();
     Ok(Guest {
         bulk_rx: Some(console.bulk_output),
@@ -43,7 +43,7 @@ pub(crate) fn boot(spec: &BootSpec) -> Result<Guest, BackendError> {
         memory: Box::new(move |addr, buf| {
             memory
                 .read_slice(buf, GuestAddress(addr))
-                .map_err(|e| e.to_string())
+                .map_err(MemoryReadError::from)
         }),
         snapshot: None,
         finish: Some(Box::new(move || {

@@ -14,6 +14,8 @@
 //! * [`pattern`] / [`noise`]: deterministic payload and console-noise bytes
 //!   shared by guest and host so the host can verify every byte.
 
+#![warn(missing_docs)]
+
 pub mod cli;
 pub mod dispatch;
 pub mod error;

@@ -7,15 +7,6 @@
 
 use serde::{Deserialize, Serialize};
 
-/// `SchedulerState.exit_kind`: the scheduler process ended on its own (or
-/// was stopped) while the kernel reported a clean unregistration.
-pub const EXIT_KIND_PROCESS: u32 = 1;
-/// `SchedulerState.exit_kind`: the kernel disabled the scheduler with an
-/// error (watchdog stall, `scx_bpf_error()`, ...): it was kicked out.
-pub const EXIT_KIND_KERNEL: u32 = 2;
-/// `SchedulerState.exit_kind`: the process exited before it attached.
-pub const EXIT_KIND_BEFORE_ATTACH: u32 = 3;
-
 /// What the host asks the guest init to do.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]

@@ -10,12 +10,10 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use ktstr_wire::{Message, OwnedFrame, VecDecoder, encode_into, encoded_len};
+use ktstr_wire::{BULK_PORT_NAME, Message, OwnedFrame, VecDecoder, encode_into, encoded_len};
 
 use crate::error::Error;
 
-/// Name QEMU (and the native VMM) give the bulk port.
-pub const BULK_PORT_NAME: &str = "ktstr.bulk";
 /// Where the kernel lists virtio ports.
 pub const VIRTIO_PORTS_DIR: &str = "/sys/class/virtio-ports";
 /// Largest host→guest payload accepted; commands are small.

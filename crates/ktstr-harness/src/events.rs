@@ -3,7 +3,7 @@
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Instant;
 
-use ktstr_wire::{Message, Phase, ScenarioStatus, SchedState, VecDecoder};
+use ktstr_wire::{Message, Phase, ScenarioStatus, SchedExitKind, SchedState, VecDecoder};
 
 /// `SysReady`, in native types.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -21,8 +21,8 @@ pub struct SysInfo {
 pub struct SchedEvent {
     /// Attached / Exited / Detached.
     pub state: SchedState,
-    /// `ktstr_guest::proto::EXIT_KIND_*` (0 for Attached).
-    pub exit_kind: u32,
+    /// How it ended ([`SchedExitKind::NotExited`] for Attached).
+    pub exit_kind: SchedExitKind,
     /// Exit code (128+signal when killed by one).
     pub exit_code: i64,
     /// `root/ops` name (or binary name before attach).

@@ -30,6 +30,8 @@
 //! guest answers each with a `ScenarioResult` of the same step, streaming
 //! `Stdout`/`Stderr` (tagged by pid) and `SchedulerState` reports before it.
 
+#![warn(missing_docs)]
+
 pub mod compress;
 pub mod error;
 pub mod events;

@@ -98,9 +98,11 @@ mod tests {
     use super::*;
 
     fn lflag(fd: RawFd) -> libc::tcflag_t {
-        // SAFETY: plain data, valid fd and out-pointer.
+        // SAFETY: termios is plain data; all-zero is a valid value.
         let mut t: libc::termios = unsafe { std::mem::zeroed() };
-        assert_eq!(unsafe { libc::tcgetattr(fd, &mut t) }, 0);
+        // SAFETY: `fd` is open (the caller's pty end) and `t` a valid out-pointer.
+        let rc = unsafe { libc::tcgetattr(fd, &mut t) };
+        assert_eq!(rc, 0);
         t.c_lflag
     }
 

@@ -4,6 +4,8 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+use ktstr_wire::BULK_PORT_NAME;
+
 use crate::config::{Accel, QemuConfig};
 use crate::error::{Error, Result};
 use crate::topology::{self, Machine};
@@ -19,9 +21,6 @@ pub struct RunPaths {
     /// Guest RAM backing files, one per [`QemuConfig::memory_segments_mib`] entry.
     pub memory: Vec<PathBuf>,
 }
-
-/// Name of the virtio-serial port the guest sees at /dev/vport0p1.
-pub const BULK_PORT_NAME: &str = "ktstr.bulk";
 
 /// Default kernel command line; `tsc_khz` of `None` omits `tsc_early_khz`.
 pub fn kernel_cmdline(extra: &str, tsc_khz: Option<u64>) -> String {

@@ -20,7 +20,6 @@ pub mod topology;
 mod vm;
 
 pub use chardev::PortSender;
-pub use command::BULK_PORT_NAME;
 pub use config::{
     Accel, AccelChoice, KvmKind, MAX_MEMORY_MIB, Q35_MAX_MEMORY_MIB, QemuConfig, host_tsc_khz,
     recommended_accel,

@@ -307,7 +307,7 @@ impl RunningVm {
         threads.push(chardev::spawn_port_reader("qemu-hvc0", con_s, ctx)?);
         threads.push(chardev::spawn_port_reader("qemu-bulk", bulk_s, btx)?);
         vm.console_tx = Some(PortSender::new("hvc0", con_s)?);
-        vm.bulk_tx = Some(PortSender::new(crate::command::BULK_PORT_NAME, bulk_s)?);
+        vm.bulk_tx = Some(PortSender::new(ktstr_wire::BULK_PORT_NAME, bulk_s)?);
         vm.console_rx = Some(crx);
         vm.bulk_rx = Some(brx);
         vm.threads = threads;

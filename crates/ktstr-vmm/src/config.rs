@@ -10,7 +10,7 @@ use ktstr_topology::NumaTopology;
 use crate::compat::CompatMode;
 use crate::devices::bus::{IoDevice, IoSpace};
 use crate::devices::virtio::console::ConsoleSender;
-use crate::error::{Result, VmmError};
+use crate::error::{ConfigError, Result};
 use crate::layout;
 use crate::snapshot::{SnapshotPlan, SnapshotTrigger};
 use crate::vm::Vm;
@@ -84,40 +84,44 @@ impl VmConfig {
     /// Checks that need no KVM and no files: counts, sizes, durations.
     pub fn validate(&self) -> Result<()> {
         if self.vcpus == 0 {
-            return Err(VmmError::NoVcpus);
+            return Err(ConfigError::NoVcpus.into());
         }
         if self.deadline.is_zero() {
-            return Err(VmmError::ZeroDeadline);
+            return Err(ConfigError::ZeroDeadline.into());
         }
         if let Some(interval) = self.profile_interval.filter(|i| *i < MIN_PROFILE_INTERVAL) {
-            return Err(VmmError::ProfileIntervalTooShort {
+            return Err(ConfigError::ProfileIntervalTooShort {
                 interval,
                 min: MIN_PROFILE_INTERVAL,
-            });
+            }
+            .into());
         }
         if self.memory_mib < layout::MIN_MEMORY_MIB {
-            return Err(VmmError::MemoryTooSmall {
+            return Err(ConfigError::MemoryTooSmall {
                 mib: self.memory_mib,
                 needed_mib: layout::MIN_MEMORY_MIB,
                 what: "the boot structures and a kernel",
-            });
+            }
+            .into());
         }
         if self.memory_mib > layout::MAX_MEMORY_MIB {
-            return Err(VmmError::MemoryTooLarge {
+            return Err(ConfigError::MemoryTooLarge {
                 mib: self.memory_mib,
                 max_mib: layout::MAX_MEMORY_MIB,
-            });
+            }
+            .into());
         }
         if self.image.is_none() {
-            return Err(VmmError::NoKernel);
+            return Err(ConfigError::NoKernel.into());
         }
         if let Some(topo) = &self.topology {
             topo.check()?;
             if topo.vcpus() as usize != self.vcpus {
-                return Err(VmmError::TopologyVcpus {
+                return Err(ConfigError::TopologyVcpus {
                     vcpus: self.vcpus,
                     topology: topo.vcpus(),
-                });
+                }
+                .into());
             }
             topo.node_memory_mib(self.memory_mib)?;
         }
@@ -127,9 +131,7 @@ impl VmConfig {
         }) = &self.snapshot
         {
             if m.is_empty() {
-                return Err(VmmError::CmdlineInvalid(
-                    "snapshot COM1 marker must not be empty".into(),
-                ));
+                return Err(ConfigError::EmptySnapshotMarker.into());
             }
         }
         Ok(())

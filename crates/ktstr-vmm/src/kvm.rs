@@ -7,7 +7,7 @@ use std::path::Path;
 
 use kvm_ioctls::{Cap, Kvm};
 
-use crate::error::{Result, VmmError};
+use crate::error::{HostError, Result};
 
 const KVM_API_VERSION: i32 = 12;
 
@@ -23,25 +23,26 @@ const REQUIRED: &[(Cap, &str)] = &[
     (Cap::VcpuEvents, "KVM_CAP_VCPU_EVENTS"),
 ];
 
-pub(crate) fn classify_open_error(path: &Path, err: io::Error) -> VmmError {
+pub(crate) fn classify_open_error(path: &Path, err: io::Error) -> HostError {
     let path = path.to_path_buf();
     match err.raw_os_error() {
         Some(libc::ENOENT) | Some(libc::ENODEV) | Some(libc::ENXIO) => {
-            VmmError::KvmMissing { path }
+            HostError::KvmMissing { path }
         }
-        Some(libc::EACCES) | Some(libc::EPERM) => VmmError::KvmPermission { path },
-        _ => VmmError::KvmOpen { path, source: err },
+        Some(libc::EACCES) | Some(libc::EPERM) => HostError::KvmPermission { path },
+        _ => HostError::KvmOpen { path, source: err },
     }
 }
 
 pub(crate) fn open(path: &Path) -> Result<Kvm> {
     if !path.exists() {
-        return Err(VmmError::KvmMissing {
+        return Err(HostError::KvmMissing {
             path: path.to_path_buf(),
-        });
+        }
+        .into());
     }
     let c_path =
-        CString::new(path.as_os_str().as_encoded_bytes()).map_err(|e| VmmError::KvmOpen {
+        CString::new(path.as_os_str().as_encoded_bytes()).map_err(|e| HostError::KvmOpen {
             path: path.to_path_buf(),
             source: io::Error::other(e),
         })?;
@@ -50,16 +51,17 @@ pub(crate) fn open(path: &Path) -> Result<Kvm> {
     // SAFETY: `fd` was just opened by us and is owned by nothing else.
     let kvm = unsafe { Kvm::from_raw_fd(fd) };
     if kvm.get_api_version() != KVM_API_VERSION {
-        return Err(VmmError::KvmOpen {
+        return Err(HostError::KvmOpen {
             path: path.to_path_buf(),
             source: io::Error::other(
                 "not a KVM device (KVM_GET_API_VERSION failed or returned an unknown version)",
             ),
-        });
+        }
+        .into());
     }
     for (cap, name) in REQUIRED {
         if !kvm.check_extension(*cap) {
-            return Err(VmmError::MissingCapability(name));
+            return Err(HostError::MissingCapability(name).into());
         }
     }
     Ok(kvm)
@@ -68,21 +70,22 @@ pub(crate) fn open(path: &Path) -> Result<Kvm> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::VmmError;
 
     #[test]
     fn open_errors_are_classified() {
         let p = Path::new("/dev/kvm");
         assert!(matches!(
             classify_open_error(p, io::Error::from_raw_os_error(libc::EACCES)),
-            VmmError::KvmPermission { .. }
+            HostError::KvmPermission { .. }
         ));
         assert!(matches!(
             classify_open_error(p, io::Error::from_raw_os_error(libc::ENOENT)),
-            VmmError::KvmMissing { .. }
+            HostError::KvmMissing { .. }
         ));
         assert!(matches!(
             classify_open_error(p, io::Error::from_raw_os_error(libc::EIO)),
-            VmmError::KvmOpen { .. }
+            HostError::KvmOpen { .. }
         ));
     }
 
@@ -90,11 +93,11 @@ mod tests {
     fn a_missing_device_and_a_non_kvm_device_are_named() {
         assert!(matches!(
             open(Path::new("/nonexistent/kvm")),
-            Err(VmmError::KvmMissing { .. })
+            Err(VmmError::Host(HostError::KvmMissing { .. }))
         ));
         assert!(matches!(
             open(Path::new("/dev/null")),
-            Err(VmmError::KvmOpen { .. })
+            Err(VmmError::Host(HostError::KvmOpen { .. }))
         ));
     }
 }

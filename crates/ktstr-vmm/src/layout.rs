@@ -3,7 +3,7 @@
 
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 
-use crate::error::{Result, VmmError};
+use crate::error::{MemoryError, Result};
 
 pub const MIB: u64 = 1 << 20;
 pub const MIN_MEMORY_MIB: u64 = 4;
@@ -70,7 +70,7 @@ pub fn create_memory(mib: u64) -> Result<GuestMemoryMmap> {
         .into_iter()
         .map(|(start, len)| (GuestAddress(start), len as usize))
         .collect();
-    GuestMemoryMmap::from_ranges(&ranges).map_err(|e| VmmError::Memory(e.to_string()))
+    GuestMemoryMmap::from_ranges(&ranges).map_err(|e| MemoryError::Map(e).into())
 }
 
 #[cfg(test)]

@@ -63,12 +63,14 @@ mod vcpu;
 mod vm;
 
 pub use config::{DEFAULT_CMDLINE, GuestImage, VmBuilder, VmConfig};
-pub use devices::bus::{IoAction, IoDevice, IoSpace};
+pub use devices::bus::{DeviceMismatchError, DeviceStateError, IoAction, IoDevice, IoSpace};
 pub use devices::virtio::console::{
-    BULK_PORT_NAME, ConsoleHost, ConsoleSender, ConsoleStats, PORT_BULK, PORT_CONSOLE,
-    console as virtio_console,
+    ConsoleHost, ConsoleSender, ConsoleStats, PORT_BULK, PORT_CONSOLE, console as virtio_console,
 };
-pub use error::{Result, VmmError};
+pub use error::{
+    CmdlineError, ConfigError, HostError, ImageError, MemoryError, Result, RunError, SetupError,
+    VcpuCpuidError, VmmError,
+};
 pub use outcome::{ExitKind, Outcome, ShimUse, Timings};
 pub use snapshot::{
     AfterSnapshot, RestoreOptions, SnapshotError, SnapshotInfo, SnapshotPlan, SnapshotTrigger,

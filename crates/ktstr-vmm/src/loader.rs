@@ -9,7 +9,7 @@ use linux_loader::loader::bootparam::setup_header;
 use linux_loader::loader::{BzImage, Elf, KernelLoader};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use crate::error::{Result, VmmError};
+use crate::error::{ConfigError, ImageError, Result};
 use crate::layout;
 
 /// Offset of the 64-bit entry point (`startup_64`) inside a bzImage's
@@ -55,7 +55,7 @@ impl LoadedKernel {
 }
 
 fn detect_format(file: &mut File, path: &Path) -> Result<KernelFormat> {
-    let unreadable = |source| VmmError::KernelUnreadable {
+    let unreadable = |source| ImageError::KernelUnreadable {
         path: path.to_path_buf(),
         source,
     };
@@ -68,42 +68,45 @@ fn detect_format(file: &mut File, path: &Path) -> Result<KernelFormat> {
     if n >= 0x206 && head[0x202..0x206] == *b"HdrS" {
         return Ok(KernelFormat::BzImage);
     }
-    Err(VmmError::NotAKernel {
+    Err(ImageError::NotAKernel {
         path: path.to_path_buf(),
         reason: format!("no ELF magic and no 'HdrS' boot header ({len} bytes)"),
-    })
+    }
+    .into())
 }
 
 /// Loads the kernel at `path` into `mem`.
 pub fn load_kernel(mem: &GuestMemoryMmap, path: &Path) -> Result<LoadedKernel> {
     if !path.exists() {
-        return Err(VmmError::KernelMissing {
+        return Err(ImageError::KernelMissing {
             path: path.to_path_buf(),
-        });
+        }
+        .into());
     }
-    let mut file = File::open(path).map_err(|source| VmmError::KernelUnreadable {
+    let mut file = File::open(path).map_err(|source| ImageError::KernelUnreadable {
         path: path.to_path_buf(),
         source,
     })?;
     let format = detect_format(&mut file, path)?;
-    let needed_end = image_end(&mut file, format).map_err(|reason| VmmError::NotAKernel {
+    let needed_end = image_end(&mut file, format).map_err(|reason| ImageError::NotAKernel {
         path: path.to_path_buf(),
         reason,
     })?;
     let mem_end = vm_memory::GuestMemoryBackend::last_addr(mem).0 + 1;
     if needed_end > layout::low_ram_end(mem_end) {
-        return Err(VmmError::MemoryTooSmall {
+        return Err(ConfigError::MemoryTooSmall {
             mib: mem_end / layout::MIB,
             needed_mib: needed_end.div_ceil(layout::MIB) + 1,
             what: "this kernel image",
-        });
+        }
+        .into());
     }
     let himem = Some(GuestAddress(layout::HIMEM_START));
     let loaded = match format {
         KernelFormat::Elf => Elf::load(mem, None, &mut file, himem),
         KernelFormat::BzImage => BzImage::load(mem, None, &mut file, himem),
     };
-    let loaded = loaded.map_err(|e| VmmError::NotAKernel {
+    let loaded = loaded.map_err(|e| ImageError::NotAKernel {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
@@ -163,11 +166,13 @@ fn image_end(file: &mut File, format: KernelFormat) -> std::result::Result<u64, 
 
 /// Copies flat code to `load_addr`.
 pub fn load_raw(mem: &GuestMemoryMmap, code: &[u8], load_addr: u64) -> Result<()> {
-    mem.write_slice(code, GuestAddress(load_addr))
-        .map_err(|_| VmmError::RawImageOutOfRange {
+    mem.write_slice(code, GuestAddress(load_addr)).map_err(|_| {
+        ImageError::RawImageOutOfRange {
             addr: load_addr,
             len: code.len(),
-        })
+        }
+        .into()
+    })
 }
 
 /// Places the initramfs as high as allowed above the kernel; returns (addr, size).
@@ -177,7 +182,7 @@ pub fn load_initramfs(
     kernel: &LoadedKernel,
     mem_bytes: u64,
 ) -> Result<(u64, u64)> {
-    let unreadable = |source| VmmError::InitramfsUnreadable {
+    let unreadable = |source| ImageError::InitramfsUnreadable {
         path: path.to_path_buf(),
         source,
     };
@@ -186,13 +191,13 @@ pub fn load_initramfs(
     file.rewind().map_err(unreadable)?;
     let low = align_up(kernel.end.max(layout::HIMEM_START), 0x1000);
     let high = layout::low_ram_end(mem_bytes).min(kernel.initrd_addr_max() + 1);
-    let too_large = || VmmError::InitramfsTooLarge { size, low, high };
+    let too_large = || ImageError::InitramfsTooLarge { size, low, high };
     let addr = high
         .checked_sub(size)
         .map(|a| a & !0xfff)
         .ok_or_else(too_large)?;
     if addr < low {
-        return Err(too_large());
+        return Err(too_large().into());
     }
     let len = usize::try_from(size).map_err(|_| too_large())?;
     mem.read_exact_volatile_from(GuestAddress(addr), &mut file, len)
@@ -207,6 +212,7 @@ fn align_up(v: u64, align: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::VmmError;
     use std::io::Write;
 
     fn temp_file(name: &str, bytes: &[u8]) -> std::path::PathBuf {
@@ -221,7 +227,10 @@ mod tests {
     fn missing_kernel_is_named() {
         let mem = layout::create_memory(16).expect("memory");
         let err = load_kernel(&mem, Path::new("/nonexistent/vmlinux")).unwrap_err();
-        assert!(matches!(err, VmmError::KernelMissing { .. }), "{err}");
+        assert!(
+            matches!(err, VmmError::Image(ImageError::KernelMissing { .. })),
+            "{err}"
+        );
     }
 
     #[test]
@@ -230,7 +239,10 @@ mod tests {
         let path = temp_file("garbage", &[0x42; 4096]);
         let err = load_kernel(&mem, &path).unwrap_err();
         std::fs::remove_file(&path).ok();
-        assert!(matches!(err, VmmError::NotAKernel { .. }), "{err}");
+        assert!(
+            matches!(err, VmmError::Image(ImageError::NotAKernel { .. })),
+            "{err}"
+        );
     }
 
     #[test]
@@ -239,6 +251,9 @@ mod tests {
         let path = temp_file("trunc-elf", b"\x7fELF\x02\x01\x01");
         let err = load_kernel(&mem, &path).unwrap_err();
         std::fs::remove_file(&path).ok();
-        assert!(matches!(err, VmmError::NotAKernel { .. }), "{err}");
+        assert!(
+            matches!(err, VmmError::Image(ImageError::NotAKernel { .. })),
+            "{err}"
+        );
     }
 }

@@ -7,7 +7,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use crate::arch::x86_64::{cpuid, cpuid_topology, mptable};
 use crate::config::VmConfig;
-use crate::error::{Result, VmmError};
+use crate::error::{MemoryError, Result, VcpuCpuidError};
 use crate::topology::{build_acpi, cpuid_for_vcpu};
 
 /// KVM vCPU id of vCPU `index`: its topology APIC ID, else `index`.
@@ -16,7 +16,7 @@ pub(crate) fn vcpu_id(config: &VmConfig, index: usize) -> Result<u64> {
         Some(t) => t
             .apic_id(index as u32)
             .map(u64::from)
-            .ok_or_else(|| VmmError::Cpuid(format!("vCPU {index} is outside the topology"))),
+            .ok_or_else(|| VcpuCpuidError::VcpuOutsideTopology { index }.into()),
         None => Ok(index as u64),
     }
 }
@@ -34,9 +34,7 @@ pub(crate) fn vcpu_cpuid(
     };
     let apic = vcpu_id(config, index)? as usize;
     let patched = cpuid::for_vcpu(base, apic, config.vcpus, masked);
-    let vendor = cpuid_topology::vendor(base).ok_or_else(|| {
-        VmmError::Cpuid("unknown CPU vendor; topology leaves exist for Intel and AMD".into())
-    })?;
+    let vendor = cpuid_topology::vendor(base).ok_or(VcpuCpuidError::UnknownVendor)?;
     let leaves = cpuid_for_vcpu(topo, vendor, index as u32)?;
     cpuid_topology::merge(&patched, &leaves)
 }
@@ -50,7 +48,10 @@ pub(crate) fn write_tables(config: &VmConfig, memory: &GuestMemoryMmap) -> Resul
     for (addr, bytes) in &tables.blobs {
         memory
             .write_slice(bytes, GuestAddress(*addr))
-            .map_err(|e| VmmError::Memory(format!("ACPI table at {addr:#x}: {e}")))?;
+            .map_err(|source| MemoryError::AcpiTable {
+                addr: *addr,
+                source,
+            })?;
     }
     Ok(())
 }

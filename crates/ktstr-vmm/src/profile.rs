@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use object::{Object, ObjectSymbol, SymbolKind};
 
-use crate::error::{Result, VmmError};
+use crate::error::{ImageError, Result};
 
 /// `__START_KERNEL_map`: where x86_64 Linux maps its image (physical 0).
 const START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
@@ -35,11 +35,11 @@ pub struct Symbolizer {
 impl Symbolizer {
     /// Reads the symbol table of an ELF `vmlinux`.
     pub fn from_vmlinux(path: &Path) -> Result<Self> {
-        let data = std::fs::read(path).map_err(|source| VmmError::KernelUnreadable {
+        let data = std::fs::read(path).map_err(|source| ImageError::KernelUnreadable {
             path: path.to_path_buf(),
             source,
         })?;
-        let file = object::File::parse(&*data).map_err(|e| VmmError::NotAKernel {
+        let file = object::File::parse(&*data).map_err(|e| ImageError::NotAKernel {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;

@@ -18,7 +18,7 @@ use crate::compat::{self, CompatProfile};
 use crate::config::{Attachments, DEFAULT_CMDLINE, GuestImage, VmConfig};
 use crate::devices::bus::{Bus, IoSpace};
 use crate::devices::{control, serial};
-use crate::error::{Result, VmmError, kvm_op};
+use crate::error::{CmdlineError, ConfigError, HostError, MemoryError, Result, kvm_op};
 use crate::layout;
 use crate::loader::{self, KernelFormat};
 use crate::outcome::{ExitKind, Outcome, ShimUse, Timings};
@@ -89,10 +89,11 @@ impl Vm {
         let kvm = crate::kvm::open(&config.kvm_path)?;
         let max_vcpus = kvm.get_max_vcpus().min(mptable::MAX_CPUS);
         if config.vcpus > max_vcpus {
-            return Err(VmmError::TooManyVcpus {
+            return Err(HostError::TooManyVcpus {
                 requested: config.vcpus,
                 max: max_vcpus,
-            });
+            }
+            .into());
         }
         let compat = CompatProfile::resolve(
             config.compat,
@@ -468,7 +469,10 @@ pub(crate) fn register_memory(vm_fd: &VmFd, memory: &GuestMemoryMmap) -> Result<
     for (slot, region) in memory.iter().enumerate() {
         let host = memory
             .get_host_address(region.start_addr())
-            .map_err(|e| VmmError::Memory(e.to_string()))?;
+            .map_err(|source| MemoryError::HostAddress {
+                addr: region.start_addr().0,
+                source,
+            })?;
         let region = kvm_userspace_memory_region {
             slot: slot as u32,
             guest_phys_addr: region.start_addr().0,
@@ -493,7 +497,7 @@ fn load_image(
     extra_args: &str,
 ) -> Result<(u64, String, Option<KernelFormat>)> {
     match &config.image {
-        None => Err(VmmError::NoKernel),
+        None => Err(ConfigError::NoKernel.into()),
         Some(GuestImage::Raw { code, load_addr }) => {
             loader::load_raw(memory, code, *load_addr)?;
             Ok((*load_addr, String::new(), None))
@@ -502,13 +506,14 @@ fn load_image(
             let kernel = loader::load_kernel(memory, path)?;
             let cmdline = build_cmdline(compat, extra_args, config.topology.is_some());
             if cmdline.contains('\0') {
-                return Err(VmmError::CmdlineInvalid("contains a NUL byte".into()));
+                return Err(ConfigError::CmdlineInvalid(CmdlineError::NulByte).into());
             }
             if cmdline.len() > kernel.cmdline_max() {
-                return Err(VmmError::CmdlineTooLong {
+                return Err(ConfigError::CmdlineTooLong {
                     len: cmdline.len(),
                     max: kernel.cmdline_max(),
-                });
+                }
+                .into());
             }
             let initramfs = match &config.initramfs {
                 Some(p) => Some(loader::load_initramfs(memory, p, &kernel, mem_bytes)?),

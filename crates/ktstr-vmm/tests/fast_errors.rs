@@ -6,7 +6,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use common::*;
-use ktstr_vmm::{VmBuilder, VmmError};
+use ktstr_vmm::{CmdlineError, ConfigError, HostError, ImageError, VmBuilder, VmmError};
 
 fn build_err(builder: VmBuilder) -> VmmError {
     match builder.build() {
@@ -25,23 +25,29 @@ fn temp_file(name: &str, bytes: &[u8]) -> std::path::PathBuf {
 
 fn config_errors_need_no_kvm() {
     let raw = || VmBuilder::new().raw_image(vec![0xf4], LOAD_ADDR);
-    assert!(matches!(build_err(raw().vcpus(0)), VmmError::NoVcpus));
+    assert!(matches!(
+        build_err(raw().vcpus(0)),
+        VmmError::Config(ConfigError::NoVcpus)
+    ));
     assert!(matches!(
         build_err(raw().deadline(Duration::ZERO)),
-        VmmError::ZeroDeadline
+        VmmError::Config(ConfigError::ZeroDeadline)
     ));
     assert!(matches!(
         build_err(raw().memory_mib(1)),
-        VmmError::MemoryTooSmall { .. }
+        VmmError::Config(ConfigError::MemoryTooSmall { .. })
     ));
     assert!(matches!(
         build_err(raw().memory_mib(u64::MAX / 2)),
-        VmmError::MemoryTooLarge { .. }
+        VmmError::Config(ConfigError::MemoryTooLarge { .. })
     ));
-    assert!(matches!(build_err(VmBuilder::new()), VmmError::NoKernel));
+    assert!(matches!(
+        build_err(VmBuilder::new()),
+        VmmError::Config(ConfigError::NoKernel)
+    ));
     assert!(matches!(
         build_err(raw().profile(Duration::ZERO)),
-        VmmError::ProfileIntervalTooShort { .. }
+        VmmError::Config(ConfigError::ProfileIntervalTooShort { .. })
     ));
 }
 
@@ -59,11 +65,14 @@ fn an_unrepresentable_deadline_is_no_deadline() {
 fn missing_or_wrong_kvm_device_is_named() {
     let raw = || VmBuilder::new().raw_image(vec![0xf4], LOAD_ADDR);
     let e = build_err(raw().kvm_path("/nonexistent/kvm"));
-    assert!(matches!(e, VmmError::KvmMissing { .. }), "{e}");
+    assert!(
+        matches!(e, VmmError::Host(HostError::KvmMissing { .. })),
+        "{e}"
+    );
     assert!(e.to_string().contains("/nonexistent/kvm"));
     assert!(matches!(
         build_err(raw().kvm_path("/dev/null")),
-        VmmError::KvmOpen { .. }
+        VmmError::Host(HostError::KvmOpen { .. })
     ));
 }
 
@@ -73,29 +82,39 @@ fn too_many_vcpus_names_the_host_limit() {
             .raw_image(vec![0xf4], LOAD_ADDR)
             .vcpus(100_000),
     ) {
-        VmmError::TooManyVcpus {
+        VmmError::Host(HostError::TooManyVcpus {
             requested: 100_000,
             max,
-        } => assert!(max >= 1),
+        }) => assert!(max >= 1),
         e => panic!("{e}"),
     }
 }
 
 fn kernel_file_errors() {
     let e = build_err(VmBuilder::new().kernel("/nonexistent/vmlinux"));
-    assert!(matches!(e, VmmError::KernelMissing { .. }), "{e}");
+    assert!(
+        matches!(e, VmmError::Image(ImageError::KernelMissing { .. })),
+        "{e}"
+    );
     let garbage = temp_file("garbage", &[0x5a; 8192]);
     let e = build_err(VmBuilder::new().kernel(&garbage));
-    assert!(matches!(e, VmmError::NotAKernel { .. }), "{e}");
+    assert!(
+        matches!(e, VmmError::Image(ImageError::NotAKernel { .. })),
+        "{e}"
+    );
     let elf32 = temp_file("elf32", b"\x7fELF\x01\x01\x01\0\0\0\0\0\0\0\0\0");
     let e = build_err(VmBuilder::new().kernel(&elf32));
-    assert!(matches!(e, VmmError::NotAKernel { .. }), "{e}");
+    assert!(
+        matches!(e, VmmError::Image(ImageError::NotAKernel { .. })),
+        "{e}"
+    );
     let dir = std::env::temp_dir();
     let e = build_err(VmBuilder::new().kernel(&dir));
     assert!(
         matches!(
             e,
-            VmmError::KernelUnreadable { .. } | VmmError::NotAKernel { .. }
+            VmmError::Image(ImageError::KernelUnreadable { .. })
+                | VmmError::Image(ImageError::NotAKernel { .. })
         ),
         "{e}"
     );
@@ -110,7 +129,10 @@ fn raw_image_outside_memory_is_rejected() {
             .raw_image(vec![0x90; 16], 64 << 20)
             .memory_mib(16),
     );
-    assert!(matches!(e, VmmError::RawImageOutOfRange { .. }), "{e}");
+    assert!(
+        matches!(e, VmmError::Image(ImageError::RawImageOutOfRange { .. })),
+        "{e}"
+    );
 }
 
 fn overlapping_devices_are_rejected() {
@@ -122,7 +144,10 @@ fn overlapping_devices_are_rejected() {
         Box::new(Recorder::default()),
     ));
     assert!(
-        matches!(e, VmmError::DeviceOverlap { base: 0x3f8, .. }),
+        matches!(
+            e,
+            VmmError::Config(ConfigError::DeviceOverlap { base: 0x3f8, .. })
+        ),
         "{e}"
     );
 }
@@ -130,14 +155,23 @@ fn overlapping_devices_are_rejected() {
 fn real_kernel_input_errors() {
     let kernel = test_env().kernel;
     let e = build_err(VmBuilder::new().kernel(&kernel).memory_mib(8));
-    assert!(matches!(e, VmmError::MemoryTooSmall { .. }), "{e}");
+    assert!(
+        matches!(e, VmmError::Config(ConfigError::MemoryTooSmall { .. })),
+        "{e}"
+    );
     let e = build_err(VmBuilder::new().kernel(&kernel).cmdline(&"x".repeat(4096)));
     assert!(
-        matches!(e, VmmError::CmdlineTooLong { max, .. } if max < 4096),
+        matches!(e, VmmError::Config(ConfigError::CmdlineTooLong { max, .. }) if max < 4096),
         "{e}"
     );
     let e = build_err(VmBuilder::new().kernel(&kernel).cmdline("a\0b"));
-    assert!(matches!(e, VmmError::CmdlineInvalid(_)), "{e}");
+    assert!(
+        matches!(
+            e,
+            VmmError::Config(ConfigError::CmdlineInvalid(CmdlineError::NulByte))
+        ),
+        "{e}"
+    );
     let big = temp_file("big-initramfs", &[]);
     std::fs::File::options()
         .write(true)
@@ -151,13 +185,19 @@ fn real_kernel_input_errors() {
             .memory_mib(128),
     );
     std::fs::remove_file(&big).ok();
-    assert!(matches!(e, VmmError::InitramfsTooLarge { .. }), "{e}");
+    assert!(
+        matches!(e, VmmError::Image(ImageError::InitramfsTooLarge { .. })),
+        "{e}"
+    );
     let e = build_err(
         VmBuilder::new()
             .kernel(&kernel)
             .initramfs("/nonexistent/initramfs"),
     );
-    assert!(matches!(e, VmmError::InitramfsUnreadable { .. }), "{e}");
+    assert!(
+        matches!(e, VmmError::Image(ImageError::InitramfsUnreadable { .. })),
+        "{e}"
+    );
 }
 
 fn main() -> std::process::ExitCode {

@@ -109,6 +109,27 @@ open_enum! {
     }
 }
 
+open_enum! {
+    /// How the scheduler under test ended, as ktstr's guest agent classifies
+    /// it in [`SchedulerState`](crate::SchedulerState). These are ktstr's own
+    /// codes, not the kernel's `scx_exit_kind`: the agent derives them from
+    /// the scheduler process's exit and the `sched_ext` lines in the kernel
+    /// log (a kernel disable other than a clean unregistration means
+    /// [`Kernel`](Self::Kernel)).
+    pub enum SchedExitKind: u32 {
+        /// Not an exit: sent with [`SchedState::Attached`].
+        NotExited = 0,
+        /// The scheduler process ended on its own, or was stopped, while the
+        /// kernel reported a clean unregistration (or nothing at all).
+        Process = 1,
+        /// The kernel disabled the scheduler with an error (watchdog stall,
+        /// `scx_bpf_error()`, a verifier or runtime error): it was kicked out.
+        Kernel = 2,
+        /// The scheduler process exited before it attached.
+        BeforeAttach = 3,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,5 +143,9 @@ mod tests {
         assert_eq!(u8::from(LogLevel::Unknown(42)), 42);
         assert_eq!(SchedState::from(2), SchedState::Exited);
         assert_eq!(ScenarioStatus::from(0), ScenarioStatus::Unknown(0));
+        assert_eq!(SchedExitKind::from(0), SchedExitKind::NotExited);
+        assert_eq!(SchedExitKind::from(2), SchedExitKind::Kernel);
+        assert_eq!(SchedExitKind::from(1025), SchedExitKind::Unknown(1025));
+        assert_eq!(u32::from(SchedExitKind::BeforeAttach), 3);
     }
 }

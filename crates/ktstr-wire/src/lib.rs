@@ -109,6 +109,7 @@
 
 #![no_std]
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 #[cfg(feature = "alloc")]
 extern crate alloc;
@@ -136,7 +137,7 @@ mod variable;
 mod vec_decoder;
 
 pub use bytes::ByteStr;
-pub use codes::{LogLevel, Phase, ScenarioStatus, SchedState};
+pub use codes::{LogLevel, Phase, ScenarioStatus, SchedExitKind, SchedState};
 pub use crc::{crc32c, frame_crc};
 pub use decoder::{Decoder, DecoderStats};
 pub use encoder::{Encoder, encode_into, encode_raw_into, encoded_len};
@@ -157,6 +158,11 @@ pub use message::{Command, Message};
 pub use variable::{Chunk, Exec, Log, Panic, RunStep, ScenarioResult, SchedulerState};
 #[cfg(feature = "alloc")]
 pub use vec_decoder::{DEFAULT_MAX_PAYLOAD, VecDecoder};
+
+/// Name of the virtio-console port that carries the frames (the guest's
+/// `/dev/vport0p1`, found through `/sys/class/virtio-ports/*/name`). Both
+/// backends name port 1 this, and the guest agent looks for it.
+pub const BULK_PORT_NAME: &str = "ktstr.bulk";
 
 // Run the README's examples as doctests (they use `alloc` helpers).
 #[cfg(all(doctest, feature = "alloc"))]

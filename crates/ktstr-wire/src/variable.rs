@@ -6,7 +6,7 @@ use zerocopy::byteorder::little_endian::{I64, U16, U32};
 
 use crate::bytes::ByteStr;
 use crate::codec::Codec;
-use crate::codes::{LogLevel, ScenarioStatus, SchedState};
+use crate::codes::{LogLevel, ScenarioStatus, SchedExitKind, SchedState};
 use crate::cursor::{Reader, Writer, lp_len};
 use crate::error::{EncodeError, ParseError};
 use crate::fixed::{ChunkHead, LogHead, RunStepHead, ScenarioHead, SchedStateHead};
@@ -74,8 +74,8 @@ impl<'a> Codec<'a> for Chunk<'a> {
 pub struct SchedulerState<'a> {
     /// Attached / exited / detached.
     pub state: SchedState,
-    /// sched_ext `scx_exit_kind` (0 when not exited).
-    pub exit_kind: u32,
+    /// How it ended ([`SchedExitKind::NotExited`] when it has not).
+    pub exit_kind: SchedExitKind,
     /// sched_ext exit code (0 when not exited).
     pub exit_code: i64,
     /// Scheduler name (`ops.name`).
@@ -93,7 +93,7 @@ impl<'a> Codec<'a> for SchedulerState<'a> {
     fn write(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
         w.fixed(&SchedStateHead {
             state: U16::new(self.state.into()),
-            exit_kind: U32::new(self.exit_kind),
+            exit_kind: U32::new(self.exit_kind.into()),
             exit_code: I64::new(self.exit_code),
         })?;
         w.lp(&self.name)?;
@@ -103,7 +103,7 @@ impl<'a> Codec<'a> for SchedulerState<'a> {
         let head: SchedStateHead = r.fixed("state")?;
         Ok(Self {
             state: head.state.get().into(),
-            exit_kind: head.exit_kind.get(),
+            exit_kind: head.exit_kind.get().into(),
             exit_code: head.exit_code.get(),
             name: ByteStr(r.lp("name")?),
             reason: ByteStr(r.lp("reason")?),

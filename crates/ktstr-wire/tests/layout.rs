@@ -46,7 +46,7 @@ fn golden_log_payload() {
 fn golden_scheduler_state_payload() {
     let msg = Message::SchedulerState(SchedulerState {
         state: SchedState::Exited,
-        exit_kind: 1025,
+        exit_kind: SchedExitKind::Unknown(1025),
         exit_code: -2,
         name: "scx_x".into(),
         reason: "stall".into(),

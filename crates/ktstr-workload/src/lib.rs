@@ -21,6 +21,8 @@
 //!    `two_cgroups [1n1l2c1t scx_simple] failed: worker cg_1/3 stuck 3500 ms on cpu1 at +1200 ms`,
 //!    prints [`report::table`] and writes [`report::json`] under `target/ktstr/`.
 
+#![warn(missing_docs)]
+
 pub mod catalogue;
 pub mod cgroup;
 pub mod cpuset;
@@ -32,6 +34,7 @@ pub mod spec;
 pub mod verdict;
 pub mod worker;
 
-pub use runner::{RunError, RunOptions, ScenarioReport, WorkerTelemetry, run_scenario};
+pub use report::{ScenarioReport, WorkerTelemetry};
+pub use runner::{RunError, RunOptions, run_scenario};
 pub use spec::{CgroupSpec, CpusetSpec, Op, Scenario, SpecError, Step, WorkKind};
 pub use verdict::{Failure, Thresholds, Verdict, evaluate};

@@ -8,7 +8,8 @@ use std::path::Path;
 
 use ktstr_topology::{GuestTopology, TopologyError};
 
-use crate::runner::{RunError, RunOptions, ScenarioReport, run_scenario};
+use crate::report::ScenarioReport;
+use crate::runner::{RunError, RunOptions, run_scenario};
 use crate::spec::{Scenario, total_workers};
 
 /// Encoding, decoding or running a request failed.

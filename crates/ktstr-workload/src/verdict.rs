@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::runner::{ScenarioReport, WorkerTelemetry};
+use crate::report::{ScenarioReport, WorkerTelemetry};
 
 /// Limits; `Default` is the stock policy, tests override fields.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

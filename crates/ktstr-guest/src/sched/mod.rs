@@ -19,13 +19,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ktstr_wire::{ByteStr, Lifecycle, Message, Phase, SchedState, SchedulerState};
+use ktstr_wire::{ByteStr, Lifecycle, Message, Phase, SchedExitKind, SchedState, SchedulerState};
 
 use crate::outbox::Outbox;
-use crate::proto::{
-    EXIT_KIND_BEFORE_ATTACH, EXIT_KIND_KERNEL, EXIT_KIND_PROCESS, ProcExit, Reply, StartScheduler,
-    StopScheduler,
-};
+use crate::proto::{ProcExit, Reply, StartScheduler, StopScheduler};
 use crate::reaper;
 use crate::relay::{self, Stream, Tail};
 use kmsg::Kmsg;
@@ -161,7 +158,7 @@ impl Scheduler {
                 send_state(
                     out,
                     SchedState::Exited,
-                    EXIT_KIND_BEFORE_ATTACH,
+                    SchedExitKind::BeforeAttach,
                     &exit,
                     &base,
                     &stderr,
@@ -190,7 +187,7 @@ impl Scheduler {
                 send_state(
                     out,
                     SchedState::Attached,
-                    0,
+                    SchedExitKind::NotExited,
                     &ProcExit::default(),
                     &name,
                     "",
@@ -277,7 +274,7 @@ impl Scheduler {
         send_state(
             out,
             SchedState::Detached,
-            EXIT_KIND_PROCESS,
+            SchedExitKind::Process,
             &exit,
             &run.name,
             &reason,
@@ -343,9 +340,9 @@ fn monitor(
         let exit = status.map(ProcExit::from_wait_status).unwrap_or_default();
         let kicked = kmsg::disable_reason(&lines).is_some_and(|r| !kmsg::is_clean_unregister(r));
         let kind = if kicked {
-            EXIT_KIND_KERNEL
+            SchedExitKind::Kernel
         } else {
-            EXIT_KIND_PROCESS
+            SchedExitKind::Process
         };
         let reason = if lines.is_empty() {
             format!("scheduler process ended: {exit:?}")
@@ -365,7 +362,7 @@ fn monitor(
 fn send_state(
     out: &Outbox,
     state: SchedState,
-    kind: u32,
+    kind: SchedExitKind,
     exit: &ProcExit,
     name: &str,
     reason: &str,
@@ -373,7 +370,11 @@ fn send_state(
     let _ = out.send(&Message::SchedulerState(SchedulerState {
         state,
         exit_kind: kind,
-        exit_code: if kind == 0 { 0 } else { exit.wire_code() },
+        exit_code: if kind == SchedExitKind::NotExited {
+            0
+        } else {
+            exit.wire_code()
+        },
         name: ByteStr(name.as_bytes()),
         reason: ByteStr(reason.as_bytes()),
     }));

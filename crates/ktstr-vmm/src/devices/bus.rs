@@ -5,7 +5,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::error::{Result, VmmError};
+use crate::error::{ConfigError, Result};
+use crate::snapshot::SnapshotError;
 
 /// Which address space a device lives in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,16 +38,52 @@ pub trait IoDevice: Send {
     }
 
     /// Restores what [`IoDevice::save_state`] returned; `Err` names what is wrong.
-    fn restore_state(&mut self, state: &[u8]) -> std::result::Result<(), String> {
+    fn restore_state(&mut self, state: &[u8]) -> std::result::Result<(), DeviceStateError> {
         if state.is_empty() {
             Ok(())
         } else {
-            Err(format!(
-                "a stateless device got {} bytes of state",
-                state.len()
-            ))
+            Err(DeviceStateError::Stateless { got: state.len() })
         }
     }
+}
+
+/// Why a device could not take back the state it saved.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceStateError {
+    #[error("a stateless device got {got} bytes of state")]
+    Stateless { got: usize },
+    #[error("{device} state is {expected} bytes, got {got}")]
+    Length {
+        device: &'static str,
+        expected: &'static str,
+        got: usize,
+    },
+    #[error("this virtio device cannot be restored")]
+    NotRestorable,
+    /// The saved bytes do not decode (truncated, trailing bytes, bad field).
+    #[error(transparent)]
+    Malformed(Box<SnapshotError>),
+    #[error("cannot clone the interrupt eventfd: {0}")]
+    IrqFd(#[from] std::io::Error),
+    #[error("UART registers: {0:?}")]
+    Uart(vm_superio::serial::Error<std::io::Error>),
+}
+
+impl From<SnapshotError> for DeviceStateError {
+    fn from(e: SnapshotError) -> Self {
+        Self::Malformed(Box::new(e))
+    }
+}
+
+/// Why a snapshot's device states do not fit this VM's devices.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceMismatchError {
+    #[error("snapshot has {saved} devices, this VM {present}")]
+    Count { saved: usize, present: usize },
+    #[error("no device at {base:#x}")]
+    Missing { base: u64 },
+    #[error("device at {base:#x}: {source}")]
+    State { base: u64, source: DeviceStateError },
 }
 
 type SharedDevice = Arc<Mutex<Box<dyn IoDevice>>>;
@@ -77,12 +114,12 @@ impl Bus {
         let end = base
             .checked_add(len)
             .filter(|_| len > 0)
-            .ok_or(VmmError::DeviceOverlap { base, len })?;
+            .ok_or(ConfigError::DeviceOverlap { base, len })?;
         let at = self.slots.partition_point(|s| s.base < base);
         let clashes_prev = at > 0 && self.slots[at - 1].base + self.slots[at - 1].len > base;
         let clashes_next = self.slots.get(at).is_some_and(|s| s.base < end);
         if clashes_prev || clashes_next {
-            return Err(VmmError::DeviceOverlap { base, len });
+            return Err(ConfigError::DeviceOverlap { base, len }.into());
         }
         self.slots.insert(
             at,
@@ -150,23 +187,25 @@ impl Bus {
     pub(crate) fn restore_states(
         &self,
         states: &[(u64, Vec<u8>)],
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<(), DeviceMismatchError> {
         if states.len() != self.slots.len() {
-            return Err(format!(
-                "snapshot has {} devices, this VM {}",
-                states.len(),
-                self.slots.len()
-            ));
+            return Err(DeviceMismatchError::Count {
+                saved: states.len(),
+                present: self.slots.len(),
+            });
         }
         for (base, state) in states {
             let slot = self
                 .slots
                 .iter()
                 .find(|s| s.base == *base)
-                .ok_or_else(|| format!("no device at {base:#x}"))?;
-            lock(&slot.device)
-                .restore_state(state)
-                .map_err(|e| format!("device at {base:#x}: {e}"))?;
+                .ok_or(DeviceMismatchError::Missing { base: *base })?;
+            lock(&slot.device).restore_state(state).map_err(|source| {
+                DeviceMismatchError::State {
+                    base: *base,
+                    source,
+                }
+            })?;
         }
         Ok(())
     }

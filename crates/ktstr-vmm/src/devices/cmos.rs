@@ -2,6 +2,7 @@
 //! Without it Linux's RTC probe reads 0xff and spins for thousands of exits.
 
 use super::bus::{IoAction, IoDevice};
+use crate::devices::bus::DeviceStateError;
 
 pub const BASE: u64 = 0x70;
 pub const LEN: u64 = 2;
@@ -84,13 +85,17 @@ impl IoDevice for Cmos {
         Some(vec![self.index])
     }
 
-    fn restore_state(&mut self, state: &[u8]) -> Result<(), String> {
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), DeviceStateError> {
         match state {
             [index] => {
                 self.index = index & 0x7f;
                 Ok(())
             }
-            _ => Err(format!("CMOS state is 1 byte, got {}", state.len())),
+            _ => Err(DeviceStateError::Length {
+                device: "CMOS",
+                expected: "1",
+                got: state.len(),
+            }),
         }
     }
 }

@@ -9,6 +9,7 @@ use vm_superio::{Serial, Trigger};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::bus::{IoAction, IoDevice};
+use crate::devices::bus::DeviceStateError;
 
 pub const COM1_BASE: u64 = 0x3f8;
 pub const COM2_BASE: u64 = 0x2f8;
@@ -135,9 +136,13 @@ impl IoDevice for SerialPort {
         Some(out)
     }
 
-    fn restore_state(&mut self, state: &[u8]) -> Result<(), String> {
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), DeviceStateError> {
         let [b0, b1, b2, b3, b4, b5, b6, b7, b8, rest @ ..] = state else {
-            return Err(format!("UART state needs 9 bytes, got {}", state.len()));
+            return Err(DeviceStateError::Length {
+                device: "UART",
+                expected: "at least 9",
+                got: state.len(),
+            });
         };
         let st = SerialState {
             baud_divisor_low: *b0,
@@ -151,16 +156,8 @@ impl IoDevice for SerialPort {
             scratch: *b8,
             in_buffer: rest.to_vec(),
         };
-        let irq = self
-            .0
-            .interrupt_evt()
-            .0
-            .try_clone()
-            .map_err(|e| e.to_string())?;
-        let placeholder = Serial::new(
-            IrqFdTrigger(irq.try_clone().map_err(|e| e.to_string())?),
-            Capture::new(None),
-        );
+        let irq = self.0.interrupt_evt().0.try_clone()?;
+        let placeholder = Serial::new(IrqFdTrigger(irq.try_clone()?), Capture::new(None));
         // The capture (buffer and live sink) moves over; only registers change.
         let capture = std::mem::replace(&mut self.0, placeholder).into_writer();
         self.0 = Serial::from_state(
@@ -169,7 +166,7 @@ impl IoDevice for SerialPort {
             vm_superio::serial::NoEvents,
             capture,
         )
-        .map_err(|e| format!("{e:?}"))?;
+        .map_err(DeviceStateError::Uart)?;
         Ok(())
     }
 }

@@ -9,6 +9,7 @@ use super::SnapshotError;
 use super::machine::{MachineState, Meta};
 use super::vcpu_state::{VcpuState, readable_msrs};
 use super::vm_state::VmState;
+use crate::error::MemoryError;
 use crate::vm::Vm;
 
 /// A vCPU that left `KVM_RUN` on a port or MMIO exit has not finished that
@@ -89,9 +90,12 @@ pub(crate) fn memory_slices(memory: &GuestMemoryMmap) -> Result<Vec<&[u8]>, Snap
     memory
         .iter()
         .map(|r| {
-            let host = memory
-                .get_host_address(r.start_addr())
-                .map_err(|e| SnapshotError::Memory(e.to_string()))?;
+            let host = memory.get_host_address(r.start_addr()).map_err(|source| {
+                MemoryError::HostAddress {
+                    addr: r.start_addr().0,
+                    source,
+                }
+            })?;
             // SAFETY: the region is mapped for `len` bytes and outlives the
             // borrow of `memory`; no vCPU runs while the snapshot is written.
             Ok(unsafe { std::slice::from_raw_parts(host.cast_const(), r.len() as usize) })

@@ -56,7 +56,7 @@ pub enum SnapshotError {
     #[error("the device at {base:#x} cannot be snapshotted (it does not implement save_state)")]
     UnsupportedDevice { base: u64 },
     #[error("snapshot devices do not match this VM's: {0}")]
-    DeviceMismatch(String),
+    DeviceMismatch(#[from] crate::devices::bus::DeviceMismatchError),
     #[error("snapshot key mismatch: the file was built for a different boot")]
     KeyMismatch,
     #[error("KVM {op} failed: {source}")]
@@ -70,7 +70,7 @@ pub enum SnapshotError {
         source: std::io::Error,
     },
     #[error("guest memory: {0}")]
-    Memory(String),
+    Memory(#[from] crate::error::MemoryError),
 }
 
 /// When the running VM is paused and captured.

@@ -15,7 +15,7 @@ use crate::compat::CompatProfile;
 use crate::config::VmConfig;
 use crate::devices::bus::{Bus, IoSpace};
 use crate::devices::{control, serial};
-use crate::error::{Result, VmmError, kvm_op};
+use crate::error::{ConfigError, MemoryError, Result, kvm_op};
 use crate::vcpu::state::RunState;
 use crate::vm::{Vm, create_vm_fd, register_memory};
 
@@ -26,7 +26,7 @@ fn map_memory(loaded: &Loaded) -> std::result::Result<GuestMemoryMmap, SnapshotE
         let file = loaded
             .file
             .try_clone()
-            .map_err(|e| SnapshotError::Memory(e.to_string()))?;
+            .map_err(MemoryError::DupSnapshotFile)?;
         let mapping = MmapRegion::build(
             Some(FileOffset::new(file, offset)),
             len as usize,
@@ -34,19 +34,22 @@ fn map_memory(loaded: &Loaded) -> std::result::Result<GuestMemoryMmap, SnapshotE
             // Private: guest writes go to anonymous copies, never to the file.
             libc::MAP_PRIVATE | libc::MAP_NORESERVE,
         )
-        .map_err(|e| SnapshotError::Memory(e.to_string()))?;
+        .map_err(|source| MemoryError::MapSnapshotRegion {
+            addr: start,
+            source,
+        })?;
         let region = GuestRegionMmap::new(mapping, GuestAddress(start))
-            .ok_or_else(|| SnapshotError::Memory(format!("region at {start:#x} overflows")))?;
+            .ok_or(MemoryError::RegionOverflows { addr: start })?;
         regions.push(region);
         offset += len;
     }
-    GuestMemoryMmap::from_regions(regions).map_err(|e| SnapshotError::Memory(e.to_string()))
+    GuestMemoryMmap::from_regions(regions).map_err(|e| MemoryError::Regions(e).into())
 }
 
 impl Vm {
     /// Builds a VM from the snapshot at `path`. Everything is checked
     /// (format, checksums, key, host compatibility) before any state is
-    /// applied; a failure returns a typed [`SnapshotError`] in [`VmmError::Snapshot`].
+    /// applied; a failure returns a typed [`SnapshotError`] in [`VmmError::Snapshot`](crate::VmmError::Snapshot).
     pub fn restore(path: impl AsRef<Path>, options: RestoreOptions) -> Result<Vm> {
         let started = Instant::now();
         let loaded = file::open(path.as_ref(), options.verify_memory)?;
@@ -102,7 +105,7 @@ impl Vm {
         }
         pio.restore_states(&machine.pio)
             .and_then(|()| mmio.restore_states(&machine.mmio))
-            .map_err(SnapshotError::DeviceMismatch)?;
+            .map_err(SnapshotError::from)?;
 
         let mut vcpus = Vec::with_capacity(vcpu_count);
         for index in 0..vcpu_count {
@@ -130,7 +133,7 @@ impl Vm {
             ..VmConfig::default()
         };
         if config.deadline.is_zero() {
-            return Err(VmmError::ZeroDeadline);
+            return Err(ConfigError::ZeroDeadline.into());
         }
         let compat = CompatProfile {
             active: machine.meta.compat_active,

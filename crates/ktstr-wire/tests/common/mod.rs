@@ -53,7 +53,7 @@ impl Spec {
             }),
             5 => Message::SchedulerState(SchedulerState {
                 state: SchedState::from(n[0] as u16 % 5),
-                exit_kind: n[1] as u32,
+                exit_kind: SchedExitKind::from(n[1] as u32),
                 exit_code: n[2] as i64,
                 name: b,
                 reason: a,

@@ -4,7 +4,7 @@
 use linux_loader::loader::bootparam::{boot_params, setup_header};
 use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryMmap};
 
-use crate::error::{Result, VmmError};
+use crate::error::{MemoryError, Result, memory_write};
 use crate::layout;
 
 const E820_RAM: u32 = 1;
@@ -66,7 +66,11 @@ pub fn write_zero_page(mem: &GuestMemoryMmap, input: &ZeroPageInputs) -> Result<
         }
     }
     if entries.len() > params.e820_table.len() {
-        return Err(VmmError::Memory("too many e820 entries".into()));
+        return Err(MemoryError::TooManyE820 {
+            entries: entries.len(),
+            max: params.e820_table.len(),
+        }
+        .into());
     }
     for (slot, (addr, size, type_)) in params.e820_table.iter_mut().zip(&entries) {
         slot.addr = *addr;
@@ -75,7 +79,7 @@ pub fn write_zero_page(mem: &GuestMemoryMmap, input: &ZeroPageInputs) -> Result<
     }
     params.e820_entries = entries.len() as u8;
     mem.write_obj(ZeroPage(params), GuestAddress(layout::ZERO_PAGE_ADDR))
-        .map_err(|e| VmmError::Memory(format!("zero page: {e}")))
+        .map_err(memory_write("zero page"))
 }
 
 /// Writes the NUL-terminated command line at [`layout::CMDLINE_ADDR`].
@@ -83,7 +87,7 @@ pub fn write_cmdline(mem: &GuestMemoryMmap, cmdline: &str) -> Result<()> {
     let mut bytes = cmdline.as_bytes().to_vec();
     bytes.push(0);
     mem.write_slice(&bytes, GuestAddress(layout::CMDLINE_ADDR))
-        .map_err(|e| VmmError::Memory(format!("command line: {e}")))
+        .map_err(memory_write("command line"))
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 
 use kvm_bindings::{CpuId, KVM_CPUID_FLAG_SIGNIFCANT_INDEX, kvm_cpuid_entry2};
 
-use crate::error::{Result, VmmError};
+use crate::error::{Result, VcpuCpuidError};
 use crate::topology::{CpuidLeaf, Vendor};
 
 const REPLACED: [u32; 5] = [0x4, 0xb, 0x1f, 0x8000_001d, 0x8000_001e];
@@ -85,9 +85,7 @@ pub fn merge(base: &CpuId, leaves: &[CpuidLeaf]) -> Result<CpuId> {
                 entry.ecx = (entry.ecx & !EXT8_ECX_TOPOLOGY) | (l.ecx & EXT8_ECX_TOPOLOGY);
             }
             other => {
-                return Err(VmmError::Cpuid(format!(
-                    "topology leaf {other:#x} has no merge rule"
-                )));
+                return Err(VcpuCpuidError::NoMergeRule { leaf: other }.into());
             }
         }
     }
@@ -105,8 +103,13 @@ pub fn merge(base: &CpuId, leaves: &[CpuidLeaf]) -> Result<CpuId> {
             e.eax = e.eax.max(highest);
         }
     }
-    CpuId::from_entries(&entries)
-        .map_err(|e| VmmError::Cpuid(format!("{} entries: {e:?}", entries.len())))
+    CpuId::from_entries(&entries).map_err(|source| {
+        VcpuCpuidError::TooManyEntries {
+            entries: entries.len(),
+            source,
+        }
+        .into()
+    })
 }
 
 fn find_or_add(entries: &mut Vec<kvm_cpuid_entry2>, function: u32) -> &mut kvm_cpuid_entry2 {

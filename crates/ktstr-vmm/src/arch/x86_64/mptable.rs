@@ -5,7 +5,7 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use zerocopy::{Immutable, IntoBytes, KnownLayout};
 
 use super::acpi::sdt::checksum;
-use crate::error::{Result, VmmError};
+use crate::error::{MemoryError, Result, memory_write};
 use crate::layout;
 
 /// APIC IDs are 8-bit here and the IOAPIC takes the ID after the last CPU.
@@ -104,9 +104,7 @@ const _: () = assert!(
 /// Builds the table bytes for `cpus` CPUs (APIC IDs 0..cpus) placed at `base`.
 pub fn build(cpus: usize, base: u64) -> Result<Vec<u8>> {
     if cpus == 0 || cpus > MAX_CPUS {
-        return Err(VmmError::Memory(format!(
-            "MP table cannot describe {cpus} CPUs (APIC IDs are 8-bit)"
-        )));
+        return Err(MemoryError::MpTableCpus { cpus }.into());
     }
     let ioapic_id = cpus as u8;
     let mut body = Vec::new();
@@ -215,12 +213,10 @@ pub fn build(cpus: usize, base: u64) -> Result<Vec<u8>> {
 pub fn write(mem: &GuestMemoryMmap, cpus: usize) -> Result<()> {
     let bytes = build(cpus, layout::EBDA_START)?;
     if layout::EBDA_START + bytes.len() as u64 > layout::HIMEM_START {
-        return Err(VmmError::Memory(
-            "MP table overflows the reserved area".into(),
-        ));
+        return Err(MemoryError::MpTableOverflow { len: bytes.len() }.into());
     }
     mem.write_slice(&bytes, GuestAddress(layout::EBDA_START))
-        .map_err(|e| VmmError::Memory(format!("MP table: {e}")))
+        .map_err(memory_write("MP table"))
 }
 
 #[cfg(test)]

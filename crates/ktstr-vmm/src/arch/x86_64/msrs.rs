@@ -3,7 +3,7 @@
 use kvm_bindings::{Msrs, kvm_msr_entry};
 use kvm_ioctls::VcpuFd;
 
-use crate::error::{Result, VmmError, kvm_op};
+use crate::error::{Result, SetupError, kvm_op};
 
 const MSR_IA32_SYSENTER_CS: u32 = 0x174;
 const MSR_IA32_SYSENTER_ESP: u32 = 0x175;
@@ -48,8 +48,10 @@ pub fn set_boot_msrs(vcpu: &VcpuFd) -> Result<usize> {
             ..Default::default()
         })
         .collect();
-    let msrs =
-        Msrs::from_entries(&entries).map_err(|e| VmmError::Memory(format!("MSR list: {e:?}")))?;
+    let msrs = Msrs::from_entries(&entries).map_err(|source| SetupError::MsrList {
+        entries: entries.len(),
+        source,
+    })?;
     let set = vcpu.set_msrs(&msrs).map_err(kvm_op("KVM_SET_MSRS"))?;
     if set < wanted.len() {
         tracing::debug!(

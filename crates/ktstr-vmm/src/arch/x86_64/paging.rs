@@ -3,7 +3,7 @@
 
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use crate::error::{Result, VmmError};
+use crate::error::{Result, memory_write};
 use crate::layout::{IDENTITY_MAPPED_GIB, PD_ADDR, PDPT_ADDR, PML4_ADDR};
 
 const PRESENT_WRITABLE: u64 = 0x3;
@@ -11,7 +11,7 @@ const HUGE_PAGE: u64 = 0x80;
 const PAGE_2M: u64 = 2 << 20;
 
 pub fn write_identity_map(mem: &GuestMemoryMmap) -> Result<()> {
-    let err = |e: vm_memory::GuestMemoryError| VmmError::Memory(format!("page tables: {e}"));
+    let err = memory_write("page tables");
     mem.write_obj(PDPT_ADDR | PRESENT_WRITABLE, GuestAddress(PML4_ADDR))
         .map_err(err)?;
     for gib in 0..IDENTITY_MAPPED_GIB {

@@ -5,7 +5,7 @@ use kvm_ioctls::VcpuFd;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::gdt;
-use crate::error::{Result, VmmError, kvm_op};
+use crate::error::{Result, kvm_op, memory_write};
 use crate::layout;
 
 const CR0_PE: u64 = 1 << 0;
@@ -20,7 +20,7 @@ const RFLAGS_RESERVED: u64 = 1 << 1;
 /// Writes the GDT and an empty IDT (any exception then triple-faults, which
 /// the VMM reports as `Shutdown`; Linux installs its own IDT at once).
 pub fn write_descriptor_tables(mem: &GuestMemoryMmap) -> Result<()> {
-    let err = |e: vm_memory::GuestMemoryError| VmmError::Memory(format!("descriptor tables: {e}"));
+    let err = memory_write("descriptor tables");
     for (i, entry) in gdt::entries().iter().enumerate() {
         mem.write_obj(*entry, GuestAddress(layout::GDT_ADDR + i as u64 * 8))
             .map_err(err)?;

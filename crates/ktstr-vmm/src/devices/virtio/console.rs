@@ -13,13 +13,13 @@ use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestMemoryMmap};
 
 use super::{F_VERSION_1, INT_VRING, Interrupt, VirtioDevice};
+use crate::devices::bus::DeviceStateError;
 use crate::snapshot::codec::{Reader, Writer};
 
 pub const DEVICE_TYPE_CONSOLE: u32 = 3;
 const F_MULTIPORT: u64 = 1 << 1;
 pub const PORT_CONSOLE: u32 = 0;
 pub const PORT_BULK: u32 = 1;
-pub const BULK_PORT_NAME: &str = "ktstr.bulk";
 const PORTS: usize = 2;
 const QUEUE_SIZE: u16 = 256;
 /// Queue order with MULTIPORT: port0 rx/tx, control rx/tx, port1 rx/tx.
@@ -278,7 +278,7 @@ impl Console {
                     PORT_BULK,
                     PORT_NAME,
                     0,
-                    BULK_PORT_NAME.as_bytes(),
+                    ktstr_wire::BULK_PORT_NAME.as_bytes(),
                 ));
                 self.pending_control
                     .push_back(control_message(PORT_BULK, PORT_OPEN, 1, &[]));
@@ -429,27 +429,26 @@ impl VirtioDevice for Console {
         Some(w.buf)
     }
 
-    fn restore_state(&mut self, state: &[u8]) -> Result<(), String> {
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), DeviceStateError> {
         let mut r = Reader::new(state, "virtio-console");
         let mut pending_rx: [VecDeque<u8>; PORTS] = Default::default();
         for pending in pending_rx.iter_mut() {
-            pending.extend(r.bytes().map_err(|e| e.to_string())?);
+            pending.extend(r.bytes()?);
         }
-        let n = r.len().map_err(|e| e.to_string())?;
+        let n = r.len()?;
         let pending_control = (0..n)
             .map(|_| r.bytes().map(<[u8]>::to_vec))
-            .collect::<Result<VecDeque<_>, _>>()
-            .map_err(|e| e.to_string())?;
+            .collect::<Result<VecDeque<_>, _>>()?;
         let mut flags = [false; 2 * PORTS];
         for f in flags.iter_mut() {
-            *f = r.u8().map_err(|e| e.to_string())? != 0;
+            *f = r.u8()? != 0;
         }
         let stats = ConsoleStats {
-            bad_descriptors: r.u64().map_err(|e| e.to_string())?,
-            dropped_host_bytes: r.u64().map_err(|e| e.to_string())?,
-            bad_control: r.u64().map_err(|e| e.to_string())?,
+            bad_descriptors: r.u64()?,
+            dropped_host_bytes: r.u64()?,
+            bad_control: r.u64()?,
         };
-        r.finish().map_err(|e| e.to_string())?;
+        r.finish()?;
         self.pending_rx = pending_rx;
         self.pending_control = pending_control;
         self.guest_open.copy_from_slice(&flags[..PORTS]);

@@ -9,6 +9,7 @@ use virtio_queue::{Queue, QueueState, QueueT};
 use vm_memory::GuestMemoryMmap;
 
 use super::{Interrupt, VirtioDevice};
+use crate::devices::bus::DeviceStateError;
 use crate::devices::bus::{IoAction, IoDevice};
 use crate::snapshot::codec::{Reader, Writer};
 
@@ -235,13 +236,13 @@ impl<D: VirtioDevice> IoDevice for MmioTransport<D> {
         Some(w.buf)
     }
 
-    fn restore_state(&mut self, state: &[u8]) -> Result<(), String> {
-        self.restore(state).map_err(|e| e.to_string())
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), DeviceStateError> {
+        self.restore(state)
     }
 }
 
 impl<D: VirtioDevice> MmioTransport<D> {
-    fn restore(&mut self, state: &[u8]) -> Result<(), crate::SnapshotError> {
+    fn restore(&mut self, state: &[u8]) -> Result<(), DeviceStateError> {
         let bad = |what: String| crate::SnapshotError::Malformed(format!("virtio-mmio: {what}"));
         let mut r = Reader::new(state, "virtio-mmio");
         let (queue_sel, device_features_sel, driver_features_sel, status, int_status) =
@@ -273,7 +274,7 @@ impl<D: VirtioDevice> MmioTransport<D> {
                 .filter(|q| q.ready())
                 .all(|q| q.is_valid(&self.mem))
         {
-            return Err(bad("a live queue does not fit guest memory".into()));
+            return Err(bad("a live queue does not fit guest memory".into()).into());
         }
         (
             self.queue_sel,
@@ -294,6 +295,6 @@ impl<D: VirtioDevice> MmioTransport<D> {
         } else {
             self.queues = queues;
         }
-        device.restore_state(&device_state).map_err(bad)
+        device.restore_state(&device_state)
     }
 }

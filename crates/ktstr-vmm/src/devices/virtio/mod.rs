@@ -7,6 +7,7 @@ pub mod mmio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use crate::devices::bus::DeviceStateError;
 use virtio_queue::Queue;
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
@@ -85,8 +86,8 @@ pub trait VirtioDevice: Send {
     }
 
     /// Restores [`VirtioDevice::save_state`]'s bytes, after `activate` if it was live.
-    fn restore_state(&mut self, _state: &[u8]) -> Result<(), String> {
-        Err("this virtio device cannot be restored".into())
+    fn restore_state(&mut self, _state: &[u8]) -> Result<(), DeviceStateError> {
+        Err(DeviceStateError::NotRestorable)
     }
 }
 

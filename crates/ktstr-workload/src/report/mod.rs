@@ -1,4 +1,9 @@
-//! Human table and JSON file for one test's result.
+//! A run's report: what it measured ([`ScenarioReport`] and its records),
+//! and the human table and JSON file for one test's result.
+
+mod scenario;
+
+pub use scenario::{CgroupRecord, ScenarioReport, StepRecord, WorkerTelemetry};
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -7,7 +12,6 @@ use std::path::Path;
 use ktstr_topology::format_cpu_list;
 use serde::{Deserialize, Serialize};
 
-use crate::runner::ScenarioReport;
 use crate::verdict::{Verdict, spread_pct};
 
 /// Writing the JSON result failed.

@@ -1,0 +1,164 @@
+//! Boot and snapshot policy: build (or reuse) the initramfs, then resume the
+//! machine's snapshot taken at the guest's `SysReady`, or boot cold and take
+//! that snapshot for the next session.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use ktstr_backend::BootSpec;
+use ktstr_guest::init::INIT_ENV;
+
+use super::{BootTimings, Session, SessionConfig};
+use crate::error::HarnessError;
+use crate::events::{Event, EventStream, SysInfo};
+use crate::image::{CachedImage, GuestImage};
+use crate::snapshots;
+
+impl Session {
+    /// Check inputs, build (or reuse) the image, boot, wait for `SysReady`.
+    pub fn boot(cfg: &SessionConfig) -> Result<Session, HarnessError> {
+        for s in &cfg.schedulers {
+            if !s.is_file() {
+                return Err(HarnessError::SchedulerNotFound(s.clone()));
+            }
+        }
+        if !cfg.kernel.is_file() {
+            return Err(HarnessError::KernelNotFound(cfg.kernel.clone()));
+        }
+        let init = match &cfg.init {
+            Some(p) => p.clone(),
+            None => std::env::current_exe().map_err(|e| HarnessError::io("current_exe", e))?,
+        };
+        let mut img = GuestImage::new(init);
+        img.schedulers = cfg.schedulers.clone();
+        img.compression = cfg.compression;
+        img.strip_debug = cfg.strip_debug;
+        let started = Instant::now();
+        let image = img.build_cached(&cfg.cache_dir)?;
+        let image_time = started.elapsed();
+        tracing::info!(path = %image.path.display(), reused = image.reused, "initramfs");
+        let mut spec = BootSpec {
+            kernel: cfg.kernel.clone(),
+            initramfs: Some(image.path.clone()),
+            cmdline: format!("{} {INIT_ENV}=1", cfg.cmdline),
+            vcpus: cfg.vcpus,
+            memory_mib: cfg.memory_mib,
+            deadline: cfg.deadline,
+            topology: cfg.topology.clone(),
+            restore_from: None,
+        };
+        if !cfg.snapshots {
+            return Self::cold_boot(cfg, &spec, image, image_time);
+        }
+        let dir = snapshots::dir_for(&cfg.snapshot_dir, &spec, cfg.backend);
+        let _building = snapshots::DirLock::acquire(&dir)?;
+        if snapshots::exists(&dir) {
+            if let Some(sys) = snapshots::load_sys(&dir) {
+                spec.restore_from = Some(dir.clone());
+                match Self::start(cfg, &spec, image.clone(), image_time) {
+                    Ok(mut s) => {
+                        s.sys = sys;
+                        s.timings.restored = true;
+                        snapshots::touch_and_prune(&dir);
+                        tracing::info!(dir = %dir.display(), "resumed snapshot");
+                        return Ok(s);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "snapshot did not restore; rebuilding"),
+                }
+                spec.restore_from = None;
+            }
+            snapshots::discard(&dir);
+        }
+        let s = Self::cold_boot(cfg, &spec, image, image_time)?;
+        // The guest idles in its request loop: snapshot it for the next session.
+        let building = dir.with_extension("building");
+        snapshots::discard(&building);
+        let saved = s
+            .guest
+            .snapshot(&building)
+            .map_err(HarnessError::from)
+            .and_then(|()| snapshots::save_sys(&building, &s.sys))
+            .and_then(|()| {
+                std::fs::rename(&building, &dir)
+                    .map_err(|e| HarnessError::io("publish snapshot", e))
+            })
+            .map(|()| snapshots::touch_and_prune(&dir));
+        if let Err(e) = saved {
+            tracing::warn!(error = %e, "could not snapshot the booted guest; later sessions boot");
+            snapshots::discard(&building);
+        }
+        Ok(s)
+    }
+
+    /// Boot `spec` and wait for the guest init's `SysReady`.
+    fn cold_boot(
+        cfg: &SessionConfig,
+        spec: &BootSpec,
+        image: CachedImage,
+        image_time: Duration,
+    ) -> Result<Session, HarnessError> {
+        let started = Instant::now();
+        let mut s = Self::start(cfg, spec, image, image_time)?;
+        let until = Instant::now() + cfg.boot_timeout;
+        loop {
+            match s.next_event(until) {
+                Ok(Event::SysReady(info)) => {
+                    s.sys = info;
+                    s.timings.boot = started.elapsed();
+                    return Ok(s);
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    s.guest.kill();
+                    let com1 = s.guest.wait().map(|o| o.com1_text()).unwrap_or_default();
+                    return Err(HarnessError::BootFailed {
+                        after: cfg.boot_timeout,
+                        com1_tail: tail_lines(&com1, 30),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Start the VM (boot or restore) and wrap it in a session.
+    fn start(
+        cfg: &SessionConfig,
+        spec: &BootSpec,
+        image: CachedImage,
+        image_time: Duration,
+    ) -> Result<Session, HarnessError> {
+        let started = Instant::now();
+        let mut guest = ktstr_backend::boot(cfg.backend, spec)?;
+        let Some(rx) = guest.take_bulk_receiver() else {
+            return Err(HarnessError::Protocol {
+                what: "boot".into(),
+                detail: "backend has no bulk channel".into(),
+            });
+        };
+        Ok(Session {
+            guest,
+            events: EventStream::new(rx),
+            seq: 0,
+            next_step: 1,
+            output: HashMap::new(),
+            sched: VecDeque::new(),
+            exit_code: None,
+            sys: SysInfo::default(),
+            image,
+            packed: cfg.schedulers.clone(),
+            scheduler: None,
+            deadline: cfg.deadline,
+            logs: Vec::new(),
+            timings: BootTimings {
+                image: image_time,
+                boot: started.elapsed(),
+                restored: false,
+            },
+        })
+    }
+}
+
+fn tail_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}

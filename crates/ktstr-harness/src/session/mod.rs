@@ -1,0 +1,149 @@
+//! One booted guest and the calls a test makes on it.
+//!
+//! * `boot`: building the image, then booting or resuming the machine's
+//!   snapshot (and taking it after a cold boot).
+//! * `requests`: the request/reply plumbing over the wire, and `exec` and
+//!   `run_scenario` on top of it.
+//! * `scheduler`: starting, watching and stopping the scheduler under test.
+//! * `end`: shutting the guest down and classifying how it ended.
+
+mod boot;
+mod end;
+mod requests;
+mod scheduler;
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ktstr_backend::{BackendKind, Guest};
+
+use crate::compress::Compression;
+use crate::events::{EventStream, SchedEvent, SysInfo};
+use crate::image::{CachedImage, default_cache_dir};
+use crate::snapshots;
+
+pub use end::{GuestExit, RunResult, init_panic_message};
+pub use requests::ExecResult;
+pub use scheduler::{Attached, Detached};
+
+/// How to boot a session.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// Kernel image.
+    pub kernel: PathBuf,
+    /// Which VM backend.
+    pub backend: BackendKind,
+    /// vCPUs (ignored when `topology` is set).
+    pub vcpus: usize,
+    /// CPU/NUMA shape the guest sees; `None` is `vcpus` flat CPUs.
+    pub topology: Option<ktstr_topology::NumaTopology>,
+    /// Guest memory.
+    pub memory_mib: u64,
+    /// Hard deadline of the whole VM.
+    pub deadline: Duration,
+    /// How long until `SysReady`.
+    pub boot_timeout: Duration,
+    /// The init binary; `None`: the running executable (see `ktstr_guest::init`).
+    pub init: Option<PathBuf>,
+    /// Scheduler binaries to pack (each must exist).
+    pub schedulers: Vec<PathBuf>,
+    /// Initramfs storage format.
+    pub compression: Compression,
+    /// Strip DWARF from the init binary (see `GuestImage::strip_debug`).
+    pub strip_debug: bool,
+    /// Extra kernel command line.
+    pub cmdline: String,
+    /// Initramfs cache directory.
+    pub cache_dir: PathBuf,
+    /// Resume a snapshot of this machine taken at the guest init's `SysReady`, taking it
+    /// on the first boot (see [`crate::snapshots`]); QEMU backends only. On by default
+    /// there; `KTSTR_SNAPSHOTS=0` turns it off.
+    pub snapshots: bool,
+    /// Where snapshots live.
+    pub snapshot_dir: PathBuf,
+}
+
+impl SessionConfig {
+    /// Defaults: the backend `ktstr_backend::choose()` picks
+    /// (`KTSTR_BACKEND`, else ktstr-vmm on hardware KVM and QEMU TCG
+    /// otherwise, since software KVM cannot run guest user space), 2 vCPUs,
+    /// 512 MiB, 10 min deadline, this executable as init.
+    pub fn new(kernel: impl Into<PathBuf>) -> Self {
+        let backend = ktstr_backend::choose().map_or(BackendKind::QemuTcg, |c| c.kind);
+        SessionConfig {
+            kernel: kernel.into(),
+            backend,
+            vcpus: 2,
+            topology: None,
+            memory_mib: 512,
+            deadline: Duration::from_secs(600),
+            boot_timeout: Duration::from_secs(120),
+            init: None,
+            schedulers: Vec::new(),
+            compression: Compression::None,
+            strip_debug: true,
+            cmdline: "quiet".into(),
+            snapshots: backend != BackendKind::Vmm
+                && std::env::var("KTSTR_SNAPSHOTS").map_or(true, |v| v != "0"),
+            snapshot_dir: snapshots::default_root(&default_cache_dir()),
+            cache_dir: default_cache_dir(),
+        }
+    }
+}
+
+/// A booted guest that has reported `SysReady`.
+pub struct Session {
+    guest: Guest,
+    events: EventStream,
+    seq: u64,
+    next_step: u32,
+    output: HashMap<u32, (Vec<u8>, Vec<u8>)>,
+    sched: VecDeque<SchedEvent>,
+    exit_code: Option<i32>,
+    sys: SysInfo,
+    image: CachedImage,
+    packed: Vec<PathBuf>,
+    scheduler: Option<Attached>,
+    deadline: Duration,
+    logs: Vec<String>,
+    timings: BootTimings,
+}
+
+/// Where a session's start-up time went.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BootTimings {
+    /// Building (or hashing and reusing) the initramfs.
+    pub image: Duration,
+    /// From starting the VM to the guest's `SysReady` (or, restored, to the guest running).
+    pub boot: Duration,
+    /// The guest resumed a snapshot instead of booting.
+    pub restored: bool,
+}
+
+impl Session {
+    /// What the guest reported at boot.
+    pub fn sys_info(&self) -> SysInfo {
+        self.sys
+    }
+
+    /// Image and boot times of this session.
+    pub fn timings(&self) -> BootTimings {
+        self.timings
+    }
+
+    /// The initramfs this session booted.
+    pub fn image(&self) -> &CachedImage {
+        &self.image
+    }
+
+    /// Kill the VM now (the escape key of [`shell`](Self::shell)).
+    pub fn kill(&self) {
+        self.guest.kill();
+    }
+
+    /// `Log` lines received so far.
+    pub fn logs(&self) -> &[String] {
+        &self.logs
+    }
+}
