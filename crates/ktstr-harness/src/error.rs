@@ -108,7 +108,19 @@ pub enum HarnessError {
     /// The guest init panicked (its `PANIC:` line).
     #[error("guest init panicked: {0}")]
     GuestPanic(String),
-    /// The guest never reported `SysReady`.
+    /// The guest ended before its init reported `SysReady`.
+    #[error(
+        "guest ended {after:.1?} into its boot, before it was ready: {cause}; COM1 tail:\n{com1_tail}"
+    )]
+    EndedBeforeReady {
+        /// The root cause, from the consoles.
+        cause: crate::session::EarlyDeath,
+        /// Time from the VM's start.
+        after: Duration,
+        /// Last lines of the console.
+        com1_tail: String,
+    },
+    /// The guest was still running but never reported `SysReady`.
     #[error("guest did not become ready within {after:?}; COM1 tail:\n{com1_tail}")]
     BootFailed {
         /// The wait.

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{config, kernel_release, needs, scheduler, test_env, vm_slot};
 use ktstr_guest::proto::ProcExit;
+use ktstr_harness::session::EarlyDeath;
 use ktstr_harness::{GuestExit, HarnessError, Session, SessionConfig, ShellEnd};
 use ktstr_testenv::{Missing, Need};
 use ktstr_wire::SchedState;
@@ -299,6 +300,32 @@ fn init_panic_reaches_the_host_as_a_com2_line() {
     );
 }
 
+/// A guest whose init cannot start is reported by its root cause as soon as
+/// the VM ends, not as a boot timeout.
+fn an_init_that_never_starts_is_named_not_timed_out() {
+    let _slot = vm_slot();
+    let env = test_env();
+    let (mut cfg, _cache) = config(&env, &[]);
+    cfg.cmdline.push_str(" rdinit=/no/such/init");
+    cfg.boot_timeout = Duration::from_secs(120);
+    let t = Instant::now();
+    let err = Session::boot(&cfg).err().expect("must fail");
+    let cause = match &err {
+        HarnessError::EndedBeforeReady { cause, .. } => cause,
+        other => panic!("wrong error: {other}"),
+    };
+    assert!(
+        matches!(cause, EarlyDeath::InitNotStarted(m) if m.contains("/no/such/init")),
+        "{err}"
+    );
+    assert!(err.to_string().contains("could not start init"), "{err}");
+    assert!(
+        t.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        t.elapsed()
+    );
+}
+
 fn missing_scheduler_fails_before_any_vm_boots() {
     // The kernel path does not exist either: reaching a boot would report
     // that instead, so this proves the scheduler check comes first.
@@ -376,7 +403,7 @@ fn backend_snapshots() -> Result<(), Missing> {
 
 fn main() -> std::process::ExitCode {
     let tests = [
-        ktstr_testenv::tests![&needs(&[]); test_binary_is_init_and_exec_returns_output_and_codes, init_panic_reaches_the_host_as_a_com2_line],
+        ktstr_testenv::tests![&needs(&[]); test_binary_is_init_and_exec_returns_output_and_codes, init_panic_reaches_the_host_as_a_com2_line, an_init_that_never_starts_is_named_not_timed_out],
         ktstr_testenv::tests![&[needs(&[]), vec![Need::Probe(backend_snapshots)]].concat(); a_second_session_resumes_the_first_ones_snapshot],
         ktstr_testenv::tests![&needs(&["scx_simple", "scx_qmap"]); schedulers_attach_detach_and_early_exit_is_an_error],
         ktstr_testenv::tests![&needs(&["scx_qmap"]); kernel_kick_out_reaches_the_host_with_its_reason],

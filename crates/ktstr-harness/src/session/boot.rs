@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use ktstr_backend::BootSpec;
 use ktstr_guest::init::INIT_ENV;
 
+use super::end::early_death;
 use super::{BootTimings, Session, SessionConfig};
 use crate::error::HarnessError;
-use crate::events::{Event, EventStream, SysInfo};
+use crate::events::{Event, EventStream, NoEvent, SysInfo};
 use crate::image::{CachedImage, GuestImage};
 use crate::snapshots;
 
@@ -108,7 +109,16 @@ impl Session {
                     return Ok(s);
                 }
                 Ok(_) => {}
-                Err(_) => {
+                Err(NoEvent::Closed) => {
+                    // The VM is gone: say why now instead of waiting out the timeout.
+                    let outcome = s.guest.wait()?;
+                    return Err(HarnessError::EndedBeforeReady {
+                        cause: early_death(&outcome, &spec.cmdline),
+                        after: started.elapsed(),
+                        com1_tail: tail_lines(&outcome.com1_text(), 30),
+                    });
+                }
+                Err(NoEvent::Timeout) => {
                     s.guest.kill();
                     let com1 = s.guest.wait().map(|o| o.com1_text()).unwrap_or_default();
                     return Err(HarnessError::BootFailed {

@@ -23,7 +23,7 @@ use crate::events::{EventStream, SchedEvent, SysInfo};
 use crate::image::{CachedImage, default_cache_dir};
 use crate::snapshots;
 
-pub use end::{GuestExit, RunResult, init_panic_message};
+pub use end::{EarlyDeath, GuestExit, RunResult, init_panic_message};
 pub use requests::ExecResult;
 pub use scheduler::{Attached, Detached};
 
