@@ -2,7 +2,7 @@
 //! with the `cpu` and `cpuset` controllers): the path the host's hybrid
 //! hierarchy cannot exercise. `ktstr-workload-smoke` is /init; it prints one
 //! `KTSTR-RESULT <json>` line per scenario, and this test asserts on those.
-//! With the shared `scx_simple` packed, two more runs: one with the scheduler
+//! With `scx_simple` packed, two more runs: one with the scheduler
 //! attached throughout (passes, `root/ops` = simple at both ends), one where
 //! it is SIGINTed mid-run (the verdict reports the detach from sysfs alone).
 //!
@@ -25,21 +25,19 @@ const NEEDS: &[Need] = &[Need::Kernel, Need::Qemu, Need::Scheduler("scx_simple")
 /// Generous: TCG on a shared 2-core host.
 const DEADLINE: Duration = Duration::from_secs(240);
 
-/// The shared scx_simple ([`Need::Scheduler`]).
-fn scx_simple() -> Option<PathBuf> {
-    ktstr_testenv::find_scheduler("scx_simple").ok()
+/// The shared scx_simple: the runner checked [`Need::Scheduler`] first.
+fn scx_simple() -> PathBuf {
+    ktstr_testenv::find_scheduler("scx_simple").unwrap_or_else(|m| panic!("{m}"))
 }
 
-fn initramfs(scx: Option<&Path>) -> Result<tempfile::NamedTempFile> {
+fn initramfs(scx: &Path) -> Result<tempfile::NamedTempFile> {
     let mut a = Archive::new();
     a.add_elf_with_libs("init", env!("CARGO_BIN_EXE_ktstr-workload-smoke"))?
         .add_char_dev("dev/console", 0o600, 5, 1)?
         .add_char_dev("dev/null", 0o666, 1, 3)?
         .add_dir("proc", 0o555)?
-        .add_dir("sys", 0o555)?;
-    if let Some(p) = scx {
-        a.add_elf_with_libs("bin/scx_simple", p)?;
-    }
+        .add_dir("sys", 0o555)?
+        .add_elf_with_libs("bin/scx_simple", scx)?;
     let f = tempfile::Builder::new()
         .prefix("ktstr-workload-initrd-")
         .tempfile()?;
@@ -106,7 +104,7 @@ fn runner_in_a_real_guest_uses_cgroup_cpusets_weights_and_sees_scx_detach() -> R
     let _slot = vm_slot();
     let kernel = test_env().kernel;
     let scx = scx_simple();
-    let initrd = initramfs(scx.as_deref())?;
+    let initrd = initramfs(&scx)?;
     let t0 = Instant::now();
     let com1 = boot(&kernel, initrd.path())?;
     println!("guest run took {:?}", t0.elapsed());
@@ -118,8 +116,8 @@ fn runner_in_a_real_guest_uses_cgroup_cpusets_weights_and_sees_scx_detach() -> R
         .filter_map(|l| l.trim().strip_prefix("KTSTR-RESULT "))
         .map(serde_json::from_str)
         .collect::<Result<_, _>>()?;
-    let want = if scx.is_some() { 7 } else { 5 };
-    assert_eq!(results.len(), want, "COM1:\n{com1}");
+    // 5 scenarios, then 2 with scx_simple packed (attached, detached mid-run).
+    assert_eq!(results.len(), 7, "COM1:\n{com1}");
     for r in &results {
         println!("{}", r.summary);
         let rep = &r.report;
@@ -197,9 +195,6 @@ fn runner_in_a_real_guest_uses_cgroup_cpusets_weights_and_sees_scx_detach() -> R
             .iter()
             .all(|w| w.wake_latency.is_some_and(|l| l.samples > 10))
     );
-    if scx.is_none() {
-        return Ok(());
-    }
     // scx_simple attached throughout: seen at both ends, run passes.
     let on = get("sched_attached")?;
     let ops = |s: &Option<ktstr_workload::scx::ScxSample>| s.as_ref().and_then(|s| s.ops.clone());
