@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use ktstr_topology::NumaTopology;
 
+use crate::death::GuestDeath;
 use crate::{BackendError, MemoryReadError};
 
 /// What to boot. The command line is appended to the backend's defaults.
@@ -51,6 +52,8 @@ pub enum Exit {
 #[derive(Clone, Debug)]
 pub struct Outcome {
     pub exit: Exit,
+    /// Why it ended, read from the consoles ([`GuestDeath::classify`]).
+    pub death: GuestDeath,
     pub com1: Vec<u8>,
     /// Everything the guest wrote to COM2 (e.g. the guest init's `PANIC:` line).
     pub com2: Vec<u8>,
@@ -129,33 +132,5 @@ impl Drop for Guest {
             (self.kill)();
             let _ = finish();
         }
-    }
-}
-
-/// A kernel panic wins over the reboot that `panic=-1` turns it into.
-pub(crate) fn panic_or(exit: Exit, com1: &[u8]) -> Exit {
-    let panicked = com1.windows(26).any(|w| w == b"Kernel panic - not syncing");
-    if panicked && matches!(exit, Exit::Reboot | Exit::Shutdown) {
-        Exit::GuestPanic
-    } else {
-        exit
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_panic_on_com1_turns_a_reboot_into_a_guest_panic() {
-        assert_eq!(
-            panic_or(Exit::Reboot, b"x Kernel panic - not syncing: boom"),
-            Exit::GuestPanic
-        );
-        assert_eq!(panic_or(Exit::Reboot, b"clean"), Exit::Reboot);
-        assert_eq!(
-            panic_or(Exit::Killed, b"Kernel panic - not syncing"),
-            Exit::Killed
-        );
     }
 }

@@ -3,11 +3,13 @@
 //! cannot run guest user space, as on software/nested KVM).
 
 mod choice;
+pub mod death;
 mod guest;
 mod qemu;
 mod vmm;
 
 pub use choice::{BackendKind, Choice, choose, choose_from, host_kvm};
+pub use death::GuestDeath;
 pub use guest::{BootSpec, Exit, Guest, Outcome};
 pub use ktstr_qemu::KvmKind;
 

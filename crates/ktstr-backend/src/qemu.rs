@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use ktstr_qemu::{Accel, AfterSnapshot, ExitKind, QemuBuilder};
 
-use crate::guest::{BootSpec, Exit, Guest, Outcome, panic_or};
+use crate::death::{GuestDeath, exit_after};
+use crate::guest::{BootSpec, Exit, Guest, Outcome};
 use crate::{BackendError, MemoryReadError};
 
 pub(crate) fn boot(spec: &BootSpec, accel: Accel) -> Result<Guest, BackendError> {
@@ -35,6 +36,8 @@ pub(crate) fn boot(spec: &BootSpec, accel: Accel) -> Result<Guest, BackendError>
     // The VM is shared by the snapshot closure and the one-shot `finish`.
     let vm = Arc::new(Mutex::new(Some(vm)));
     let for_snapshot = vm.clone();
+    // The classifier reads `rdinit=` from it to explain an init that never ran.
+    let cmdline = spec.cmdline.clone();
     Ok(Guest {
         bulk_rx,
         bulk_tx: Box::new(move |bytes| {
@@ -67,8 +70,10 @@ pub(crate) fn boot(spec: &BootSpec, accel: Accel) -> Result<Guest, BackendError>
                 ExitKind::DeadlineExceeded => Exit::DeadlineExceeded,
                 other => Exit::Failed(format!("{other:?}: {}", outcome.stderr)),
             };
+            let death = GuestDeath::classify(&exit, &outcome.com1, &outcome.com2, &cmdline);
             Ok(Outcome {
-                exit: panic_or(exit, &outcome.com1),
+                exit: exit_after(exit, &death),
+                death,
                 run_time: outcome.timings.total,
                 com1: outcome.com1,
                 com2: outcome.com2,

@@ -4,7 +4,8 @@
 use ktstr_vmm::{ExitKind, PORT_BULK, VmBuilder};
 use vm_memory::{Bytes, GuestAddress};
 
-use crate::guest::{BootSpec, Exit, Guest, Outcome, panic_or};
+use crate::death::{GuestDeath, exit_after};
+use crate::guest::{BootSpec, Exit, Guest, Outcome};
 use crate::{BackendError, MemoryReadError};
 
 pub(crate) fn boot(spec: &BootSpec) -> Result<Guest, BackendError> {
@@ -36,6 +37,8 @@ pub(crate) fn boot(spec: &BootSpec) -> Result<Guest, BackendError> {
         .spawn(move || vm.run())
         .map_err(|e| ktstr_vmm::VmmError::from(ktstr_vmm::RunError::Thread(e)))?;
     let sender = console.sender.clone();
+    // The classifier reads `rdinit=` from it to explain an init that never ran.
+    let cmdline = spec.cmdline.clone();
     Ok(Guest {
         bulk_rx: Some(console.bulk_output),
         bulk_tx: Box::new(move |bytes| sender.send(PORT_BULK, bytes)),
@@ -55,8 +58,10 @@ pub(crate) fn boot(spec: &BootSpec) -> Result<Guest, BackendError> {
                 ExitKind::DeadlineExceeded => Exit::DeadlineExceeded,
                 other => Exit::Failed(format!("{other:?}")),
             };
+            let death = GuestDeath::classify(&exit, &outcome.com1, &outcome.com2, &cmdline);
             Ok(Outcome {
-                exit: panic_or(exit, &outcome.com1),
+                exit: exit_after(exit, &death),
+                death,
                 run_time: outcome.timings.run,
                 com1: outcome.com1,
                 com2: outcome.com2,

@@ -164,6 +164,11 @@ pub use vec_decoder::{DEFAULT_MAX_PAYLOAD, VecDecoder};
 /// backends name port 1 this, and the guest agent looks for it.
 pub const BULK_PORT_NAME: &str = "ktstr.bulk";
 
+/// How the guest init's last words start on COM2 (`PANIC: <message>`): the
+/// guest writes it when init panics or takes a fatal signal, and the host
+/// reads it as the cause of the guest's death.
+pub const INIT_PANIC_PREFIX: &str = "PANIC: ";
+
 // Run the README's examples as doctests (they use `alloc` helpers).
 #[cfg(all(doctest, feature = "alloc"))]
 #[doc = include_str!("../README.md")]

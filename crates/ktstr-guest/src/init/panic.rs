@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 /// COM2 as seen by the guest.
 pub const COM2: &str = "/dev/ttyS1";
 /// What the host looks for at the start of a COM2 line.
-pub const PANIC_PREFIX: &str = "PANIC: ";
+pub const PANIC_PREFIX: &str = ktstr_wire::INIT_PANIC_PREFIX;
 
 static COM2_FD: AtomicI32 = AtomicI32::new(-1);
 
