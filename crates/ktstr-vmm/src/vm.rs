@@ -17,6 +17,7 @@ use crate::arch::x86_64::{boot_params, cpuid, lapic, mptable, msrs, paging, regs
 use crate::compat::{self, CompatProfile};
 use crate::config::{Attachments, DEFAULT_CMDLINE, GuestImage, VmConfig};
 use crate::devices::bus::{Bus, IoSpace};
+use crate::devices::virtio::console::{ConsoleSender, VmEnd};
 use crate::devices::{control, serial};
 use crate::error::{CmdlineError, ConfigError, HostError, MemoryError, Result, kvm_op};
 use crate::layout;
@@ -45,6 +46,9 @@ pub struct Vm {
     pub(crate) com1: Arc<Mutex<Vec<u8>>>,
     pub(crate) com2: Arc<Mutex<Vec<u8>>>,
     pub(crate) _irqfds: Vec<EventFd>,
+    /// Closes the virtio-console's host receivers when the VM is dropped
+    /// (at the end of [`Vm::run`]), so the host notices the end at once.
+    pub(crate) _console_end: Option<VmEnd>,
     pub(crate) state: Arc<RunState>,
     pub(crate) compat: CompatProfile,
     pub(crate) cmdline: String,
@@ -222,6 +226,7 @@ impl Vm {
             com1: com1_bytes,
             com2: com2_bytes,
             _irqfds: serial_irqs,
+            _console_end: console.as_ref().map(ConsoleSender::ends_with_vm),
             state,
             compat,
             cmdline,

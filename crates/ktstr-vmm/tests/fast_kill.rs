@@ -1,15 +1,17 @@
 //! Fast tier: the interrupt handle and the deadline. A kill must end a run
-//! promptly wherever the vCPUs are, and never leak into a run not killed.
+//! promptly wherever the vCPUs are, and never leak into a run not killed;
+//! however a run ends, the host's console receivers learn it at once.
 
 mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use common::*;
 use iced_x86::code_asm::*;
-use ktstr_vmm::ExitKind;
+use ktstr_vmm::{ExitKind, PORT_BULK};
 
 fn spinner() -> Vec<u8> {
     assemble(spin_forever)
@@ -209,9 +211,51 @@ fn deadline_ends_a_halted_guest() {
     assert_eq!(outcome.exit, ExitKind::DeadlineExceeded);
 }
 
+/// The host keeps a `ConsoleSender` (to write to the guest) for as long as
+/// it likes; the receivers must still disconnect when the VM ends, on its
+/// own or killed, or a host waiting for guest frames would wait out its
+/// timeout after the VM was gone.
+fn console_receivers_disconnect_as_soon_as_the_vm_ends() {
+    for (code, exit) in [
+        (assemble(reboot), ExitKind::Reboot),
+        (spinner(), ExitKind::Killed),
+    ] {
+        let console = ktstr_vmm::virtio_console();
+        let vm = raw_vm(code)
+            .virtio_console(&console.sender)
+            .build()
+            .expect("build");
+        let handle = vm.interrupt_handle();
+        let runner = std::thread::spawn(move || vm.run());
+        if exit == ExitKind::Killed {
+            std::thread::sleep(Duration::from_millis(50));
+            handle.kill();
+        }
+        let waited = Instant::now();
+        assert_eq!(
+            console.bulk_output.recv_timeout(Duration::from_secs(10)),
+            Err(RecvTimeoutError::Disconnected),
+            "{exit:?}"
+        );
+        assert!(
+            waited.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            waited.elapsed()
+        );
+        let outcome = runner.join().expect("VM thread").expect("run");
+        assert_eq!(outcome.exit, exit);
+        assert_eq!(
+            console.console_output.try_recv(),
+            Err(TryRecvError::Disconnected)
+        );
+        // Writing to a guest that is gone is harmless.
+        console.sender.send(PORT_BULK, b"too late");
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let tests = [
-        ktstr_testenv::tests![&[Need::Kvm]; kill_while_spinning_ends_the_run_as_killed, kill_before_start_is_not_lost, kill_after_the_run_is_harmless, kill_during_host_side_io_exits, kill_racing_a_natural_exit_never_hangs, many_vms_many_kills_never_leak_into_unkilled_runs, deadline_ends_a_spinning_guest, deadline_ends_a_halted_guest],
+        ktstr_testenv::tests![&[Need::Kvm]; kill_while_spinning_ends_the_run_as_killed, kill_before_start_is_not_lost, kill_after_the_run_is_harmless, kill_during_host_side_io_exits, kill_racing_a_natural_exit_never_hangs, many_vms_many_kills_never_leak_into_unkilled_runs, deadline_ends_a_spinning_guest, deadline_ends_a_halted_guest, console_receivers_disconnect_as_soon_as_the_vm_ends],
     ];
     ktstr_testenv::run(tests.into_iter().flatten().collect())
 }

@@ -155,6 +155,10 @@ impl Vm {
             com1: com1_bytes,
             com2: com2_bytes,
             _irqfds: irqfds,
+            _console_end: options
+                .virtio_console
+                .as_ref()
+                .map(crate::ConsoleSender::ends_with_vm),
             state,
             compat,
             cmdline,

@@ -62,7 +62,8 @@ struct Live {
 
 pub struct Console {
     live: Option<Live>,
-    outputs: [Sender<Vec<u8>>; PORTS],
+    /// `None` once the VM ended ([`VmEnd`]): the host's receivers disconnect.
+    outputs: Option<[Sender<Vec<u8>>; PORTS]>,
     pending_rx: [VecDeque<u8>; PORTS],
     pending_control: VecDeque<Vec<u8>>,
     guest_open: [bool; PORTS],
@@ -117,10 +118,30 @@ impl ConsoleSender {
         self.0.clone()
     }
 
+    /// A guard for the VM this console is attached to: see [`VmEnd`].
+    pub(crate) fn ends_with_vm(&self) -> VmEnd {
+        VmEnd(self.0.clone())
+    }
+
     /// The device itself, for tests that drive it without a VM.
     #[doc(hidden)]
     pub fn device_for_tests(&self) -> Arc<Mutex<Console>> {
         self.0.clone()
+    }
+}
+
+/// Owned by the VM the console is attached to. The device lives as long as
+/// any host [`ConsoleSender`] clone, so without this the host's receivers
+/// would never disconnect and a host waiting on them could not tell that the
+/// VM ended. Dropped with the VM, it closes them (after the bytes already
+/// sent, which stay readable) and releases the device's hold on guest memory.
+pub(crate) struct VmEnd(Arc<Mutex<Console>>);
+
+impl Drop for VmEnd {
+    fn drop(&mut self) {
+        let mut console = lock(&self.0);
+        console.outputs = None;
+        console.live = None;
     }
 }
 
@@ -130,7 +151,7 @@ pub fn console() -> ConsoleHost {
     let (bulk_tx, bulk_output) = channel();
     let device = Console {
         live: None,
-        outputs: [console_tx, bulk_tx],
+        outputs: Some([console_tx, bulk_tx]),
         pending_rx: Default::default(),
         pending_control: VecDeque::new(),
         guest_open: [false; PORTS],
@@ -388,7 +409,9 @@ impl VirtioDevice for Console {
                     self.fill_rx(port);
                 } else if let Some(port) = (0..PORTS).find(|&p| tx_queue(p) == index) {
                     for bytes in self.drain_tx(index) {
-                        let _ = self.outputs[port].send(bytes); // a dropped receiver just discards output
+                        if let Some(out) = self.outputs.as_ref().and_then(|o| o.get(port)) {
+                            let _ = out.send(bytes); // a dropped receiver just discards output
+                        }
                     }
                 }
             }
