@@ -99,8 +99,9 @@ pub enum HarnessError {
         /// The wait.
         after: Duration,
     },
-    /// The guest went away (its channel closed) while we waited.
-    #[error("guest ended while waiting for {what}")]
+    /// The guest's channel closed while we waited, and the backend could not
+    /// say how its VM ended (see [`HarnessError::GuestDied`] for when it can).
+    #[error("guest ended while waiting for {what}; the backend did not report how")]
     GuestGone {
         /// What was awaited.
         what: String,
@@ -108,17 +109,17 @@ pub enum HarnessError {
     /// The guest init panicked (its `PANIC:` line).
     #[error("guest init panicked: {0}")]
     GuestPanic(String),
-    /// The guest ended before its init reported `SysReady`.
-    #[error(
-        "guest ended {after:.1?} into its boot, before it was ready: {cause}; COM1 tail:\n{com1_tail}"
-    )]
-    EndedBeforeReady {
-        /// The root cause, from the consoles.
-        cause: crate::session::EarlyDeath,
-        /// Time from the VM's start.
+    /// The guest's VM ended while the host waited for something (its boot,
+    /// an `exec`, a scheduler, a scenario, a shell): reported the moment its
+    /// channel closed, by root cause first.
+    #[error("{} (while waiting {after:.1?} for {during}){}", .death.summary(), indented(.death.lines()))]
+    GuestDied {
+        /// What the host was waiting for, e.g. `exec ["sh", "-c", ...]`.
+        during: String,
+        /// How the guest died, with the relevant console lines.
+        death: ktstr_backend::GuestDeath,
+        /// How long the host had waited for `during`.
         after: Duration,
-        /// Last lines of the console.
-        com1_tail: String,
     },
     /// The guest was still running but never reported `SysReady`.
     #[error("guest did not become ready within {after:?}; COM1 tail:\n{com1_tail}")]
@@ -158,6 +159,11 @@ pub enum HarnessError {
     /// The VM backend failed.
     #[error("backend: {0}")]
     Backend(#[from] ktstr_backend::BackendError),
+}
+
+/// Console lines under an error's first line.
+fn indented(lines: &[String]) -> String {
+    lines.iter().map(|l| format!("\n    {l}")).collect()
 }
 
 impl HarnessError {

@@ -42,6 +42,8 @@ pub mod snapshots;
 pub mod terminal;
 pub mod test;
 
+pub use ktstr_backend::GuestDeath;
+pub use ktstr_backend::death::{KernelCrash, OomKill};
 pub use ktstr_harness_macros::ktstr_test;
 pub use ktstr_workload as workload;
 /// For `#[ktstr_test]`'s registration: users need no `linkme` dependency.

@@ -116,6 +116,7 @@ impl Session {
         keys: &Keys,
         output: &mut dyn Write,
     ) -> Result<ShellEnd, HarnessError> {
+        let started = Instant::now();
         let step = self.send_request(&Request::Shell, Duration::ZERO)?;
         let mut input_open = true;
         loop {
@@ -161,11 +162,7 @@ impl Session {
                     };
                 }
                 Ok(_) | Err(NoEvent::Timeout) => {}
-                Err(NoEvent::Closed) => {
-                    return Err(HarnessError::GuestGone {
-                        what: "shell".into(),
-                    });
-                }
+                Err(NoEvent::Closed) => return Err(self.died("shell", started.elapsed())),
             }
         }
     }

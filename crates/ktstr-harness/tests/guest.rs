@@ -9,9 +9,10 @@ use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use common::{config, kernel_release, needs, scheduler, test_env, vm_slot};
+use ktstr_backend::Exit;
+use ktstr_backend::death::CrashKind;
 use ktstr_guest::proto::ProcExit;
-use ktstr_harness::session::EarlyDeath;
-use ktstr_harness::{GuestExit, HarnessError, Session, SessionConfig, ShellEnd};
+use ktstr_harness::{GuestDeath, GuestExit, HarnessError, Session, SessionConfig, ShellEnd};
 use ktstr_testenv::{Missing, Need};
 use ktstr_wire::SchedState;
 
@@ -286,7 +287,9 @@ fn init_panic_reaches_the_host_as_a_com2_line() {
         .trigger_init_panic("boom 42\nsecond line")
         .expect("panic run");
     match &end.exit {
-        GuestExit::InitPanic(m) => assert!(m.starts_with("boom 42 | second line at "), "{m}"),
+        GuestExit::Died(GuestDeath::InitPanic(m)) => {
+            assert!(m.starts_with("boom 42 | second line at "), "{m}")
+        }
         other => panic!("wrong exit {other:?}\nCOM1:\n{}", end.outcome.com1_text()),
     }
     // A fatal signal takes the async-signal-safe path to the same report.
@@ -294,7 +297,7 @@ fn init_panic_reaches_the_host_as_a_com2_line() {
     let end = s.trigger_init_signal(libc::SIGSEGV).expect("signal run");
     assert_eq!(
         end.exit,
-        GuestExit::InitPanic("init killed by SIGSEGV".into()),
+        GuestExit::Died(GuestDeath::InitPanic("init killed by SIGSEGV".into())),
         "COM1:\n{}",
         end.outcome.com1_text()
     );
@@ -310,12 +313,13 @@ fn an_init_that_never_starts_is_named_not_timed_out() {
     cfg.boot_timeout = Duration::from_secs(120);
     let t = Instant::now();
     let err = Session::boot(&cfg).err().expect("must fail");
-    let cause = match &err {
-        HarnessError::EndedBeforeReady { cause, .. } => cause,
+    let (during, death) = match &err {
+        HarnessError::GuestDied { during, death, .. } => (during, death),
         other => panic!("wrong error: {other}"),
     };
+    assert!(during.contains("boot"), "{err}");
     assert!(
-        matches!(cause, EarlyDeath::InitNotStarted(m) if m.contains("/no/such/init")),
+        matches!(death, GuestDeath::InitNotStarted { message, .. } if message.contains("/no/such/init")),
         "{err}"
     );
     assert!(err.to_string().contains("could not start init"), "{err}");
@@ -324,6 +328,138 @@ fn an_init_that_never_starts_is_named_not_timed_out() {
         "took {:?}",
         t.elapsed()
     );
+}
+
+/// A kernel panic while `exec` waits is the error's first line, with the
+/// kernel's message, the crash site and the process, as soon as the VM ends.
+fn a_kernel_panic_during_exec_is_named_at_once() {
+    let _slot = vm_slot();
+    let env = test_env();
+    let (cfg, _cache) = config(&env, &[]);
+    let mut s = Session::boot(&cfg).expect("boot");
+    let host_then = Instant::now();
+    let err = s
+        .exec(&["sh", "-c", "echo c > /proc/sysrq-trigger"], EXEC)
+        .expect_err("the kernel panics");
+    let host_error = Instant::now();
+    let waited = host_error - host_then;
+    let crash = match &err {
+        HarnessError::GuestDied {
+            during,
+            death: GuestDeath::KernelCrash(crash),
+            ..
+        } => {
+            assert!(during.contains("sysrq-trigger"), "{err}");
+            crash.clone()
+        }
+        other => panic!("wrong error: {other}"),
+    };
+    assert_eq!(crash.kind, CrashKind::Panic, "{err}");
+    assert_eq!(
+        crash.panic_message.as_deref(),
+        Some("sysrq triggered crash")
+    );
+    assert!(
+        crash
+            .location
+            .as_deref()
+            .is_some_and(|l| l.starts_with("sysrq_handle_crash+")),
+        "{err}"
+    );
+    assert!(
+        crash
+            .process
+            .as_deref()
+            .is_some_and(|p| p.starts_with("sh (pid ")),
+        "{err}"
+    );
+    let first = err.to_string();
+    let first = first.lines().next().unwrap_or_default();
+    assert!(
+        first
+            .starts_with("the guest kernel panicked: sysrq triggered crash at sysrq_handle_crash+"),
+        "{err}"
+    );
+    // Noticed when the VM ended, not when exec's wait (EXEC + 30 s) ran out.
+    assert!(waited < Duration::from_secs(30), "{waited:?}: {err}");
+    // The console stays with the session, and it keeps saying why.
+    let outcome = s.outcome().expect("the ended VM's outcome");
+    assert!(outcome.com1_text().contains("sysrq triggered crash"));
+    assert_eq!(outcome.exit, Exit::GuestPanic);
+    let again = s.exec(&["true"], EXEC).expect_err("the guest is gone");
+    assert!(
+        matches!(
+            &again,
+            HarnessError::GuestDied {
+                death: GuestDeath::KernelCrash(_),
+                ..
+            }
+        ),
+        "{again}"
+    );
+    let end = s.shutdown().expect("end of a dead session");
+    assert!(
+        matches!(&end.exit, GuestExit::Died(GuestDeath::KernelCrash(_))),
+        "{:?}",
+        end.exit
+    );
+    // Issue 17's figure, an upper bound of guest panic to host error: the
+    // whole exec, from the request (sh starting, the sysrq write, the panic,
+    // the VM's reset and QEMU's exit included) to the error.
+    eprintln!("exec request -> kernel panic -> host error: {waited:.2?}\n{err}");
+}
+
+/// The OOM killer killing an exec'd program shows in its result, by name;
+/// with `vm.panic_on_oom` the guest's death is named as out of memory.
+fn out_of_memory_is_named_in_the_exec_result_and_as_a_death() {
+    let _slot = vm_slot();
+    let env = test_env();
+    let (mut cfg, _cache) = config(&env, &[]);
+    cfg.memory_mib = 256;
+    let mut s = Session::boot(&cfg).expect("boot");
+    let hog = s
+        .exec(&["tail", "/dev/zero"], EXEC)
+        .expect("the OOM killer ends it, not the session");
+    assert_eq!(hog.signal, Some(libc::SIGKILL), "{hog:?}");
+    assert!(!hog.timed_out);
+    let kill = hog.oom_kill.expect("an OOM kill");
+    assert_eq!(kill.name, "tail");
+    assert!(kill.line.contains("Killed process"), "{}", kill.line);
+    let after = s.exec(&["echo", "alive"], EXEC).expect("exec after OOM");
+    assert_eq!(text(&after.stdout), "alive\n");
+    assert_eq!(after.oom_kill, None);
+
+    let t = Instant::now();
+    let err = s
+        .exec(
+            &[
+                "sh",
+                "-c",
+                "echo 1 > /proc/sys/vm/panic_on_oom; tail /dev/zero",
+            ],
+            EXEC,
+        )
+        .expect_err("the kernel panics on OOM");
+    match &err {
+        HarnessError::GuestDied {
+            death: GuestDeath::OutOfMemory { crash, .. },
+            ..
+        } => assert!(
+            crash
+                .process
+                .as_deref()
+                .is_some_and(|p| p.starts_with("tail ")),
+            "{err}"
+        ),
+        other => panic!("wrong error: {other}"),
+    }
+    assert!(
+        err.to_string().starts_with(
+            "the guest kernel ran out of memory: Out of memory: system-wide panic_on_oom"
+        ),
+        "{err}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(60), "{:?}", t.elapsed());
 }
 
 fn missing_scheduler_fails_before_any_vm_boots() {
@@ -403,7 +539,7 @@ fn backend_snapshots() -> Result<(), Missing> {
 
 fn main() -> std::process::ExitCode {
     let tests = [
-        ktstr_testenv::tests![&needs(&[]); test_binary_is_init_and_exec_returns_output_and_codes, init_panic_reaches_the_host_as_a_com2_line, an_init_that_never_starts_is_named_not_timed_out],
+        ktstr_testenv::tests![&needs(&[]); test_binary_is_init_and_exec_returns_output_and_codes, init_panic_reaches_the_host_as_a_com2_line, an_init_that_never_starts_is_named_not_timed_out, a_kernel_panic_during_exec_is_named_at_once, out_of_memory_is_named_in_the_exec_result_and_as_a_death],
         ktstr_testenv::tests![&[needs(&[]), vec![Need::Probe(backend_snapshots)]].concat(); a_second_session_resumes_the_first_ones_snapshot],
         ktstr_testenv::tests![&needs(&["scx_simple", "scx_qmap"]); schedulers_attach_detach_and_early_exit_is_an_error],
         ktstr_testenv::tests![&needs(&["scx_qmap"]); kernel_kick_out_reaches_the_host_with_its_reason],

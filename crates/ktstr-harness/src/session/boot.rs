@@ -5,15 +5,17 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use ktstr_backend::BootSpec;
+use ktstr_backend::{BootSpec, Outcome};
 use ktstr_guest::init::INIT_ENV;
 
-use super::end::early_death;
 use super::{BootTimings, Session, SessionConfig};
 use crate::error::HarnessError;
 use crate::events::{Event, EventStream, NoEvent, SysInfo};
 use crate::image::{CachedImage, GuestImage};
 use crate::snapshots;
+
+/// What a guest that ends before `SysReady` was doing.
+const BOOT: &str = "its boot (the guest init's SysReady)";
 
 impl Session {
     /// Check inputs, build (or reuse) the image, boot, wait for `SysReady`.
@@ -76,8 +78,11 @@ impl Session {
         snapshots::discard(&building);
         let saved = s
             .guest
-            .snapshot(&building)
-            .map_err(HarnessError::from)
+            .as_ref()
+            .ok_or_else(|| HarnessError::GuestGone {
+                what: "snapshot".into(),
+            })
+            .and_then(|g| g.snapshot(&building).map_err(HarnessError::from))
             .and_then(|()| snapshots::save_sys(&building, &s.sys))
             .and_then(|()| {
                 std::fs::rename(&building, &dir)
@@ -111,16 +116,11 @@ impl Session {
                 Ok(_) => {}
                 Err(NoEvent::Closed) => {
                     // The VM is gone: say why now instead of waiting out the timeout.
-                    let outcome = s.guest.wait()?;
-                    return Err(HarnessError::EndedBeforeReady {
-                        cause: early_death(&outcome, &spec.cmdline),
-                        after: started.elapsed(),
-                        com1_tail: tail_lines(&outcome.com1_text(), 30),
-                    });
+                    return Err(s.died(BOOT, started.elapsed()));
                 }
                 Err(NoEvent::Timeout) => {
-                    s.guest.kill();
-                    let com1 = s.guest.wait().map(|o| o.com1_text()).unwrap_or_default();
+                    s.kill();
+                    let com1 = s.collect_end().map(Outcome::com1_text).unwrap_or_default();
                     return Err(HarnessError::BootFailed {
                         after: cfg.boot_timeout,
                         com1_tail: tail_lines(&com1, 30),
@@ -146,7 +146,8 @@ impl Session {
             });
         };
         Ok(Session {
-            guest,
+            guest: Some(guest),
+            ended: None,
             events: EventStream::new(rx),
             seq: 0,
             next_step: 1,

@@ -5,7 +5,8 @@
 //! * `requests`: the request/reply plumbing over the wire, and `exec` and
 //!   `run_scenario` on top of it.
 //! * `scheduler`: starting, watching and stopping the scheduler under test.
-//! * `end`: shutting the guest down and classifying how it ended.
+//! * `end`: shutting the guest down and classifying how it ended, and the
+//!   error for a VM that ended while the host waited.
 
 mod boot;
 mod end;
@@ -16,14 +17,14 @@ use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ktstr_backend::{BackendKind, Guest};
+use ktstr_backend::{BackendKind, Guest, Outcome};
 
 use crate::compress::Compression;
 use crate::events::{EventStream, SchedEvent, SysInfo};
 use crate::image::{CachedImage, default_cache_dir};
 use crate::snapshots;
 
-pub use end::{EarlyDeath, GuestExit, RunResult, init_panic_message};
+pub use end::{GuestExit, RunResult, init_panic_message};
 pub use requests::ExecResult;
 pub use scheduler::{Attached, Detached};
 
@@ -94,7 +95,9 @@ impl SessionConfig {
 
 /// A booted guest that has reported `SysReady`.
 pub struct Session {
-    guest: Guest,
+    /// The running VM; `None` once it ended and `ended` holds its outcome.
+    guest: Option<Guest>,
+    ended: Option<Outcome>,
     events: EventStream,
     seq: u64,
     next_step: u32,
@@ -139,10 +142,20 @@ impl Session {
 
     /// Kill the VM now (the escape key of [`shell`](Self::shell)).
     pub fn kill(&self) {
-        self.guest.kill();
+        if let Some(guest) = &self.guest {
+            guest.kill();
+        }
     }
 
-    /// `Log` lines received so far.
+    /// How the VM ended, once it has (e.g. after [`HarnessError::GuestDied`]):
+    /// its classified death and everything it wrote to COM1 and COM2.
+    ///
+    /// [`HarnessError::GuestDied`]: crate::HarnessError::GuestDied
+    pub fn outcome(&self) -> Option<&Outcome> {
+        self.ended.as_ref()
+    }
+
+    /// `Log` lines the guest sent (kept after its VM ends).
     pub fn logs(&self) -> &[String] {
         &self.logs
     }

@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use ktstr_backend::death::OomKill;
+use ktstr_backend::death::console::oom_kills;
 use ktstr_guest::proto::{ExecRequest, Reply, Request};
 use ktstr_wire::{ByteStr, Command, RunStep, encode};
 
@@ -23,6 +25,9 @@ pub struct ExecResult {
     pub signal: Option<i32>,
     /// True if the deadline killed it.
     pub timed_out: bool,
+    /// The kernel's OOM killer killed it (SIGKILL with no deadline): its
+    /// line from the guest's kernel log.
+    pub oom_kill: Option<OomKill>,
 }
 
 impl Session {
@@ -46,8 +51,14 @@ impl Session {
             detail: e.to_string(),
         })?;
         self.seq += 1;
-        self.guest.send_bulk(&bytes);
-        Ok(())
+        match &self.guest {
+            Some(guest) => {
+                guest.send_bulk(&bytes);
+                Ok(())
+            }
+            // The VM already ended: repeat why.
+            None => Err(self.died("a command to the guest", Duration::ZERO)),
+        }
     }
 
     pub(super) fn request(&mut self, req: &Request, wait: Duration) -> Result<Reply, HarnessError> {
@@ -85,7 +96,8 @@ impl Session {
         wait: Duration,
     ) -> Result<Reply, HarnessError> {
         let what = what.to_owned();
-        let until = Instant::now() + wait;
+        let started = Instant::now();
+        let until = started + wait;
         loop {
             match self.next_event(until) {
                 Ok(Event::Result { step: s, text, .. }) if s == step => {
@@ -97,7 +109,7 @@ impl Session {
                 Ok(Event::Panic(m)) => return Err(HarnessError::GuestPanic(m)),
                 Ok(_) => {}
                 Err(NoEvent::Timeout) => return Err(HarnessError::Timeout { what, after: wait }),
-                Err(NoEvent::Closed) => return Err(HarnessError::GuestGone { what }),
+                Err(NoEvent::Closed) => return Err(self.died(&what, started.elapsed())),
             }
         }
     }
@@ -107,7 +119,31 @@ impl Session {
     }
 
     /// Run `argv` in the guest; `timeout` kills it (and bounds the wait).
+    /// A SIGKILL that was not the deadline's is looked up in the guest's
+    /// kernel log, so an OOM kill names itself in [`ExecResult::oom_kill`].
     pub fn exec(&mut self, argv: &[&str], timeout: Duration) -> Result<ExecResult, HarnessError> {
+        let (pid, mut result) = self.exec_once(argv, timeout)?;
+        if result.signal == Some(libc::SIGKILL) && !result.timed_out {
+            result.oom_kill = self.oom_kill_of(pid);
+        }
+        Ok(result)
+    }
+
+    /// The OOM killer's kill of guest process `pid`, from `dmesg` in the
+    /// guest (`None` if there was none, or the log could not be read).
+    fn oom_kill_of(&mut self, pid: u32) -> Option<OomKill> {
+        let (_, log) = self.exec_once(&["dmesg"], Duration::from_secs(30)).ok()?;
+        oom_kills(&String::from_utf8_lossy(&log.stdout))
+            .into_iter()
+            .find(|k| k.pid == pid)
+    }
+
+    /// `exec` without the OOM look-up; also returns the guest pid.
+    fn exec_once(
+        &mut self,
+        argv: &[&str],
+        timeout: Duration,
+    ) -> Result<(u32, ExecResult), HarnessError> {
         let req = Request::Exec(ExecRequest {
             argv: argv.iter().map(|s| (*s).to_owned()).collect(),
             timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
@@ -119,13 +155,15 @@ impl Session {
                 timed_out,
             } => {
                 let (stdout, stderr) = self.take_output(pid);
-                Ok(ExecResult {
+                let result = ExecResult {
                     stdout,
                     stderr,
                     code: exit.code,
                     signal: exit.signal,
                     timed_out,
-                })
+                    oom_kill: None,
+                };
+                Ok((pid, result))
             }
             other => Err(unexpected("exec", other)),
         }

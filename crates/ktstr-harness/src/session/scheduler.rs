@@ -127,7 +127,8 @@ impl Session {
                 message: "no scheduler is attached".into(),
             });
         };
-        let until = Instant::now() + period;
+        let started = Instant::now();
+        let until = started + period;
         loop {
             if let Some(e) = self
                 .sched
@@ -141,9 +142,7 @@ impl Session {
                 Ok(_) => {}
                 Err(NoEvent::Timeout) => return Ok(()),
                 Err(NoEvent::Closed) => {
-                    return Err(HarnessError::GuestGone {
-                        what: "scheduler watch".into(),
-                    });
+                    return Err(self.died(&format!("scheduler {}", att.name), started.elapsed()));
                 }
             }
         }
