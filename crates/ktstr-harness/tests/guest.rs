@@ -409,6 +409,38 @@ fn a_kernel_panic_during_exec_is_named_at_once() {
     eprintln!("exec request -> kernel panic -> host error: {waited:.2?}\n{err}");
 }
 
+/// A machine reset with no orderly reboot before it (sysrq `b` resets at
+/// once, as a triple fault would) is named as such, not as a clean end.
+fn a_reset_nobody_asked_for_is_named() {
+    let _slot = vm_slot();
+    let env = test_env();
+    let (cfg, _cache) = config(&env, &[]);
+    let mut s = Session::boot(&cfg).expect("boot");
+    let t = Instant::now();
+    let err = s
+        .exec(&["sh", "-c", "echo b > /proc/sysrq-trigger"], EXEC)
+        .expect_err("the VM resets");
+    match &err {
+        HarnessError::GuestDied {
+            death: GuestDeath::UnrequestedReset { exit, lines },
+            ..
+        } => {
+            assert_eq!(*exit, Exit::Reboot, "{err}");
+            assert!(
+                lines.iter().any(|l| l.contains("sysrq: Resetting")),
+                "{err}"
+            );
+        }
+        other => panic!("wrong error: {other}"),
+    }
+    assert!(
+        err.to_string()
+            .starts_with("the guest VM reset without a request"),
+        "{err}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+}
+
 /// The OOM killer killing an exec'd program shows in its result, by name;
 /// with `vm.panic_on_oom` the guest's death is named as out of memory.
 fn out_of_memory_is_named_in_the_exec_result_and_as_a_death() {
@@ -539,7 +571,7 @@ fn backend_snapshots() -> Result<(), Missing> {
 
 fn main() -> std::process::ExitCode {
     let tests = [
-        ktstr_testenv::tests![&needs(&[]); test_binary_is_init_and_exec_returns_output_and_codes, init_panic_reaches_the_host_as_a_com2_line, an_init_that_never_starts_is_named_not_timed_out, a_kernel_panic_during_exec_is_named_at_once, out_of_memory_is_named_in_the_exec_result_and_as_a_death],
+        ktstr_testenv::tests![&needs(&[]); test_binary_is_init_and_exec_returns_output_and_codes, init_panic_reaches_the_host_as_a_com2_line, an_init_that_never_starts_is_named_not_timed_out, a_kernel_panic_during_exec_is_named_at_once, a_reset_nobody_asked_for_is_named, out_of_memory_is_named_in_the_exec_result_and_as_a_death],
         ktstr_testenv::tests![&[needs(&[]), vec![Need::Probe(backend_snapshots)]].concat(); a_second_session_resumes_the_first_ones_snapshot],
         ktstr_testenv::tests![&needs(&["scx_simple", "scx_qmap"]); schedulers_attach_detach_and_early_exit_is_an_error],
         ktstr_testenv::tests![&needs(&["scx_qmap"]); kernel_kick_out_reaches_the_host_with_its_reason],
