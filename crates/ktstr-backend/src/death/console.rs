@@ -119,14 +119,14 @@ pub struct KernelCrash {
 /// The first crash report on `console`, if the kernel printed one.
 pub fn kernel_crash(console: &str) -> Option<KernelCrash> {
     let lines: Vec<&str> = console.lines().collect();
-    let start = lines.iter().position(|l| {
-        let b = body(l);
-        CRASH_STARTS.iter().any(|s| b.starts_with(s))
-    })?;
+    let start = lines.iter().position(|l| report_start(body(l)).is_some())?;
     let report = &lines[start..];
-    let headline = body(report[0]).to_owned();
+    let headline = report_start(body(report[0])).unwrap_or_default().to_owned();
     let field = |prefix: &str| report.iter().find_map(|l| body(l).strip_prefix(prefix));
-    let panic_message = field(PANIC).map(|m| m.trim_end_matches(" ]---").trim().to_owned());
+    let panic_message = report
+        .iter()
+        .find_map(|l| l.split_once(PANIC))
+        .map(|(_, m)| m.trim_end().trim_end_matches(" ]---").trim().to_owned());
     let kernel_rip = field("RIP: 0010:").map(|s| s.trim().to_owned());
     let trace: Vec<String> = report
         .iter()
@@ -163,6 +163,19 @@ pub fn kernel_crash(console: &str) -> Option<KernelCrash> {
             .collect(),
         at: timestamp(report[0]),
     })
+}
+
+/// Where a crash report starts in a line's body. The panic line is found
+/// anywhere (user space may have left a line unfinished before it); the
+/// others only at the start, where the kernel puts them.
+fn report_start(body: &str) -> Option<&str> {
+    match body.find(PANIC) {
+        Some(at) => body.get(at..),
+        None => CRASH_STARTS
+            .iter()
+            .any(|s| body.starts_with(s))
+            .then_some(body),
+    }
 }
 
 /// `symbol+0xoff/0xlen`, the shape of a call-trace frame.
@@ -283,6 +296,11 @@ mod tests {
         assert_eq!(c.trace[1], "sysrq_handle_crash+0x1a/0x20");
         assert_eq!(c.at, Some(Duration::from_micros(2_735_525)));
         assert!(c.lines.len() <= MAX_LINES);
+        // A panic after an unfinished user-space line is still found.
+        let glued = "MODE x[    2.7] Kernel panic - not syncing: boom\n";
+        let c = kernel_crash(glued).expect("crash");
+        assert_eq!(c.headline, "Kernel panic - not syncing: boom");
+        assert_eq!(c.panic_message.as_deref(), Some("boom"));
     }
 
     #[test]

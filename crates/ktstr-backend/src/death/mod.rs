@@ -21,13 +21,14 @@ const TAIL_LINES: usize = 20;
 /// ([`console::MAX_LINES`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum GuestDeath {
-    /// The kernel panicked, oopsed or hit a BUG: its own report.
-    KernelCrash(KernelCrash),
+    /// The kernel panicked, oopsed or hit a BUG: its own report (boxed: it
+    /// is the largest variant by far, and errors carry this type).
+    KernelCrash(Box<KernelCrash>),
     /// The kernel ran out of memory and panicked (`vm.panic_on_oom`, nothing
     /// left to kill, or the OOM killer killed init).
     OutOfMemory {
         /// The panic report.
-        crash: KernelCrash,
+        crash: Box<KernelCrash>,
         /// What the OOM killer killed before.
         killed: Vec<OomKill>,
     },
@@ -149,9 +150,12 @@ impl GuestDeath {
         let init_oom_killed =
             message.starts_with("Attempted to kill init") && killed.iter().any(|k| k.pid == 1);
         if console::is_oom_panic(&message) || init_oom_killed {
-            return GuestDeath::OutOfMemory { crash, killed };
+            return GuestDeath::OutOfMemory {
+                crash: Box::new(crash),
+                killed,
+            };
         }
-        GuestDeath::KernelCrash(crash)
+        GuestDeath::KernelCrash(Box::new(crash))
     }
 
     /// True if the guest's kernel panicked (whatever the cause): the VM's
