@@ -330,19 +330,24 @@ fn an_init_that_never_starts_is_named_not_timed_out() {
     );
 }
 
+/// Boots a session and writes `key` to `/proc/sysrq-trigger` through
+/// `exec`, which must fail: the session, the error and how long it took.
+fn sysrq_during_exec(cfg: &SessionConfig, key: char) -> (Session, HarnessError, Duration) {
+    let mut s = Session::boot(cfg).expect("boot");
+    let command = format!("echo {key} > /proc/sysrq-trigger");
+    let sent = Instant::now();
+    let err = s
+        .exec(&["sh", "-c", &command], EXEC)
+        .expect_err("the VM ends under exec");
+    (s, err, sent.elapsed())
+}
+
 /// A kernel panic while `exec` waits is the error's first line, with the
 /// kernel's message, the crash site and the process, as soon as the VM ends.
 fn a_kernel_panic_during_exec_is_named_at_once() {
     let _slot = vm_slot();
-    let env = test_env();
-    let (cfg, _cache) = config(&env, &[]);
-    let mut s = Session::boot(&cfg).expect("boot");
-    let host_then = Instant::now();
-    let err = s
-        .exec(&["sh", "-c", "echo c > /proc/sysrq-trigger"], EXEC)
-        .expect_err("the kernel panics");
-    let host_error = Instant::now();
-    let waited = host_error - host_then;
+    let (cfg, _cache) = config(&test_env(), &[]);
+    let (mut s, err, waited) = sysrq_during_exec(&cfg, 'c');
     let crash = match &err {
         HarnessError::GuestDied {
             during,
@@ -413,13 +418,8 @@ fn a_kernel_panic_during_exec_is_named_at_once() {
 /// once, as a triple fault would) is named as such, not as a clean end.
 fn a_reset_nobody_asked_for_is_named() {
     let _slot = vm_slot();
-    let env = test_env();
-    let (cfg, _cache) = config(&env, &[]);
-    let mut s = Session::boot(&cfg).expect("boot");
-    let t = Instant::now();
-    let err = s
-        .exec(&["sh", "-c", "echo b > /proc/sysrq-trigger"], EXEC)
-        .expect_err("the VM resets");
+    let (cfg, _cache) = config(&test_env(), &[]);
+    let (_session, err, waited) = sysrq_during_exec(&cfg, 'b');
     match &err {
         HarnessError::GuestDied {
             death: GuestDeath::UnrequestedReset { exit, lines },
@@ -438,7 +438,7 @@ fn a_reset_nobody_asked_for_is_named() {
             .starts_with("the guest VM reset without a request"),
         "{err}"
     );
-    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+    assert!(waited < Duration::from_secs(30), "{waited:?}");
 }
 
 /// The OOM killer killing an exec'd program shows in its result, by name;

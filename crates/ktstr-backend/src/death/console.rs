@@ -272,12 +272,7 @@ pub fn tail(console: &str, n: usize) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const SYSRQ: &str = include_str!("../../testdata/consoles/sysrq.txt");
-    const OOPS: &str = include_str!("../../testdata/consoles/oops_int3.txt");
-    const OOM: &str = include_str!("../../testdata/consoles/oom.txt");
-    const PANIC_ON_OOM: &str = include_str!("../../testdata/consoles/panicoom.txt");
-    const CLEAN: &str = include_str!("../../testdata/consoles/clean.txt");
+    use crate::death::excerpts::*;
 
     #[test]
     fn a_sysrq_panic_is_read_with_its_site_and_process() {

@@ -275,15 +275,21 @@ pub(crate) fn exit_after(exit: Exit, death: &GuestDeath) -> Exit {
     }
 }
 
+/// Guest consoles the tests read (see `testdata/consoles/README.md`).
+#[cfg(test)]
+mod excerpts {
+    pub const SYSRQ: &str = include_str!("../../testdata/consoles/sysrq.txt");
+    pub const OOPS: &str = include_str!("../../testdata/consoles/oops_int3.txt");
+    pub const OOM: &str = include_str!("../../testdata/consoles/oom.txt");
+    pub const PANIC_ON_OOM: &str = include_str!("../../testdata/consoles/panicoom.txt");
+    pub const CLEAN: &str = include_str!("../../testdata/consoles/clean.txt");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::death::excerpts::*;
 
-    const SYSRQ: &str = include_str!("../../testdata/consoles/sysrq.txt");
-    const OOPS: &str = include_str!("../../testdata/consoles/oops_int3.txt");
-    const OOM: &str = include_str!("../../testdata/consoles/oom.txt");
-    const PANIC_ON_OOM: &str = include_str!("../../testdata/consoles/panicoom.txt");
-    const CLEAN: &str = include_str!("../../testdata/consoles/clean.txt");
     const CMDLINE: &str = "console=ttyS0 quiet rdinit=/no/such/init";
 
     fn ended(exit: Exit, com1: &str, com2: &str) -> GuestDeath {
