@@ -5,6 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use ktstr_backend::death::console;
 use ktstr_backend::{BootSpec, Outcome};
 use ktstr_guest::init::INIT_ENV;
 
@@ -123,7 +124,7 @@ impl Session {
                     let com1 = s.collect_end().map(Outcome::com1_text).unwrap_or_default();
                     return Err(HarnessError::BootFailed {
                         after: cfg.boot_timeout,
-                        com1_tail: tail_lines(&com1, 30),
+                        com1_tail: console::tail(&com1, 30).join("\n"),
                     });
                 }
             }
@@ -167,9 +168,4 @@ impl Session {
             },
         })
     }
-}
-
-fn tail_lines(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
