@@ -1,5 +1,5 @@
 //! One conformance suite, run against every backend: boot to /init and
-//! reboot, the wire channel round trip, guest memory read by the host while
+//! reboot, a kernel panic classified from the console, the wire channel round trip, guest memory read by the host while
 //! the guest runs, kill, and deadline. Real kernel (`KTSTR_KERNEL`), real
 //! VMs. On software KVM (kvm-pvm) guest user space cannot run, so the
 //! ktstr-vmm cases that need it check the kernel's side instead and say so.
@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ktstr_backend::{BackendKind, BootSpec, Exit, boot};
+use ktstr_backend::{BackendKind, BootSpec, Exit, GuestDeath, boot};
 use ktstr_initramfs::Archive;
 use ktstr_testenv::{Missing, Need, Test, find_kernel, test_env, vm_slot};
 use ktstr_vmm::compat::detect_host;
@@ -135,6 +135,11 @@ fn boots_to_init_and_reboots(kind: BackendKind) {
     if user_space_runs(kind) {
         assert_eq!(outcome.exit, Exit::Reboot, "{kind:?}; tail:\n{tail}");
         assert!(
+            matches!(outcome.death, GuestDeath::Rebooted { .. }),
+            "{kind:?}: {}",
+            outcome.death
+        );
+        assert!(
             com1.contains("KTSTR-CONFORMANCE nproc=2"),
             "{kind:?} token; tail:\n{tail}"
         );
@@ -253,6 +258,51 @@ fn reads_guest_memory(kind: BackendKind) {
         seen,
         "{kind:?}: marker never appeared in boot_command_line at {phys:#x}"
     );
+}
+
+const PANIC_INIT: &str = "#!/bin/sh
+/bin/busybox mount -t proc proc /proc
+echo c > /proc/sysrq-trigger
+";
+
+/// A kernel panic ends the run as `GuestPanic` with the kernel's own report
+/// classified: message, crash site and process.
+fn a_kernel_panic_is_classified(kind: BackendKind) {
+    let kernel = test_env().kernel;
+    let _slot = vm_slot();
+    let cpio = initramfs(PANIC_INIT);
+    let outcome = boot_with_init(kind, kernel, &cpio).wait().expect("outcome");
+    assert_eq!(
+        outcome.exit,
+        Exit::GuestPanic,
+        "{kind:?}: {}",
+        outcome.death
+    );
+    match &outcome.death {
+        GuestDeath::KernelCrash(crash) => {
+            assert_eq!(
+                crash.panic_message.as_deref(),
+                Some("sysrq triggered crash")
+            );
+            assert!(
+                crash
+                    .location
+                    .as_deref()
+                    .is_some_and(|l| l.starts_with("sysrq_handle_crash+")),
+                "{kind:?}: {}",
+                outcome.death
+            );
+            assert!(
+                crash
+                    .process
+                    .as_deref()
+                    .is_some_and(|p| p.contains("(pid 1)")),
+                "{kind:?}: {}",
+                outcome.death
+            );
+        }
+        other => panic!("{kind:?}: {other}"),
+    }
 }
 
 /// An /init that never ends, so only kill or the deadline can stop the guest.
@@ -381,7 +431,7 @@ type Case = (&'static str, Vec<Need>, fn(BackendKind));
 fn suite(module: &str, kind: BackendKind) -> Vec<Test> {
     let plain = needs(kind, false, false);
     let slow = needs(kind, false, true);
-    let cases: [Case; 7] = [
+    let cases: [Case; 8] = [
         (
             "boots_to_init_and_reboots",
             slow.clone(),
@@ -389,6 +439,11 @@ fn suite(module: &str, kind: BackendKind) -> Vec<Test> {
         ),
         // The guest's echo loop is user space.
         ("wire_round_trip", needs(kind, true, false), wire_round_trip),
+        (
+            "a_kernel_panic_is_classified",
+            needs(kind, true, false),
+            a_kernel_panic_is_classified,
+        ),
         (
             "reads_guest_memory",
             [plain.clone(), vec![Need::Probe(kernel_symbols)]].concat(),
