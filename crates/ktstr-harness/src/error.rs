@@ -112,7 +112,7 @@ pub enum HarnessError {
     /// The guest's VM ended while the host waited for something (its boot,
     /// an `exec`, a scheduler, a scenario, a shell): reported the moment its
     /// channel closed, by root cause first.
-    #[error("{} (while waiting {after:.1?} for {during}){}", .death.summary(), indented(.death.lines()))]
+    #[error("{} (while waiting {after:.1?} for {during}){}", .death.summary(), .death.indented_lines())]
     GuestDied {
         /// What the host was waiting for, e.g. `exec ["sh", "-c", ...]`.
         during: String,
@@ -159,11 +159,6 @@ pub enum HarnessError {
     /// The VM backend failed.
     #[error("backend: {0}")]
     Backend(#[from] ktstr_backend::BackendError),
-}
-
-/// Console lines under an error's first line.
-fn indented(lines: &[String]) -> String {
-    lines.iter().map(|l| format!("\n    {l}")).collect()
 }
 
 impl HarnessError {

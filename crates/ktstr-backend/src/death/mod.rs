@@ -183,6 +183,12 @@ impl GuestDeath {
         }
     }
 
+    /// The console lines, each on a new line and indented: what goes under
+    /// a headline (this one's, or an error's that adds context to it).
+    pub fn indented_lines(&self) -> String {
+        self.lines().iter().map(|l| format!("\n    {l}")).collect()
+    }
+
     /// The headline alone, without console lines.
     pub fn summary(&self) -> String {
         match self {
@@ -248,11 +254,7 @@ fn crash_summary(c: &KernelCrash) -> String {
 /// The headline, then the console lines indented.
 impl fmt::Display for GuestDeath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.summary())?;
-        for line in self.lines() {
-            write!(f, "\n    {line}")?;
-        }
-        Ok(())
+        write!(f, "{}{}", self.summary(), self.indented_lines())
     }
 }
 
