@@ -113,18 +113,15 @@ impl GuestDeath {
             return GuestDeath::InitPanic(m);
         }
         let requested = console::requested_reset(&com1);
-        match crash {
-            // An Oops the kernel survived is not why it ended: it rebooted on request.
-            Some(c) if c.panic_message.is_none() && requested.is_some() => GuestDeath::Rebooted {
-                line: requested.unwrap_or_default(),
-            },
-            Some(c) => Self::from_crash(c, &com1, cmdline),
-            None => match requested {
-                Some(line) => GuestDeath::Rebooted { line },
-                None => GuestDeath::UnrequestedReset {
-                    exit: exit.clone(),
-                    lines: console::tail(&com1, TAIL_LINES),
-                },
+        match (crash, requested) {
+            // An Oops the kernel survived is not why it ended if it then rebooted on request.
+            (Some(c), requested) if c.panic_message.is_some() || requested.is_none() => {
+                Self::from_crash(c, &com1, cmdline)
+            }
+            (_, Some(line)) => GuestDeath::Rebooted { line },
+            (_, None) => GuestDeath::UnrequestedReset {
+                exit: exit.clone(),
+                lines: console::tail(&com1, TAIL_LINES),
             },
         }
     }
@@ -331,6 +328,19 @@ mod tests {
              set_next_task_idle+0x17/0x70 in swapper/1 (pid 0) on CPU 1; \
              then panic: Attempted to kill the idle task!"
         );
+        // An Oops the kernel survived: a later requested reboot is why it ended...
+        let panic = "Kernel panic - not syncing: Attempted to kill the idle task!";
+        let survived = OOPS.replace(panic, "reboot: Restarting system");
+        assert!(matches!(
+            ended(Exit::Reboot, &survived, ""),
+            GuestDeath::Rebooted { .. }
+        ));
+        // ...but with no such request the Oops is the best explanation.
+        let silent = OOPS.replace(panic, "");
+        assert!(matches!(
+            ended(Exit::Reboot, &silent, ""),
+            GuestDeath::KernelCrash(c) if c.panic_message.is_none()
+        ));
     }
 
     #[test]
