@@ -24,6 +24,7 @@ use crate::loader::{self, KernelFormat};
 use crate::outcome::{ExitKind, Outcome, ShimUse, Timings};
 use crate::platform;
 use crate::profile::Profile;
+use crate::snapshot::request::HostRequests;
 use crate::snapshot::{AfterSnapshot, SnapshotInfo, SnapshotPlan, SnapshotTrigger};
 use crate::vcpu::run_loop::{VcpuContext, VcpuReport, run_vcpu};
 use crate::vcpu::state::{InterruptHandle, RunState, install_kick_handler};
@@ -53,6 +54,8 @@ pub struct Vm {
     /// The CPUID each vCPU was given (what its guest sees; KVM_GET_CPUID2
     /// may report more on some hosts).
     pub(crate) cpuids: Vec<Vec<kvm_bindings::kvm_cpuid_entry2>>,
+    /// Snapshots asked for through [`InterruptHandle::snapshot`].
+    pub(crate) requests: Arc<HostRequests>,
 }
 
 /// A VM fd with what every ktstr VM has, booted or restored: TSS and
@@ -228,6 +231,7 @@ impl Vm {
             kernel_format,
             setup: started.elapsed(),
             cpuids,
+            requests: Arc::default(),
         })
     }
 
@@ -235,6 +239,7 @@ impl Vm {
     pub fn interrupt_handle(&self) -> InterruptHandle {
         InterruptHandle {
             state: self.state.clone(),
+            requests: self.requests.clone(),
         }
     }
 
@@ -287,9 +292,22 @@ impl Vm {
             if state.has_reason() || !state.pause_requested() {
                 break;
             }
-            // Every vCPU thread is joined: the machine is quiescent.
+            // Every vCPU thread is joined: the machine is quiescent. A host
+            // request is served first; the guest always continues after it.
+            if let Some(request) = self.requests.take() {
+                let saved = self.save_snapshot(&request.path, &request.key, started.elapsed());
+                match &saved {
+                    Ok(info) => {
+                        tracing::info!(path = %info.path.display(), bytes = info.disk_bytes, "snapshot saved on request")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "requested snapshot failed; resuming"),
+                }
+                request.answer(saved);
+                state.rearm();
+                continue;
+            }
             match plan.take() {
-                Some(p) => match self.save_snapshot(&p, started.elapsed()) {
+                Some(p) => match self.save_snapshot(&p.path, &p.key, started.elapsed()) {
                     Ok(info) => {
                         tracing::info!(path = %info.path.display(), bytes = info.disk_bytes, "snapshot saved");
                         snapshot = Some(info);
@@ -312,6 +330,7 @@ impl Vm {
             }
             state.rearm();
         }
+        self.requests.close();
 
         let exit = state.take_reason().unwrap_or(ExitKind::InternalError {
             vcpu: 0,
@@ -404,23 +423,24 @@ impl Vm {
         })
     }
 
-    /// Captures the parked machine and writes it to `plan.path`.
+    /// Captures the parked machine and writes it to `path`, keyed by `key`.
     fn save_snapshot(
         &mut self,
-        plan: &SnapshotPlan,
+        path: &std::path::Path,
+        key: &str,
         taken_at: Duration,
     ) -> std::result::Result<SnapshotInfo, crate::SnapshotError> {
         let begun = Instant::now();
-        let machine = crate::snapshot::capture::capture(self, &plan.key)?;
+        let machine = crate::snapshot::capture::capture(self, key)?;
         let regions = crate::snapshot::capture::memory_slices(&self.memory)?;
-        let header = crate::snapshot::file::write(&plan.path, &machine.encode(), &regions)?;
-        let meta = std::fs::metadata(&plan.path).map_err(|source| crate::SnapshotError::Io {
-            path: plan.path.clone(),
+        let header = crate::snapshot::file::write(path, &machine.encode(), &regions)?;
+        let meta = std::fs::metadata(path).map_err(|source| crate::SnapshotError::Io {
+            path: path.to_path_buf(),
             source,
         })?;
         use std::os::unix::fs::MetadataExt;
         Ok(SnapshotInfo {
-            path: plan.path.clone(),
+            path: path.to_path_buf(),
             disk_bytes: meta.blocks() * 512,
             file_bytes: header.mem_offset + header.mem_len,
             taken_at,

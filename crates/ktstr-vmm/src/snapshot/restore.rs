@@ -161,6 +161,7 @@ impl Vm {
             kernel_format: None,
             setup: started.elapsed(),
             cpuids: machine.vcpus.iter().map(|v| v.cpuid.clone()).collect(),
+            requests: Arc::default(),
         })
     }
 }
