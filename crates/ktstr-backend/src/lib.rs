@@ -1,6 +1,10 @@
 //! One interface over ktstr's VM backends, so the same guest, wire channel
 //! and tests run on ktstr-vmm (KVM) and on QEMU (TCG where KVM is missing or
 //! cannot run guest user space, as on software/nested KVM).
+//!
+//! Map: `choice` (which backend), `guest` (the [`Guest`] trait, [`BootSpec`],
+//! [`Outcome`]), one adapter per backend: `vmm` ([`VmmGuest`]) and `qemu`
+//! ([`QemuGuest`]), each with the one mapping of its backend's outcome.
 
 mod choice;
 mod guest;
@@ -10,6 +14,8 @@ mod vmm;
 pub use choice::{BackendKind, Choice, choose, choose_from, host_kvm};
 pub use guest::{BootSpec, Exit, Guest, Outcome};
 pub use ktstr_qemu::KvmKind;
+pub use qemu::QemuGuest;
+pub use vmm::{VmmGuest, snapshot_key as vmm_snapshot_key};
 
 /// Why a guest could not be started or its run could not be collected.
 #[derive(Debug, thiserror::Error)]
@@ -26,11 +32,6 @@ pub enum BackendError {
         len: usize,
         source: MemoryReadError,
     },
-    #[error("the {backend} backend cannot snapshot here: {reason}")]
-    SnapshotUnsupported {
-        backend: &'static str,
-        reason: String,
-    },
     #[error("the VM thread ended without an outcome")]
     Lost,
 }
@@ -44,8 +45,8 @@ pub enum MemoryReadError {
     Qemu(#[from] ktstr_qemu::Error),
 }
 
-/// Boots `spec` on `kind`.
-pub fn boot(kind: BackendKind, spec: &BootSpec) -> Result<Guest, BackendError> {
+/// Boots `spec` on `kind` (or resumes [`BootSpec::restore_from`]).
+pub fn boot(kind: BackendKind, spec: &BootSpec) -> Result<Box<dyn Guest>, BackendError> {
     match kind {
         BackendKind::Vmm => vmm::boot(spec),
         BackendKind::QemuTcg => qemu::boot(spec, ktstr_qemu::Accel::Tcg),

@@ -74,7 +74,7 @@ fn boot_with_init(
     kind: BackendKind,
     kernel: PathBuf,
     cpio: &tempfile::TempPath,
-) -> ktstr_backend::Guest {
+) -> Box<dyn ktstr_backend::Guest> {
     boot(
         kind,
         &spec(

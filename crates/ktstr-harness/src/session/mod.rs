@@ -94,7 +94,7 @@ impl SessionConfig {
 
 /// A booted guest that has reported `SysReady`.
 pub struct Session {
-    guest: Guest,
+    guest: Box<dyn Guest>,
     events: EventStream,
     seq: u64,
     next_step: u32,
