@@ -16,7 +16,8 @@ use crate::arch::x86_64::regs::EntryRegs;
 use crate::arch::x86_64::{boot_params, cpuid, lapic, mptable, msrs, paging, regs};
 use crate::compat::{self, CompatProfile};
 use crate::config::{Attachments, DEFAULT_CMDLINE, GuestImage, VmConfig};
-use crate::devices::bus::{Bus, IoSpace};
+use crate::devices::bus::Bus;
+use crate::devices::set::DeviceSet;
 use crate::devices::{control, serial};
 use crate::error::{CmdlineError, ConfigError, HostError, MemoryError, Result, kvm_op};
 use crate::layout;
@@ -126,8 +127,6 @@ impl Vm {
         paging::write_identity_map(&memory)?;
         regs::write_descriptor_tables(&memory)?;
 
-        let mut pio = Bus::default();
-        let mut mmio = Bus::default();
         let state = Arc::new(RunState::new(config.vcpus));
         let mut com1 = serial::Capture::new(com1_sink);
         if let Some(SnapshotPlan {
@@ -141,30 +140,14 @@ impl Vm {
                 on_match: Box::new(move || state.request_pause()),
             });
         }
-        let com2 = serial::Capture::new(com2_sink);
-        let (com1_bytes, com2_bytes) = (com1.bytes.clone(), com2.bytes.clone());
-        let mut serial_irqs = Vec::new();
-        serial_irqs.extend(crate::devices::legacy::attach(
-            &vm_fd, &mut pio, com1, com2,
-        )?);
-        pio.insert(
-            control::BASE,
-            control::LEN,
-            Box::new(control::Control::new(0, Vec::new(), state.clone())),
-        )?;
-        if let Some(console) = &console {
-            serial_irqs.push(crate::devices::virtio::attach_console(
-                &vm_fd, &mut mmio, console, &memory,
-            )?);
+        let devices = DeviceSet {
+            com1,
+            com2: serial::Capture::new(com2_sink),
+            control: control::Control::new(0, Vec::new(), state.clone()),
+            console,
+            extra,
         }
-        for dev in extra {
-            let bus = if dev.space == IoSpace::Pio {
-                &mut pio
-            } else {
-                &mut mmio
-            };
-            bus.insert(dev.base, dev.len, dev.device)?;
-        }
+        .attach(&vm_fd, &memory)?;
 
         let base_cpuid = cpuid::supported(&kvm)?;
         let mut vcpus = Vec::with_capacity(config.vcpus);
@@ -220,11 +203,11 @@ impl Vm {
             vm_fd,
             kvm,
             memory,
-            pio,
-            mmio,
-            com1: com1_bytes,
-            com2: com2_bytes,
-            _irqfds: serial_irqs,
+            pio: devices.pio,
+            mmio: devices.mmio,
+            com1: devices.com1,
+            com2: devices.com2,
+            _irqfds: devices.irqfds,
             state,
             compat,
             cmdline,
