@@ -6,6 +6,8 @@
 //! [`Outcome`]), one adapter per backend: `vmm` ([`VmmGuest`]) and `qemu`
 //! ([`QemuGuest`]), each with the one mapping of its backend's outcome.
 
+use std::path::PathBuf;
+
 mod choice;
 mod guest;
 mod qemu;
@@ -32,8 +34,24 @@ pub enum BackendError {
         len: usize,
         source: MemoryReadError,
     },
+    /// The same on both backends, so a caller can rebuild the snapshot.
+    #[error(
+        "the snapshot in {dir} was taken from a different machine (kernel, initramfs, command line, shape or memory differ)"
+    )]
+    SnapshotKeyMismatch { dir: PathBuf },
     #[error("the VM thread ended without an outcome")]
     Lost,
+}
+
+impl BackendError {
+    /// A failed read of `len` bytes at `addr`, from either backend's error.
+    pub(crate) fn memory(addr: u64, len: usize, source: impl Into<MemoryReadError>) -> Self {
+        BackendError::Memory {
+            addr,
+            len,
+            source: source.into(),
+        }
+    }
 }
 
 /// Why a backend could not read guest memory: each backend's own error.

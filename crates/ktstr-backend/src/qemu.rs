@@ -7,8 +7,8 @@ use ktstr_qemu::{
     Accel, AfterSnapshot, ExitKind, GuestMemoryView, KillHandle, PortSender, QemuBuilder, RunningVm,
 };
 
+use crate::BackendError;
 use crate::guest::{BootSpec, Exit, Guest, Outcome};
-use crate::{BackendError, MemoryReadError};
 
 pub(crate) fn boot(spec: &BootSpec, accel: Accel) -> Result<Box<dyn Guest>, BackendError> {
     let vcpus = u32::try_from(spec.vcpus).unwrap_or(u32::MAX);
@@ -27,7 +27,13 @@ pub(crate) fn boot(spec: &BootSpec, accel: Accel) -> Result<Box<dyn Guest>, Back
     }
     if let Some(dir) = &spec.restore_from {
         let key = ktstr_qemu::snapshot_key(builder.config())?;
-        builder = builder.restore(ktstr_qemu::QemuSnapshot::open(dir, &key)?);
+        let snapshot = ktstr_qemu::QemuSnapshot::open(dir, &key).map_err(|e| match e {
+            ktstr_qemu::Error::SnapshotKeyMismatch { dir } => {
+                BackendError::SnapshotKeyMismatch { dir }
+            }
+            other => other.into(),
+        })?;
+        builder = builder.restore(snapshot);
     }
     let mut vm = builder.spawn()?;
     Ok(Box::new(QemuGuest {
@@ -92,13 +98,10 @@ impl Guest for QemuGuest {
     }
 
     fn read_memory(&self, addr: u64, buf: &mut [u8]) -> Result<(), BackendError> {
+        let len = buf.len();
         self.memory
             .read(addr, buf)
-            .map_err(|e| BackendError::Memory {
-                addr,
-                len: buf.len(),
-                source: MemoryReadError::from(e),
-            })
+            .map_err(|e| BackendError::memory(addr, len, e))
     }
 
     fn snapshot(&self, dir: &Path) -> Result<(), BackendError> {

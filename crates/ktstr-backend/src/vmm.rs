@@ -4,7 +4,7 @@
 //! A snapshot is one ktstr-vmm snapshot file in the directory, keyed by the
 //! [`BootSpec`] (kernel and initramfs contents, command line, shape, memory):
 //! a restore with another spec fails with
-//! [`ktstr_vmm::SnapshotError::KeyMismatch`] before anything is applied.
+//! [`BackendError::SnapshotKeyMismatch`] before anything is applied.
 //! Cold boot and restore attach the same devices; a restore gets a fresh
 //! virtio-console host side, wired to the restored device state.
 
@@ -19,8 +19,8 @@ use ktstr_vmm::{
 };
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
+use crate::BackendError;
 use crate::guest::{BootSpec, Exit, Guest, Outcome, panic_or};
-use crate::{BackendError, MemoryReadError};
 
 /// The snapshot file inside a snapshot directory.
 const SNAPSHOT_FILE: &str = "machine.snap";
@@ -62,7 +62,13 @@ pub(crate) fn boot(spec: &BootSpec) -> Result<Box<dyn Guest>, BackendError> {
                 virtio_console: Some(console.sender.clone()),
                 ..RestoreOptions::default()
             },
-        )?,
+        )
+        .map_err(|e| match e {
+            VmmError::Snapshot(ktstr_vmm::SnapshotError::KeyMismatch) => {
+                BackendError::SnapshotKeyMismatch { dir: dir.clone() }
+            }
+            other => other.into(),
+        })?,
         None => builder(spec).virtio_console(&console.sender).build()?,
     };
     Ok(Box::new(VmmGuest::start(vm, console, spec)?))
@@ -147,13 +153,10 @@ impl Guest for VmmGuest {
     }
 
     fn read_memory(&self, addr: u64, buf: &mut [u8]) -> Result<(), BackendError> {
+        let len = buf.len();
         self.memory
             .read_slice(buf, GuestAddress(addr))
-            .map_err(|e| BackendError::Memory {
-                addr,
-                len: buf.len(),
-                source: MemoryReadError::from(e),
-            })
+            .map_err(|e| BackendError::memory(addr, len, e))
     }
 
     fn snapshot(&self, dir: &Path) -> Result<(), BackendError> {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use iced_x86::code_asm::*;
 use ktstr_backend::{BackendError, BackendKind, BootSpec, Exit, Guest, VmmGuest};
 use ktstr_testenv::Need;
-use ktstr_vmm::{SnapshotError, VmBuilder, VmmError};
+use ktstr_vmm::VmBuilder;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 const LOAD_ADDR: u64 = 0x10_0000;
@@ -251,12 +251,14 @@ fn a_snapshot_restored_with_another_spec_is_refused_by_its_key() {
     original.snapshot(&dir).expect("snapshot");
     drop(original);
     let other = BootSpec {
-        restore_from: Some(dir),
+        restore_from: Some(dir.clone()),
         memory_mib: 32,
         ..spec
     };
     match ktstr_backend::boot(BackendKind::Vmm, &other) {
-        Err(BackendError::Vmm(VmmError::Snapshot(SnapshotError::KeyMismatch))) => {}
+        Err(BackendError::SnapshotKeyMismatch { dir: refused }) => {
+            assert_eq!(refused, dir, "the error names the snapshot")
+        }
         Err(e) => panic!("refused for another reason: {e}"),
         Ok(_) => panic!("a snapshot of another spec was restored"),
     }
