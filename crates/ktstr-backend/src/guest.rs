@@ -1,5 +1,5 @@
 //! What every backend gives a caller: the bulk channel, a kill handle, a
-//! read-only view of guest memory, and a classified outcome.
+//! read-only view of guest memory, snapshots, and a classified outcome.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Receiver;
@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use ktstr_topology::NumaTopology;
 
+use crate::BackendError;
 use crate::death::GuestDeath;
-use crate::{BackendError, MemoryReadError};
 
 /// What to boot. The command line is appended to the backend's defaults.
 #[derive(Clone, Debug)]
@@ -66,71 +66,33 @@ impl Outcome {
     }
 }
 
-type SendBytes = Box<dyn Fn(&[u8]) + Send + Sync>;
-type ReadMemory = Box<dyn Fn(u64, &mut [u8]) -> Result<(), MemoryReadError> + Send + Sync>;
-type Finish = Box<dyn FnOnce() -> Result<Outcome, BackendError> + Send>;
-type TakeSnapshot = Box<dyn Fn(&Path) -> Result<(), BackendError> + Send + Sync>;
-
-/// A running guest. Dropping it without [`Guest::wait`] kills and reaps it.
-pub struct Guest {
-    pub(crate) bulk_rx: Option<Receiver<Vec<u8>>>,
-    pub(crate) bulk_tx: SendBytes,
-    pub(crate) kill: Box<dyn Fn() + Send + Sync>,
-    pub(crate) memory: ReadMemory,
-    pub(crate) finish: Option<Finish>,
-    pub(crate) snapshot: Option<TakeSnapshot>,
-}
-
-impl Guest {
-    /// Bytes the guest writes to `ktstr.bulk`, delivered while it runs.
-    pub fn take_bulk_receiver(&mut self) -> Option<Receiver<Vec<u8>>> {
-        self.bulk_rx.take()
-    }
+/// A running guest, whichever backend runs it: what the harness and the
+/// conformance suite use. Dropping it without [`Guest::wait`] kills it and
+/// reaps it (no VM thread or QEMU process outlives it).
+///
+/// Callers hold a `Box<dyn Guest>` ([`crate::boot`]): the backend is picked
+/// at run time (`KTSTR_BACKEND`), every call is coarse (a bulk write, a
+/// snapshot), and each adapter keeps its own fields and `Drop` instead of an
+/// enum that would match on the backend in every method.
+pub trait Guest: Send {
+    /// Bytes the guest writes to `ktstr.bulk`, delivered while it runs;
+    /// `None` after the first call.
+    fn take_bulk_receiver(&mut self) -> Option<Receiver<Vec<u8>>>;
 
     /// Sends bytes to the guest's `ktstr.bulk` port (buffered until it reads).
-    pub fn send_bulk(&self, bytes: &[u8]) {
-        (self.bulk_tx)(bytes)
-    }
+    fn send_bulk(&self, bytes: &[u8]);
 
-    pub fn kill(&self) {
-        (self.kill)()
-    }
+    /// Ends the run now; [`Guest::wait`] then reports [`Exit::Killed`].
+    fn kill(&self);
 
     /// Reads guest-physical memory while the guest runs.
-    pub fn read_memory(&self, addr: u64, buf: &mut [u8]) -> Result<(), BackendError> {
-        (self.memory)(addr, buf).map_err(|source| BackendError::Memory {
-            addr,
-            len: buf.len(),
-            source,
-        })
-    }
+    fn read_memory(&self, addr: u64, buf: &mut [u8]) -> Result<(), BackendError>;
 
-    /// Pauses the guest, writes a snapshot into `dir` and resumes it. A later
-    /// [`BootSpec::restore_from`] with the same spec continues from this point.
-    pub fn snapshot(&self, dir: &Path) -> Result<(), BackendError> {
-        match &self.snapshot {
-            Some(take) => take(dir),
-            None => Err(BackendError::SnapshotUnsupported {
-                backend: "ktstr-vmm",
-                reason: "snapshots are taken by a SnapshotPlan given at build time (ktstr_vmm::snapshot), not yet through this interface".into(),
-            }),
-        }
-    }
+    /// Pauses the guest, writes a snapshot into `dir` (created) and resumes
+    /// it. A later [`BootSpec::restore_from`] with the same spec continues
+    /// from this point, with a fresh bulk channel; a different spec is refused.
+    fn snapshot(&self, dir: &Path) -> Result<(), BackendError>;
 
     /// Waits for the guest to end.
-    pub fn wait(mut self) -> Result<Outcome, BackendError> {
-        match self.finish.take() {
-            Some(finish) => finish(),
-            None => Err(BackendError::Lost),
-        }
-    }
-}
-
-impl Drop for Guest {
-    fn drop(&mut self) {
-        if let Some(finish) = self.finish.take() {
-            (self.kill)();
-            let _ = finish();
-        }
-    }
+    fn wait(self: Box<Self>) -> Result<Outcome, BackendError>;
 }

@@ -1,15 +1,17 @@
 //! The QEMU backend: a ktstr-qemu `RunningVm` behind the [`Guest`] interface.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::Receiver;
 
-use ktstr_qemu::{Accel, AfterSnapshot, ExitKind, QemuBuilder};
+use ktstr_qemu::{
+    Accel, AfterSnapshot, ExitKind, GuestMemoryView, KillHandle, PortSender, QemuBuilder, RunningVm,
+};
 
+use crate::BackendError;
 use crate::death::{GuestDeath, exit_after};
 use crate::guest::{BootSpec, Exit, Guest, Outcome};
-use crate::{BackendError, MemoryReadError};
 
-pub(crate) fn boot(spec: &BootSpec, accel: Accel) -> Result<Guest, BackendError> {
+pub(crate) fn boot(spec: &BootSpec, accel: Accel) -> Result<Box<dyn Guest>, BackendError> {
     let vcpus = u32::try_from(spec.vcpus).unwrap_or(u32::MAX);
     let mut builder = QemuBuilder::new(&spec.kernel);
     if let Some(t) = &spec.topology {
@@ -26,58 +28,105 @@ pub(crate) fn boot(spec: &BootSpec, accel: Accel) -> Result<Guest, BackendError>
     }
     if let Some(dir) = &spec.restore_from {
         let key = ktstr_qemu::snapshot_key(builder.config())?;
-        builder = builder.restore(ktstr_qemu::QemuSnapshot::open(dir, &key)?);
+        let snapshot = ktstr_qemu::QemuSnapshot::open(dir, &key).map_err(|e| match e {
+            ktstr_qemu::Error::SnapshotKeyMismatch { dir } => {
+                BackendError::SnapshotKeyMismatch { dir }
+            }
+            other => other.into(),
+        })?;
+        builder = builder.restore(snapshot);
     }
     let mut vm = builder.spawn()?;
-    let bulk_rx = vm.take_bulk_receiver();
-    let bulk = vm.bulk_sender();
-    let kill = vm.kill_handle();
-    let memory = vm.memory();
-    // The VM is shared by the snapshot closure and the one-shot `finish`.
-    let vm = Arc::new(Mutex::new(Some(vm)));
-    let for_snapshot = vm.clone();
-    // The classifier reads `rdinit=` from it to explain an init that never ran.
-    let cmdline = spec.cmdline.clone();
-    Ok(Guest {
-        bulk_rx,
-        bulk_tx: Box::new(move |bytes| {
-            if let Some(port) = &bulk {
-                if let Err(e) = port.send(bytes) {
-                    tracing::warn!("bulk port send: {e}");
-                }
+    Ok(Box::new(QemuGuest {
+        bulk_rx: vm.take_bulk_receiver(),
+        bulk: vm.bulk_sender(),
+        kill: vm.kill_handle(),
+        memory: vm.memory(),
+        vm: Some(vm),
+        cmdline: spec.cmdline.clone(),
+    }))
+}
+
+/// A QEMU child process.
+pub struct QemuGuest {
+    /// `None` once waited for.
+    vm: Option<RunningVm>,
+    bulk_rx: Option<Receiver<Vec<u8>>>,
+    bulk: Option<PortSender>,
+    kill: KillHandle,
+    memory: GuestMemoryView,
+    /// The classifier reads `rdinit=` from it to explain an init that never ran.
+    cmdline: String,
+}
+
+impl QemuGuest {
+    fn reap(&mut self) -> Result<Outcome, BackendError> {
+        let vm = self.vm.take().ok_or(BackendError::Lost)?;
+        Ok(classify(vm.wait()?, &self.cmdline))
+    }
+}
+
+/// The one mapping of a QEMU outcome (ktstr-qemu already saw any panic on
+/// COM1; [`GuestDeath::classify`] says what it was).
+fn classify(outcome: ktstr_qemu::Outcome, cmdline: &str) -> Outcome {
+    let exit = match outcome.exit {
+        ExitKind::Reboot => Exit::Reboot,
+        ExitKind::Shutdown => Exit::Shutdown,
+        ExitKind::GuestPanic => Exit::GuestPanic,
+        ExitKind::Killed => Exit::Killed,
+        ExitKind::DeadlineExceeded => Exit::DeadlineExceeded,
+        other => Exit::Failed(format!("{other:?}: {}", outcome.stderr)),
+    };
+    let death = GuestDeath::classify(&exit, &outcome.com1, &outcome.com2, cmdline);
+    Outcome {
+        exit: exit_after(exit, &death),
+        death,
+        run_time: outcome.timings.total,
+        com1: outcome.com1,
+        com2: outcome.com2,
+    }
+}
+
+impl Guest for QemuGuest {
+    fn take_bulk_receiver(&mut self) -> Option<Receiver<Vec<u8>>> {
+        self.bulk_rx.take()
+    }
+
+    fn send_bulk(&self, bytes: &[u8]) {
+        if let Some(port) = &self.bulk {
+            if let Err(e) = port.send(bytes) {
+                tracing::warn!("bulk port send: {e}");
             }
-        }),
-        kill: Box::new(move || kill.kill()),
-        memory: Box::new(move |addr, buf| memory.read(addr, buf).map_err(MemoryReadError::from)),
-        snapshot: Some(Box::new(move |dir: &Path| {
-            let guard = for_snapshot.lock().map_err(|_| BackendError::Lost)?;
-            let vm = guard.as_ref().ok_or(BackendError::Lost)?;
-            vm.snapshot(dir, AfterSnapshot::Continue)?;
-            Ok(())
-        })),
-        finish: Some(Box::new(move || {
-            let vm = vm
-                .lock()
-                .map_err(|_| BackendError::Lost)?
-                .take()
-                .ok_or(BackendError::Lost)?;
-            let outcome = vm.wait()?;
-            let exit = match outcome.exit {
-                ExitKind::Reboot => Exit::Reboot,
-                ExitKind::Shutdown => Exit::Shutdown,
-                ExitKind::GuestPanic => Exit::GuestPanic,
-                ExitKind::Killed => Exit::Killed,
-                ExitKind::DeadlineExceeded => Exit::DeadlineExceeded,
-                other => Exit::Failed(format!("{other:?}: {}", outcome.stderr)),
-            };
-            let death = GuestDeath::classify(&exit, &outcome.com1, &outcome.com2, &cmdline);
-            Ok(Outcome {
-                exit: exit_after(exit, &death),
-                death,
-                run_time: outcome.timings.total,
-                com1: outcome.com1,
-                com2: outcome.com2,
-            })
-        })),
-    })
+        }
+    }
+
+    fn kill(&self) {
+        self.kill.kill();
+    }
+
+    fn read_memory(&self, addr: u64, buf: &mut [u8]) -> Result<(), BackendError> {
+        let len = buf.len();
+        self.memory
+            .read(addr, buf)
+            .map_err(|e| BackendError::memory(addr, len, e))
+    }
+
+    fn snapshot(&self, dir: &Path) -> Result<(), BackendError> {
+        let vm = self.vm.as_ref().ok_or(BackendError::Lost)?;
+        vm.snapshot(dir, AfterSnapshot::Continue)?;
+        Ok(())
+    }
+
+    fn wait(mut self: Box<Self>) -> Result<Outcome, BackendError> {
+        self.reap()
+    }
+}
+
+impl Drop for QemuGuest {
+    fn drop(&mut self) {
+        if self.vm.is_some() {
+            self.kill.kill();
+            let _ = self.reap();
+        }
+    }
 }

@@ -1,15 +1,17 @@
 //! One conformance suite, run against every backend: boot to /init and
-//! reboot, a kernel panic classified from the console, the wire channel round trip, guest memory read by the host while
-//! the guest runs, kill, and deadline. Real kernel (`KTSTR_KERNEL`), real
+//! reboot, a kernel panic classified from the console, the wire channel
+//! round trip, snapshot and restore, guest memory read by the host while the
+//! guest runs, kill, and deadline. Real kernel (`KTSTR_KERNEL`), real
 //! VMs. On software KVM (kvm-pvm) guest user space cannot run, so the
 //! ktstr-vmm cases that need it check the kernel's side instead and say so.
 
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use ktstr_backend::{BackendKind, BootSpec, Exit, GuestDeath, boot};
+use ktstr_backend::{BackendError, BackendKind, BootSpec, Exit, Guest, GuestDeath, boot};
 use ktstr_initramfs::Archive;
 use ktstr_testenv::{Missing, Need, Test, find_kernel, test_env, vm_slot};
 use ktstr_vmm::compat::detect_host;
@@ -70,11 +72,7 @@ fn initramfs(init: &str) -> tempfile::TempPath {
 }
 
 /// Boots `kind` with `cpio` as the initramfs running its `/init`.
-fn boot_with_init(
-    kind: BackendKind,
-    kernel: PathBuf,
-    cpio: &tempfile::TempPath,
-) -> ktstr_backend::Guest {
+fn boot_with_init(kind: BackendKind, kernel: PathBuf, cpio: &tempfile::TempPath) -> Box<dyn Guest> {
     boot(
         kind,
         &spec(
@@ -152,48 +150,129 @@ fn boots_to_init_and_reboots(kind: BackendKind) {
     }
 }
 
-/// The guest echoes the bulk port back to the host; a wire frame must survive the trip.
-fn wire_round_trip(kind: BackendKind) {
-    let kernel = test_env().kernel;
-    let _slot = vm_slot();
-    let init = "#!/bin/sh
+/// An /init that echoes the bulk port back to the host.
+const ECHO_INIT: &str = "#!/bin/sh
 /bin/busybox mount -t sysfs sysfs /sys
 /bin/busybox mount -t devtmpfs dev /dev
 exec 3<>/dev/vport0p1
 /bin/busybox cat <&3 >&3
 ";
-    let cpio = initramfs(init);
-    let mut guest = boot_with_init(kind, kernel, &cpio);
-    let rx = guest.take_bulk_receiver().expect("bulk receiver");
+
+/// What came back of a ping frame sent (and re-sent until answered, the
+/// guest may not be reading yet) through an echoing guest's bulk port.
+struct Echo {
+    ping: Vec<u8>,
+    /// Every frame decoded, up to the first with the ping's sequence number.
+    frames: Vec<(u64, Vec<u8>)>,
+    decode_errors: u64,
+}
+
+fn ping_echo(guest: &dyn Guest, rx: &Receiver<Vec<u8>>, seq: u64) -> Echo {
     let ping = encode(
-        41,
+        seq,
         &Message::Command(Command::Ping(ktstr_wire::Ping::new(0x5eed))),
     )
     .expect("encode");
     let mut decoder = VecDecoder::new(ktstr_wire::DEFAULT_MAX_PAYLOAD);
     let give_up = Instant::now() + Duration::from_secs(60);
-    let mut echoed = None;
-    while echoed.is_none() && Instant::now() < give_up {
+    let mut frames: Vec<(u64, Vec<u8>)> = Vec::new();
+    while !frames.iter().any(|f| f.0 == seq) && Instant::now() < give_up {
         guest.send_bulk(&ping);
         if let Ok(bytes) = rx.recv_timeout(Duration::from_millis(500)) {
             decoder.push(&bytes, |item| {
-                if let Ok(frame) = item {
-                    echoed = Some((frame.seq(), frame.payload().to_vec()));
+                if let Ok(f) = item {
+                    frames.push((f.seq(), f.payload().to_vec()));
                 }
             });
         }
     }
+    Echo {
+        ping,
+        frames,
+        decode_errors: decoder.stats().errors,
+    }
+}
+
+/// The ping came back whole; any other frame is a whole echo of a ping
+/// sent `earlier` (re-sent pings may still be in flight across a snapshot).
+fn assert_echoed(echo: Echo, seq: u64, earlier: &[u64], what: &str, com1: impl FnOnce() -> String) {
+    if !echo.frames.iter().any(|f| f.0 == seq) {
+        panic!(
+            "{what}: frame {seq} did not come back (got {:?}); COM1:\n{}",
+            echo.frames.iter().map(|f| f.0).collect::<Vec<_>>(),
+            com1()
+        );
+    }
+    for (got, payload) in &echo.frames {
+        assert!(*got == seq || earlier.contains(got), "{what}: frame {got}");
+        assert_eq!(payload[..], echo.ping[ktstr_wire::HEADER_LEN..], "{what}");
+    }
+    assert_eq!(echo.decode_errors, 0, "{what}");
+}
+
+/// The guest echoes the bulk port back to the host; a wire frame must survive the trip.
+fn wire_round_trip(kind: BackendKind) {
+    let kernel = test_env().kernel;
+    let _slot = vm_slot();
+    let cpio = initramfs(ECHO_INIT);
+    let mut guest = boot_with_init(kind, kernel, &cpio);
+    let rx = guest.take_bulk_receiver().expect("bulk receiver");
+    let echo = ping_echo(&*guest, &rx, 41);
     guest.kill();
     let outcome = guest.wait().expect("outcome");
-    let (seq, payload) = echoed.unwrap_or_else(|| {
-        panic!(
-            "{kind:?}: no frame came back; COM1:\n{}",
-            outcome.com1_text()
-        )
-    });
-    assert_eq!(seq, 41);
-    assert_eq!(payload, ping[ktstr_wire::HEADER_LEN..]);
-    assert_eq!(decoder.stats().errors, 0);
+    assert_echoed(echo, 41, &[], &format!("{kind:?}"), || outcome.com1_text());
+}
+
+/// A snapshot of a running guest: the original continues, two restores
+/// continue from it with fresh bulk channels, and a restore with another
+/// spec is refused by key, the same error on every backend.
+fn snapshot_and_restore(kind: BackendKind) {
+    let kernel = test_env().kernel;
+    let _slot = vm_slot();
+    let cpio = initramfs(ECHO_INIT);
+    let spec = spec(
+        kernel,
+        Some(cpio.to_path_buf()),
+        "rdinit=/init",
+        kind,
+        Duration::from_secs(120),
+    );
+    let mut guest = boot(kind, &spec).expect("boot");
+    let rx = guest.take_bulk_receiver().expect("bulk receiver");
+    let no_com1 = || String::from("(still running)");
+    assert_echoed(ping_echo(&*guest, &rx, 1), 1, &[], "cold guest", no_com1);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("snapshot");
+    guest.snapshot(&dir).expect("snapshot");
+    let after = ping_echo(&*guest, &rx, 2);
+    assert_echoed(after, 2, &[1], "the original after its snapshot", no_com1);
+    guest.kill();
+    guest.wait().expect("outcome");
+
+    let restore = BootSpec {
+        restore_from: Some(dir.clone()),
+        ..spec.clone()
+    };
+    for round in 0..2u64 {
+        let what = format!("{kind:?} restore {round}");
+        let mut restored = boot(kind, &restore).unwrap_or_else(|e| panic!("{what}: {e}"));
+        let rx = restored.take_bulk_receiver().expect("fresh bulk receiver");
+        let echo = ping_echo(&*restored, &rx, 10 + round);
+        restored.kill();
+        let outcome = restored.wait().expect("outcome");
+        // The restored guest may still echo a ping the original had in flight.
+        assert_echoed(echo, 10 + round, &[1], &what, || outcome.com1_text());
+    }
+
+    let other = BootSpec {
+        cmdline: format!("{} ktstr_other_machine", spec.cmdline),
+        ..restore
+    };
+    match boot(kind, &other) {
+        Err(BackendError::SnapshotKeyMismatch { dir: refused }) => assert_eq!(refused, dir),
+        Err(e) => panic!("{kind:?}: refused for another reason: {e}"),
+        Ok(_) => panic!("{kind:?}: a snapshot of another machine was restored"),
+    }
 }
 
 /// Physical address of a kernel data symbol, from the vmlinux symbol table
@@ -431,7 +510,7 @@ type Case = (&'static str, Vec<Need>, fn(BackendKind));
 fn suite(module: &str, kind: BackendKind) -> Vec<Test> {
     let plain = needs(kind, false, false);
     let slow = needs(kind, false, true);
-    let cases: [Case; 8] = [
+    let cases: [Case; 9] = [
         (
             "boots_to_init_and_reboots",
             slow.clone(),
@@ -443,6 +522,11 @@ fn suite(module: &str, kind: BackendKind) -> Vec<Test> {
             "a_kernel_panic_is_classified",
             needs(kind, true, false),
             a_kernel_panic_is_classified,
+        ),
+        (
+            "snapshot_and_restore",
+            needs(kind, true, false),
+            snapshot_and_restore,
         ),
         (
             "reads_guest_memory",

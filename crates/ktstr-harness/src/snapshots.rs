@@ -85,9 +85,12 @@ pub fn touch_and_prune(dir: &Path) {
     }
 }
 
-/// Whether `dir` holds a finished snapshot (its manifest is written last).
+/// Whether `dir` holds a finished snapshot. A snapshot is built in a
+/// side directory and published by renaming it, after the backend's files
+/// and then [`SYS_FILE`] were written, so that file marks a whole one on
+/// every backend (the backend checks its own files when it restores).
 pub fn exists(dir: &Path) -> bool {
-    dir.join("manifest.json").is_file() && dir.join(SYS_FILE).is_file()
+    dir.join(SYS_FILE).is_file()
 }
 
 /// An exclusive `flock` on `<dir>.lock`, released on drop.

@@ -9,11 +9,11 @@ use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use common::{config, kernel_release, needs, scheduler, test_env, vm_slot};
-use ktstr_backend::Exit;
 use ktstr_backend::death::CrashKind;
+use ktstr_backend::{BackendKind, Exit};
 use ktstr_guest::proto::ProcExit;
 use ktstr_harness::{GuestDeath, GuestExit, HarnessError, Session, SessionConfig, ShellEnd};
-use ktstr_testenv::{Missing, Need};
+use ktstr_testenv::Need;
 use ktstr_wire::SchedState;
 
 const EXEC: Duration = Duration::from_secs(120);
@@ -501,10 +501,26 @@ fn missing_scheduler_fails_before_any_vm_boots() {
 /// The second session with the same machine resumes the snapshot the first
 /// one took at `SysReady`, and the resumed guest serves requests as a booted one.
 fn a_second_session_resumes_the_first_ones_snapshot() {
+    second_sessions_resume(None);
+}
+
+/// The same on ktstr-vmm whatever `KTSTR_BACKEND` says: its snapshot at
+/// `SysReady`, its restore with a fresh bulk channel (hardware KVM: the
+/// guest init is user space).
+fn vmm_second_session_resumes_the_first_ones_snapshot() {
+    second_sessions_resume(Some(BackendKind::Vmm));
+}
+
+/// Two more sessions of the first one's shape must resume it; `backend`
+/// overrides the chosen one.
+fn second_sessions_resume(backend: Option<BackendKind>) {
     let _slot = vm_slot();
     let env = test_env();
     let (mut cfg, _cache) = config(&env, &[]);
     cfg.snapshots = true;
+    if let Some(backend) = backend {
+        cfg.backend = backend;
+    }
     let t = Instant::now();
     let mut first = Session::boot(&cfg).expect("cold boot");
     let cold = t.elapsed();
@@ -548,21 +564,22 @@ fn a_second_session_resumes_the_first_ones_snapshot() {
     }
 }
 
-/// Harness sessions resume snapshots on the QEMU backends only so far.
-fn backend_snapshots() -> Result<(), Missing> {
-    match ktstr_backend::choose() {
-        Ok(c) if c.kind == ktstr_backend::BackendKind::Vmm => Err(Missing::new(
-            "a backend whose harness sessions snapshot (ktstr-vmm does not yet)",
-            "run with KTSTR_BACKEND=qemu-tcg or qemu-kvm",
-        )),
-        _ => Ok(()),
-    }
+/// ktstr-vmm running the guest init: KVM with hardware semantics.
+fn vmm_needs() -> Vec<Need> {
+    vec![
+        Need::Kernel,
+        Need::Busybox,
+        Need::HardwareKvm {
+            software_module: ktstr_backend::host_kvm().software_module(),
+        },
+    ]
 }
 
 fn main() -> std::process::ExitCode {
     let tests = [
         ktstr_testenv::tests![&needs(&[]); test_binary_is_init_and_exec_returns_output_and_codes, init_panic_reaches_the_host_as_a_com2_line, an_init_that_never_starts_is_named_not_timed_out, a_kernel_panic_during_exec_is_named_at_once, a_reset_nobody_asked_for_is_named, out_of_memory_is_named_in_the_exec_result_and_as_a_death],
-        ktstr_testenv::tests![&[needs(&[]), vec![Need::Probe(backend_snapshots)]].concat(); a_second_session_resumes_the_first_ones_snapshot],
+        ktstr_testenv::tests![&needs(&[]); a_second_session_resumes_the_first_ones_snapshot],
+        ktstr_testenv::tests![&vmm_needs(); vmm_second_session_resumes_the_first_ones_snapshot],
         ktstr_testenv::tests![&needs(&["scx_simple", "scx_qmap"]); schedulers_attach_detach_and_early_exit_is_an_error],
         ktstr_testenv::tests![&needs(&["scx_qmap"]); kernel_kick_out_reaches_the_host_with_its_reason],
         ktstr_testenv::tests![&[]; missing_scheduler_fails_before_any_vm_boots],

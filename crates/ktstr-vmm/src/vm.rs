@@ -16,8 +16,8 @@ use crate::arch::x86_64::regs::EntryRegs;
 use crate::arch::x86_64::{boot_params, cpuid, lapic, mptable, msrs, paging, regs};
 use crate::compat::{self, CompatProfile};
 use crate::config::{Attachments, DEFAULT_CMDLINE, GuestImage, VmConfig};
-use crate::devices::bus::{Bus, IoSpace};
-use crate::devices::virtio::console::{ConsoleSender, VmEnd};
+use crate::devices::bus::Bus;
+use crate::devices::set::DeviceSet;
 use crate::devices::{control, serial};
 use crate::error::{CmdlineError, ConfigError, HostError, MemoryError, Result, kvm_op};
 use crate::layout;
@@ -25,6 +25,7 @@ use crate::loader::{self, KernelFormat};
 use crate::outcome::{ExitKind, Outcome, ShimUse, Timings};
 use crate::platform;
 use crate::profile::Profile;
+use crate::snapshot::request::HostRequests;
 use crate::snapshot::{AfterSnapshot, SnapshotInfo, SnapshotPlan, SnapshotTrigger};
 use crate::vcpu::run_loop::{VcpuContext, VcpuReport, run_vcpu};
 use crate::vcpu::state::{InterruptHandle, RunState, install_kick_handler};
@@ -48,7 +49,7 @@ pub struct Vm {
     pub(crate) _irqfds: Vec<EventFd>,
     /// Closes the virtio-console's host receivers when the VM is dropped
     /// (at the end of [`Vm::run`]), so the host notices the end at once.
-    pub(crate) _console_end: Option<VmEnd>,
+    pub(crate) _console_end: Option<crate::devices::virtio::console::VmEnd>,
     pub(crate) state: Arc<RunState>,
     pub(crate) compat: CompatProfile,
     pub(crate) cmdline: String,
@@ -57,6 +58,8 @@ pub struct Vm {
     /// The CPUID each vCPU was given (what its guest sees; KVM_GET_CPUID2
     /// may report more on some hosts).
     pub(crate) cpuids: Vec<Vec<kvm_bindings::kvm_cpuid_entry2>>,
+    /// Snapshots asked for through [`InterruptHandle::snapshot`].
+    pub(crate) requests: Arc<HostRequests>,
 }
 
 /// A VM fd with what every ktstr VM has, booted or restored: TSS and
@@ -127,8 +130,6 @@ impl Vm {
         paging::write_identity_map(&memory)?;
         regs::write_descriptor_tables(&memory)?;
 
-        let mut pio = Bus::default();
-        let mut mmio = Bus::default();
         let state = Arc::new(RunState::new(config.vcpus));
         let mut com1 = serial::Capture::new(com1_sink);
         if let Some(SnapshotPlan {
@@ -142,30 +143,14 @@ impl Vm {
                 on_match: Box::new(move || state.request_pause()),
             });
         }
-        let com2 = serial::Capture::new(com2_sink);
-        let (com1_bytes, com2_bytes) = (com1.bytes.clone(), com2.bytes.clone());
-        let mut serial_irqs = Vec::new();
-        serial_irqs.extend(crate::devices::legacy::attach(
-            &vm_fd, &mut pio, com1, com2,
-        )?);
-        pio.insert(
-            control::BASE,
-            control::LEN,
-            Box::new(control::Control::new(0, Vec::new(), state.clone())),
-        )?;
-        if let Some(console) = &console {
-            serial_irqs.push(crate::devices::virtio::attach_console(
-                &vm_fd, &mut mmio, console, &memory,
-            )?);
+        let devices = DeviceSet {
+            com1,
+            com2: serial::Capture::new(com2_sink),
+            control: control::Control::new(0, Vec::new(), state.clone()),
+            console,
+            extra,
         }
-        for dev in extra {
-            let bus = if dev.space == IoSpace::Pio {
-                &mut pio
-            } else {
-                &mut mmio
-            };
-            bus.insert(dev.base, dev.len, dev.device)?;
-        }
+        .attach(&vm_fd, &memory)?;
 
         let base_cpuid = cpuid::supported(&kvm)?;
         let mut vcpus = Vec::with_capacity(config.vcpus);
@@ -221,18 +206,19 @@ impl Vm {
             vm_fd,
             kvm,
             memory,
-            pio,
-            mmio,
-            com1: com1_bytes,
-            com2: com2_bytes,
-            _irqfds: serial_irqs,
-            _console_end: console.as_ref().map(ConsoleSender::ends_with_vm),
+            pio: devices.pio,
+            mmio: devices.mmio,
+            com1: devices.com1,
+            com2: devices.com2,
+            _irqfds: devices.irqfds,
+            _console_end: devices.console_end,
             state,
             compat,
             cmdline,
             kernel_format,
             setup: started.elapsed(),
             cpuids,
+            requests: Arc::default(),
         })
     }
 
@@ -240,6 +226,7 @@ impl Vm {
     pub fn interrupt_handle(&self) -> InterruptHandle {
         InterruptHandle {
             state: self.state.clone(),
+            requests: self.requests.clone(),
         }
     }
 
@@ -292,9 +279,22 @@ impl Vm {
             if state.has_reason() || !state.pause_requested() {
                 break;
             }
-            // Every vCPU thread is joined: the machine is quiescent.
+            // Every vCPU thread is joined: the machine is quiescent. A host
+            // request is served first; the guest always continues after it.
+            if let Some(request) = self.requests.take() {
+                let saved = self.save_snapshot(&request.path, &request.key, started.elapsed());
+                match &saved {
+                    Ok(info) => {
+                        tracing::info!(path = %info.path.display(), bytes = info.disk_bytes, "snapshot saved on request")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "requested snapshot failed; resuming"),
+                }
+                request.answer(saved);
+                state.rearm();
+                continue;
+            }
             match plan.take() {
-                Some(p) => match self.save_snapshot(&p, started.elapsed()) {
+                Some(p) => match self.save_snapshot(&p.path, &p.key, started.elapsed()) {
                     Ok(info) => {
                         tracing::info!(path = %info.path.display(), bytes = info.disk_bytes, "snapshot saved");
                         snapshot = Some(info);
@@ -317,6 +317,7 @@ impl Vm {
             }
             state.rearm();
         }
+        self.requests.close();
 
         let exit = state.take_reason().unwrap_or(ExitKind::InternalError {
             vcpu: 0,
@@ -409,23 +410,24 @@ impl Vm {
         })
     }
 
-    /// Captures the parked machine and writes it to `plan.path`.
+    /// Captures the parked machine and writes it to `path`, keyed by `key`.
     fn save_snapshot(
         &mut self,
-        plan: &SnapshotPlan,
+        path: &std::path::Path,
+        key: &str,
         taken_at: Duration,
     ) -> std::result::Result<SnapshotInfo, crate::SnapshotError> {
         let begun = Instant::now();
-        let machine = crate::snapshot::capture::capture(self, &plan.key)?;
+        let machine = crate::snapshot::capture::capture(self, key)?;
         let regions = crate::snapshot::capture::memory_slices(&self.memory)?;
-        let header = crate::snapshot::file::write(&plan.path, &machine.encode(), &regions)?;
-        let meta = std::fs::metadata(&plan.path).map_err(|source| crate::SnapshotError::Io {
-            path: plan.path.clone(),
+        let header = crate::snapshot::file::write(path, &machine.encode(), &regions)?;
+        let meta = std::fs::metadata(path).map_err(|source| crate::SnapshotError::Io {
+            path: path.to_path_buf(),
             source,
         })?;
         use std::os::unix::fs::MetadataExt;
         Ok(SnapshotInfo {
-            path: plan.path.clone(),
+            path: path.to_path_buf(),
             disk_bytes: meta.blocks() * 512,
             file_bytes: header.mem_offset + header.mem_len,
             taken_at,

@@ -58,8 +58,8 @@ pub struct SessionConfig {
     /// Initramfs cache directory.
     pub cache_dir: PathBuf,
     /// Resume a snapshot of this machine taken at the guest init's `SysReady`, taking it
-    /// on the first boot (see [`crate::snapshots`]); QEMU backends only. On by default
-    /// there; `KTSTR_SNAPSHOTS=0` turns it off.
+    /// on the first boot (see [`crate::snapshots`]); every backend. On by default;
+    /// `KTSTR_SNAPSHOTS=0` turns it off.
     pub snapshots: bool,
     /// Where snapshots live.
     pub snapshot_dir: PathBuf,
@@ -85,8 +85,7 @@ impl SessionConfig {
             compression: Compression::None,
             strip_debug: true,
             cmdline: "quiet".into(),
-            snapshots: backend != BackendKind::Vmm
-                && std::env::var("KTSTR_SNAPSHOTS").map_or(true, |v| v != "0"),
+            snapshots: std::env::var("KTSTR_SNAPSHOTS").map_or(true, |v| v != "0"),
             snapshot_dir: snapshots::default_root(&default_cache_dir()),
             cache_dir: default_cache_dir(),
         }
@@ -96,7 +95,7 @@ impl SessionConfig {
 /// A booted guest that has reported `SysReady`.
 pub struct Session {
     /// The running VM; `None` once it ended and `ended` holds its outcome.
-    guest: Option<Guest>,
+    guest: Option<Box<dyn Guest>>,
     ended: Option<Outcome>,
     events: EventStream,
     seq: u64,

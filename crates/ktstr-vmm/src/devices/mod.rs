@@ -6,4 +6,5 @@ pub mod control;
 pub mod i8042;
 pub(crate) mod legacy;
 pub mod serial;
+pub(crate) mod set;
 pub mod virtio;

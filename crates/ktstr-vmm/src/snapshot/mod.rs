@@ -6,7 +6,8 @@
 //! (quiesce a parked VM and read it all), [`file`] (the on-disk format:
 //! header, checksummed state, page-aligned memory), `host` (is this host able
 //! to run that snapshot), `restore` (`Vm::restore`), [`cache`] (snapshots
-//! keyed by what shaped the boot). The pause itself is in the run loop
+//! keyed by what shaped the boot), `request` (a snapshot asked for from
+//! another thread while the guest runs). The pause itself is in the run loop
 //! (`vm.rs`: vCPU threads end, the state is captured, threads start again).
 
 pub mod cache;
@@ -15,6 +16,7 @@ pub(crate) mod codec;
 pub mod file;
 mod host;
 pub mod machine;
+pub(crate) mod request;
 pub(crate) mod restore;
 pub mod vcpu_state;
 pub mod vm_state;
@@ -59,6 +61,10 @@ pub enum SnapshotError {
     DeviceMismatch(#[from] crate::devices::bus::DeviceMismatchError),
     #[error("snapshot key mismatch: the file was built for a different boot")]
     KeyMismatch,
+    #[error("the VM is not running (it ended before the snapshot could be taken)")]
+    NotRunning,
+    #[error("another snapshot of this VM is being taken")]
+    Busy,
     #[error("KVM {op} failed: {source}")]
     Kvm {
         op: &'static str,

@@ -1,7 +1,7 @@
 //! Restore: a new VM whose guest memory is the snapshot file mapped
 //! copy-on-write (`MAP_PRIVATE`), so N restores share the page cache and each
-//! owns only the pages it writes. Devices are re-created and given their
-//! saved state; output sinks are new.
+//! owns only the pages it writes. Devices are attached as on a cold boot
+//! (`devices::set`) and given their saved state; output sinks are new.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use super::file::{self, Loaded};
 use super::{RestoreOptions, SnapshotError, host};
 use crate::compat::CompatProfile;
 use crate::config::VmConfig;
-use crate::devices::bus::{Bus, IoSpace};
+use crate::devices::set::DeviceSet;
 use crate::devices::{control, serial};
 use crate::error::{ConfigError, MemoryError, Result, kvm_op};
 use crate::vcpu::state::RunState;
@@ -70,39 +70,17 @@ impl Vm {
         register_memory(&vm_fd, &memory)?;
 
         let state = Arc::new(RunState::new(vcpu_count));
-        let mut pio = Bus::default();
-        let mut mmio = Bus::default();
-        let com1 = serial::Capture::new(options.com1_sink);
-        let com2 = serial::Capture::new(options.com2_sink);
-        let (com1_bytes, com2_bytes) = (com1.bytes.clone(), com2.bytes.clone());
-        let mut irqfds = Vec::new();
-        irqfds.extend(crate::devices::legacy::attach(
-            &vm_fd, &mut pio, com1, com2,
-        )?);
         let mut input = options.input;
         input.truncate(control::INPUT_MAX);
-        pio.insert(
-            control::BASE,
-            control::LEN,
-            Box::new(control::Control::new(
-                options.generation,
-                input,
-                state.clone(),
-            )),
-        )?;
-        if let Some(console) = &options.virtio_console {
-            irqfds.push(crate::devices::virtio::attach_console(
-                &vm_fd, &mut mmio, console, &memory,
-            )?);
+        let devices = DeviceSet {
+            com1: serial::Capture::new(options.com1_sink),
+            com2: serial::Capture::new(options.com2_sink),
+            control: control::Control::new(options.generation, input, state.clone()),
+            console: options.virtio_console,
+            extra: options.devices,
         }
-        for dev in options.devices {
-            let bus = if dev.space == IoSpace::Pio {
-                &mut pio
-            } else {
-                &mut mmio
-            };
-            bus.insert(dev.base, dev.len, dev.device)?;
-        }
+        .attach(&vm_fd, &memory)?;
+        let (pio, mmio) = (devices.pio, devices.mmio);
         pio.restore_states(&machine.pio)
             .and_then(|()| mmio.restore_states(&machine.mmio))
             .map_err(SnapshotError::from)?;
@@ -152,19 +130,17 @@ impl Vm {
             memory,
             pio,
             mmio,
-            com1: com1_bytes,
-            com2: com2_bytes,
-            _irqfds: irqfds,
-            _console_end: options
-                .virtio_console
-                .as_ref()
-                .map(crate::ConsoleSender::ends_with_vm),
+            com1: devices.com1,
+            com2: devices.com2,
+            _irqfds: devices.irqfds,
+            _console_end: devices.console_end,
             state,
             compat,
             cmdline,
             kernel_format: None,
             setup: started.elapsed(),
             cpuids: machine.vcpus.iter().map(|v| v.cpuid.clone()).collect(),
+            requests: Arc::default(),
         })
     }
 }

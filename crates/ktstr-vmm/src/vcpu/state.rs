@@ -118,7 +118,10 @@ impl RunState {
     }
 
     /// Makes the state fresh for another set of vCPU threads after a pause.
-    /// Only valid once every vCPU thread was joined.
+    /// Only valid once every vCPU thread was joined. A stop that raced with
+    /// the pause is kept: `stopping` is cleared first and set again if a
+    /// reason exists, and [`Self::stop`] sets the reason before `stopping`,
+    /// so either this sees the reason or the stopper's store comes last.
     pub fn rearm(&self) {
         for slot in self.slots.iter() {
             slot.bits.store(0, Ordering::SeqCst);
@@ -126,6 +129,9 @@ impl RunState {
         *lock(&self.exited) = 0;
         self.pause.store(false, Ordering::SeqCst);
         self.stopping.store(false, Ordering::SeqCst);
+        if self.has_reason() {
+            self.stopping.store(true, Ordering::SeqCst);
+        }
     }
 
     pub fn take_reason(&self) -> Option<ExitKind> {
@@ -257,6 +263,7 @@ impl RunState {
 #[derive(Clone)]
 pub struct InterruptHandle {
     pub(crate) state: std::sync::Arc<RunState>,
+    pub(crate) requests: std::sync::Arc<crate::snapshot::request::HostRequests>,
 }
 
 impl InterruptHandle {
@@ -274,6 +281,23 @@ impl InterruptHandle {
     /// or ends as the plan says. Without a plan the guest just resumes.
     pub fn request_snapshot(&self) {
         self.state.request_pause();
+    }
+
+    /// Pauses the running VM, writes its snapshot to `path` with `key`
+    /// (checked by [`crate::RestoreOptions::expect_key`]), and lets the guest
+    /// continue; blocks until the file is in place. Independent of any
+    /// [`crate::SnapshotPlan`]. Fails with [`SnapshotError::NotRunning`] once
+    /// the run has ended (or ends first), with the save's error otherwise.
+    pub fn snapshot(
+        &self,
+        path: impl Into<std::path::PathBuf>,
+        key: &str,
+    ) -> Result<crate::SnapshotInfo, crate::SnapshotError> {
+        let answer = self.requests.submit(path.into(), key.to_string())?;
+        self.state.request_pause();
+        answer
+            .recv()
+            .unwrap_or(Err(crate::SnapshotError::NotRunning))
     }
 
     /// True once the VM is ending, for whatever reason.
