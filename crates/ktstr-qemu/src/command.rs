@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use ktstr_wire::BULK_PORT_NAME;
 
-use crate::config::{Accel, QemuConfig};
+use crate::config::{Accel, QemuConfig, TcgThreads};
 use crate::error::{Error, Result};
 use crate::topology::{self, Machine};
 
@@ -84,7 +84,7 @@ pub fn build_args(
         "max"
     };
     match cfg.accel {
-        Accel::Tcg => push(&["-accel", "tcg", "-cpu", tcg_cpu]),
+        Accel::Tcg => push(&["-accel", cfg.tcg_threads.accel_arg(), "-cpu", tcg_cpu]),
         Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host"]),
     }
     let smp = match &cfg.topology {
@@ -213,10 +213,11 @@ mod tests {
         c.vcpus = 2;
         c.memory_mib = 256;
         c.cmdline_extra = " quiet ".into();
+        c.tcg_threads = TcgThreads::Single;
         let a = joined(&build_args(&c, &paths(), Some(2_445_406)).unwrap());
         for want in [
             "-machine microvm,rtc=on,memory-backend=mem",
-            "-accel tcg -cpu max",
+            "-accel tcg,thread=single -cpu max",
             "-smp 2 -m 256M",
             "-object memory-backend-file,id=mem,size=256M,mem-path=/dev/shm/mem,share=on",
             "-kernel /k/bzImage -initrd /k/initrd",
@@ -230,6 +231,19 @@ mod tests {
         ] {
             assert!(a.contains(want), "missing `{want}` in {a}");
         }
+    }
+
+    #[test]
+    fn multi_threaded_tcg_only_when_asked() {
+        let mut c = QemuConfig::new("/k/bzImage");
+        c.tcg_threads = TcgThreads::Multi;
+        let a = joined(&build_args(&c, &paths(), None).unwrap());
+        assert!(a.contains("-accel tcg,thread=multi -cpu max"), "{a}");
+        // KVM has no TCG threads: the option does not leak into its -accel.
+        c.accel = Accel::Kvm;
+        let a = joined(&build_args(&c, &paths(), None).unwrap());
+        assert!(a.contains("-accel kvm -cpu host"), "{a}");
+        assert!(!a.contains("thread="), "{a}");
     }
 
     #[test]

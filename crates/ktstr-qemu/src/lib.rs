@@ -21,8 +21,8 @@ mod vm;
 
 pub use chardev::PortSender;
 pub use config::{
-    Accel, AccelChoice, KvmKind, MAX_MEMORY_MIB, Q35_MAX_MEMORY_MIB, QemuConfig, host_tsc_khz,
-    recommended_accel,
+    Accel, AccelChoice, KvmKind, MAX_MEMORY_MIB, Q35_MAX_MEMORY_MIB, QemuConfig, TCG_THREADS_ENV,
+    TcgThreads, host_tsc_khz, recommended_accel,
 };
 pub use error::{Error, Result};
 pub use memory::GuestMemoryView;

@@ -14,7 +14,7 @@ use ktstr_topology::NumaTopology;
 
 use crate::chardev::{self, AcceptError, Capture, PortSender};
 use crate::command::{RunPaths, build_args};
-use crate::config::{Accel, QemuConfig, host_tsc_khz};
+use crate::config::{Accel, QemuConfig, TcgThreads, host_tsc_khz};
 use crate::error::{Error, Result};
 use crate::memory::GuestMemoryView;
 use crate::outcome::{Observed, Outcome, Timings, classify};
@@ -79,6 +79,12 @@ impl QemuBuilder {
 
     pub fn accel(mut self, a: Accel) -> Self {
         self.config.accel = a;
+        self
+    }
+
+    /// TCG vCPU threading; see [`TcgThreads::Multi`] for the risk of leaving `Single`.
+    pub fn tcg_threads(mut self, t: TcgThreads) -> Self {
+        self.config.tcg_threads = t;
         self
     }
 
@@ -260,7 +266,12 @@ impl RunningVm {
 
         let started = Instant::now();
         let proc = QemuProcess::spawn(&qemu, &args, cfg.kill_grace)?;
-        tracing::info!(pid = proc.pid(), accel = cfg.accel.name(), "QEMU started");
+        tracing::info!(
+            pid = proc.pid(),
+            accel = cfg.accel.name(),
+            tcg_threads = ?cfg.tcg_threads,
+            "QEMU started"
+        );
         let kill = proc.kill_handle();
         let mut vm = RunningVm {
             proc,
