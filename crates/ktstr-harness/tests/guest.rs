@@ -221,6 +221,14 @@ fn schedulers_attach_detach_and_early_exit_is_an_error() {
 /// "panic": the command line's `panic=-1` is in the log.)
 const KERNEL_CRASH_MARKS: [&str; 3] = ["Oops", "BUG:", "Kernel panic"];
 
+/// Shuts `s` down, requires init's clean exit, and returns COM1.
+fn powered_off_cleanly(s: Session) -> String {
+    let end = s.shutdown().expect("shutdown");
+    let com1 = end.outcome.com1_text();
+    assert_eq!(end.exit, GuestExit::Exited(0), "{com1}");
+    com1
+}
+
 /// Issue 17: QEMU 7.2's multi-threaded TCG crashed 2-vCPU guests with
 /// `Oops: int3` after about a dozen sched_ext attach/detach cycles (the
 /// kernel patches static keys on each). 50 cycles in one guest must each
@@ -270,14 +278,7 @@ fn sched_ext_toggles_50_times_in_one_smp_guest_without_a_kernel_crash() {
     let attaches = dmesg
         .matches("sched_ext: BPF scheduler \"simple\" enabled")
         .count();
-    let end = s.shutdown().expect("shutdown");
-    assert_eq!(
-        end.exit,
-        GuestExit::Exited(0),
-        "{}",
-        end.outcome.com1_text()
-    );
-    let com1 = end.outcome.com1_text();
+    let com1 = powered_off_cleanly(s);
     assert!(
         !KERNEL_CRASH_MARKS.iter().any(|m| com1.contains(m)),
         "{com1}"
@@ -461,6 +462,73 @@ fn a_second_session_resumes_the_first_ones_snapshot() {
     }
 }
 
+/// The one finished snapshot under `root` (a private cache holds one machine).
+fn only_snapshot(root: &std::path::Path) -> std::path::PathBuf {
+    let dirs: Vec<_> = std::fs::read_dir(root)
+        .expect("snapshot root")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("manifest.json").is_file())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs[0].clone()
+}
+
+/// Issue 17 (fault injection): a snapshot that is corrupt (one RAM byte flipped),
+/// truncated (half its device state) or foreign (another machine's key) is refused
+/// before QEMU loads it; the session boots instead, serves requests, and leaves a
+/// rebuilt snapshot that the next session resumes.
+fn a_corrupt_truncated_or_foreign_snapshot_is_rebuilt() {
+    use std::os::unix::fs::FileExt;
+    let _slot = vm_slot();
+    let env = test_env();
+    let (mut cfg, _cache) = config(&env, &[]);
+    cfg.snapshots = true;
+    powered_off_cleanly(Session::boot(&cfg).expect("cold boot"));
+    type Damage = fn(&std::path::Path);
+    let damages: [(&str, Damage); 3] = [
+        ("corrupt", |d| {
+            let ram = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(d.join("ram0"))
+                .expect("ram0");
+            let mut b = [0u8; 1];
+            ram.read_exact_at(&mut b, 4096).expect("read");
+            ram.write_all_at(&[b[0] ^ 0x40], 4096).expect("write");
+        }),
+        ("truncated", |d| {
+            let state = std::fs::OpenOptions::new()
+                .write(true)
+                .open(d.join("state"))
+                .expect("state");
+            let len = state.metadata().expect("stat").len();
+            state.set_len(len / 2).expect("truncate");
+        }),
+        ("foreign", |d| {
+            let path = d.join("manifest.json");
+            let mut m: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&path).expect("manifest")).expect("json");
+            m["key"] = "a machine from another host".into();
+            std::fs::write(&path, m.to_string()).expect("write manifest");
+        }),
+    ];
+    for (what, damage) in damages {
+        damage(&only_snapshot(&cfg.snapshot_dir));
+        let mut s = Session::boot(&cfg).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(!s.timings().restored, "the {what} snapshot was resumed");
+        let r = s.exec(&["echo", what], EXEC).expect("exec");
+        assert_eq!(text(&r.stdout).trim(), what);
+        powered_off_cleanly(s);
+        let s = Session::boot(&cfg).unwrap_or_else(|e| panic!("after {what}: {e}"));
+        assert!(
+            s.timings().restored,
+            "no snapshot was rebuilt after the {what} one"
+        );
+        powered_off_cleanly(s);
+    }
+}
+
 /// Harness sessions resume snapshots on the QEMU backends only so far.
 fn backend_snapshots() -> Result<(), Missing> {
     match ktstr_backend::choose() {
@@ -475,7 +543,7 @@ fn backend_snapshots() -> Result<(), Missing> {
 fn main() -> std::process::ExitCode {
     let tests = [
         ktstr_testenv::tests![&needs(&[]); test_binary_is_init_and_exec_returns_output_and_codes, init_panic_reaches_the_host_as_a_com2_line, an_init_that_never_starts_is_named_not_timed_out],
-        ktstr_testenv::tests![&[needs(&[]), vec![Need::Probe(backend_snapshots)]].concat(); a_second_session_resumes_the_first_ones_snapshot],
+        ktstr_testenv::tests![&[needs(&[]), vec![Need::Probe(backend_snapshots)]].concat(); a_second_session_resumes_the_first_ones_snapshot, a_corrupt_truncated_or_foreign_snapshot_is_rebuilt],
         ktstr_testenv::tests![&needs(&["scx_simple", "scx_qmap"]); schedulers_attach_detach_and_early_exit_is_an_error],
         ktstr_testenv::tests![&needs(&["scx_qmap"]); kernel_kick_out_reaches_the_host_with_its_reason],
         ktstr_testenv::tests![&needs(&["scx_simple"]); sched_ext_toggles_50_times_in_one_smp_guest_without_a_kernel_crash],

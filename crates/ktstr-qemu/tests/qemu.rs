@@ -163,6 +163,39 @@ fn kill_from_another_thread() {
     assert!(!proc_alive(pid), "QEMU pid {pid} still present");
 }
 
+/// Issue 17 (fault injection): QEMU SIGKILLed from outside mid-run ends the run at once,
+/// classified as QEMU's failure with the signal, long before the run's deadline.
+fn a_sigkilled_qemu_is_a_qemu_failure_at_once() {
+    use std::os::unix::process::ExitStatusExt;
+    let _slot = vm_slot();
+    let env = test_env();
+    let initrd = sleeper();
+    let (mut com1, sink) = Watch::new();
+    let vm = builder(&env, initrd.path())
+        .com1_sink(Box::new(sink))
+        .spawn()
+        .expect("spawn");
+    assert!(
+        com1.wait_for("GUEST-READY", BOOT).is_some(),
+        "{}",
+        com1.text()
+    );
+    let pid = libc::pid_t::try_from(vm.pid()).expect("pid");
+    let t = Instant::now();
+    // SAFETY: kill(2) on QEMU, our unreaped child (the VM is not waited on yet).
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let out = vm.wait().expect("wait");
+    let took = t.elapsed();
+    match &out.exit {
+        ExitKind::QemuFailed { status, .. } => {
+            assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}")
+        }
+        other => panic!("wrong exit {other:?}"),
+    }
+    assert!(out.com1_text().contains("GUEST-READY"), "COM1 kept");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+}
+
 fn deadline_after_boot() {
     let _slot = vm_slot();
     let env = test_env();
@@ -531,7 +564,7 @@ fn a_sigkilled_caller_leaves_no_qemu_no_files_no_fds() {
 
 fn main() -> std::process::ExitCode {
     let tests = [
-        ktstr_testenv::tests![NEEDS; boots_to_init_and_reboots_with_n_vcpus, virtio_serial_round_trip, host_reads_guest_memory_while_running, kill_from_another_thread, deadline_after_boot, typed_errors, topology_one_socket_two_cores, caller_panic_kills_and_cleans_up, poweroff_is_shutdown_and_init_exit_is_panic, a_sigkilled_caller_leaves_no_qemu_no_files_no_fds],
+        ktstr_testenv::tests![NEEDS; boots_to_init_and_reboots_with_n_vcpus, virtio_serial_round_trip, host_reads_guest_memory_while_running, kill_from_another_thread, a_sigkilled_qemu_is_a_qemu_failure_at_once, deadline_after_boot, typed_errors, topology_one_socket_two_cores, caller_panic_kills_and_cleans_up, poweroff_is_shutdown_and_init_exit_is_panic, a_sigkilled_caller_leaves_no_qemu_no_files_no_fds],
     ];
     ktstr_testenv::run(tests.into_iter().flatten().collect())
 }
