@@ -5,8 +5,8 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{NEEDS, Watch, builder, initramfs, test_env, vm_slot};
-use ktstr_qemu::{Error, ExitKind, QemuBuilder, ShapeError};
+use common::{NEEDS, TestEnv, Watch, builder, initramfs, test_env, vm_slot};
+use ktstr_qemu::{Error, ExitKind, QemuBuilder, RunningVm, ShapeError};
 use ktstr_topology::{NumaTopology, Topology, TopologyError};
 
 const BOOT: Duration = Duration::from_secs(90);
@@ -126,6 +126,18 @@ fn sleeper() -> tempfile::NamedTempFile {
     initramfs("echo GUEST-READY\nsleep 100000")
 }
 
+/// A VM booted from a [`sleeper`] initramfs, returned once its init runs.
+fn running_sleeper(env: &TestEnv, initrd: &Path) -> RunningVm {
+    let (mut com1, sink) = Watch::new();
+    let vm = builder(env, initrd)
+        .com1_sink(Box::new(sink))
+        .spawn()
+        .expect("spawn");
+    let up = com1.wait_for("GUEST-READY", BOOT);
+    assert!(up.is_some(), "guest never ran:\n{}", com1.text());
+    vm
+}
+
 fn proc_alive(pid: u32) -> bool {
     // A reaped child has no /proc entry; a zombie would show state Z.
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
@@ -135,17 +147,8 @@ fn kill_from_another_thread() {
     let _slot = vm_slot();
     let env = test_env();
     let initrd = sleeper();
-    let (mut com1, sink) = Watch::new();
-    let vm = builder(&env, initrd.path())
-        .com1_sink(Box::new(sink))
-        .spawn()
-        .expect("spawn");
+    let vm = running_sleeper(&env, initrd.path());
     let pid = vm.pid();
-    assert!(
-        com1.wait_for("GUEST-READY", BOOT).is_some(),
-        "{}",
-        com1.text()
-    );
     let kill = vm.kill_handle();
     let killer = std::thread::spawn(move || {
         let t = Instant::now();
@@ -170,16 +173,7 @@ fn a_sigkilled_qemu_is_a_qemu_failure_at_once() {
     let _slot = vm_slot();
     let env = test_env();
     let initrd = sleeper();
-    let (mut com1, sink) = Watch::new();
-    let vm = builder(&env, initrd.path())
-        .com1_sink(Box::new(sink))
-        .spawn()
-        .expect("spawn");
-    assert!(
-        com1.wait_for("GUEST-READY", BOOT).is_some(),
-        "{}",
-        com1.text()
-    );
+    let vm = running_sleeper(&env, initrd.path());
     let pid = libc::pid_t::try_from(vm.pid()).expect("pid");
     let t = Instant::now();
     // SAFETY: kill(2) on QEMU, our unreaped child (the VM is not waited on yet).
@@ -430,14 +424,7 @@ fn names_in(dir: &Path) -> Vec<String> {
 fn a_sigkilled_caller_leaves_no_qemu_no_files_no_fds() {
     if let Some(initrd) = std::env::var_os(ORPHAN_CHILD) {
         // The parent holds the VM slot for both of them.
-        let env = test_env();
-        let (mut com1, sink) = Watch::new();
-        let vm = builder(&env, Path::new(&initrd))
-            .com1_sink(Box::new(sink))
-            .spawn()
-            .expect("spawn");
-        let up = com1.wait_for("GUEST-READY", Duration::from_secs(120));
-        assert!(up.is_some(), "guest never ran:\n{}", com1.text());
+        let vm = running_sleeper(&test_env(), Path::new(&initrd));
         println!("QEMU_PID={}", vm.pid());
         loop {
             std::thread::sleep(Duration::from_secs(1));
