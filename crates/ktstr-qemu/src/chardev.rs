@@ -1,62 +1,23 @@
-//! Host ends of QEMU's socket chardevs. The host binds every listener before spawning and
-//! QEMU connects as a client during startup (paused with -S), so nothing is lost or raced.
+//! Host ends of QEMU's socket chardevs. Each chardev is a connected socket pair made before
+//! spawning: QEMU inherits one end, the host keeps the other, and QEMU starts paused (-S),
+//! so nothing is lost or raced and no socket has a path to clean up.
 
 use std::io::{Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::Path;
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::process::QemuProcess;
 
 /// What the kernel prints when it panics; seen on COM1 it makes the outcome a guest panic.
 pub(crate) const PANIC_NEEDLE: &[u8] = b"Kernel panic - not syncing";
 
-pub(crate) fn bind(path: &Path) -> Result<UnixListener> {
-    let l =
-        UnixListener::bind(path).map_err(|e| Error::io(format!("bind {}", path.display()), e))?;
-    l.set_nonblocking(true)
-        .map_err(|e| Error::io("set listener non-blocking", e))?;
-    Ok(l)
-}
-
-/// Why waiting for QEMU stopped before it connected.
-pub(crate) enum AcceptError {
-    Exited,
-    Timeout,
-    Io(Error),
-}
-
-/// Waits for QEMU to connect to `listener`, watching for it to exit or the deadline.
-pub(crate) fn accept(
-    listener: &UnixListener,
-    proc: &mut QemuProcess,
-    until: Instant,
-) -> std::result::Result<UnixStream, AcceptError> {
-    loop {
-        match listener.accept() {
-            Ok((s, _)) => {
-                s.set_nonblocking(false)
-                    .map_err(|e| AcceptError::Io(Error::io("set socket blocking", e)))?;
-                return Ok(s);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(AcceptError::Io(Error::io("accept chardev socket", e))),
-        }
-        match proc.try_reap() {
-            Ok(Some(_)) => return Err(AcceptError::Exited),
-            Ok(None) => {}
-            Err(e) => return Err(AcceptError::Io(e)),
-        }
-        if Instant::now() >= until {
-            return Err(AcceptError::Timeout);
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+/// A connected pair: (host end, QEMU's end). Both are close-on-exec; the spawn makes
+/// QEMU's end inheritable in the child only.
+pub(crate) fn pair(what: &str) -> Result<(UnixStream, UnixStream)> {
+    UnixStream::pair().map_err(|e| Error::io(format!("socket pair for {what}"), e))
 }
 
 fn clone_stream(s: &UnixStream) -> Result<UnixStream> {

@@ -1,8 +1,8 @@
-//! QEMU argv from a [`QemuConfig`] and the run's socket/memory paths. Pure: no I/O, so the
+//! QEMU argv from a [`QemuConfig`] and the descriptors QEMU inherits. Pure: no I/O, so the
 //! exact command line is unit-tested without launching anything.
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::os::fd::RawFd;
 
 use ktstr_wire::BULK_PORT_NAME;
 
@@ -10,16 +10,27 @@ use crate::config::{Accel, QemuConfig};
 use crate::error::{Error, Result};
 use crate::topology::{self, Machine};
 
-/// Host-side paths of one run. QEMU connects to every socket as a client.
+/// Descriptor numbers QEMU inherits for one run: its ends of connected socket pairs for
+/// QMP and every chardev, and one guest RAM memfd per memory segment. Nothing has a path,
+/// so a run leaves nothing in any file system however it ends.
 #[derive(Clone, Debug)]
-pub struct RunPaths {
-    pub qmp: PathBuf,
-    pub com1: PathBuf,
-    pub com2: PathBuf,
-    pub console: PathBuf,
-    pub bulk: PathBuf,
-    /// Guest RAM backing files, one per [`QemuConfig::memory_segments_mib`] entry.
-    pub memory: Vec<PathBuf>,
+pub struct RunFds {
+    pub qmp: RawFd,
+    pub com1: RawFd,
+    pub com2: RawFd,
+    pub console: RawFd,
+    pub bulk: RawFd,
+    /// One per [`QemuConfig::memory_segments_mib`] entry.
+    pub memory: Vec<RawFd>,
+}
+
+impl RunFds {
+    /// Every descriptor, for the child to keep across exec.
+    pub fn all(&self) -> Vec<RawFd> {
+        let mut v = vec![self.qmp, self.com1, self.com2, self.console, self.bulk];
+        v.extend(&self.memory);
+        v
+    }
 }
 
 /// Default kernel command line; `tsc_khz` of `None` omits `tsc_early_khz`.
@@ -38,24 +49,9 @@ pub fn kernel_cmdline(extra: &str, tsc_khz: Option<u64>) -> String {
     s
 }
 
-/// QEMU option values are comma-separated key=value lists; refuse paths that would split.
-fn opt_path(p: &Path) -> Result<String> {
-    let s = p
-        .to_str()
-        .ok_or_else(|| Error::InvalidConfig(format!("path {} is not UTF-8", p.display())))?;
-    if s.contains(',') {
-        return Err(Error::InvalidConfig(format!("path {s} contains a comma")));
-    }
-    Ok(s.to_owned())
-}
-
 /// Full argv (without the binary). Starts paused (`-S`); the host resumes over QMP once
 /// every socket is connected, so no guest output can be lost.
-pub fn build_args(
-    cfg: &QemuConfig,
-    paths: &RunPaths,
-    tsc_khz: Option<u64>,
-) -> Result<Vec<OsString>> {
+pub fn build_args(cfg: &QemuConfig, fds: &RunFds, tsc_khz: Option<u64>) -> Result<Vec<OsString>> {
     let vcpus = cfg.effective_vcpus()?;
     let mem = cfg.memory_mib;
     let mut a: Vec<OsString> = Vec::new();
@@ -84,7 +80,7 @@ pub fn build_args(
         "max"
     };
     match cfg.accel {
-        Accel::Tcg => push(&["-accel", "tcg", "-cpu", tcg_cpu]),
+        Accel::Tcg => push(&["-accel", cfg.tcg_threads.accel_arg(), "-cpu", tcg_cpu]),
         Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host"]),
     }
     let smp = match &cfg.topology {
@@ -93,10 +89,10 @@ pub fn build_args(
     };
     push(&["-smp", &smp, "-m", &format!("{mem}M")]);
     let segments = cfg.memory_segments_mib()?;
-    if segments.len() != paths.memory.len() {
+    if segments.len() != fds.memory.len() {
         return Err(Error::InvalidConfig(format!(
             "{} guest memory files for {} memory segments",
-            paths.memory.len(),
+            fds.memory.len(),
             segments.len()
         )));
     }
@@ -107,13 +103,13 @@ pub fn build_args(
             "mem".to_owned()
         }
     };
-    for (i, (mib, path)) in segments.iter().zip(&paths.memory).enumerate() {
+    // QEMU opens its inherited memfd again through /proc: the same shared file.
+    for (i, (mib, fd)) in segments.iter().zip(&fds.memory).enumerate() {
         push(&[
             "-object",
             &format!(
-                "memory-backend-file,id={},size={mib}M,mem-path={},share=on",
+                "memory-backend-file,id={},size={mib}M,mem-path=/proc/self/fd/{fd},share=on",
                 memdev(i),
-                opt_path(path)?
             ),
         ]);
     }
@@ -130,25 +126,24 @@ pub fn build_args(
     }
     let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
     push(&["-append", &kernel_cmdline(&cfg.cmdline_extra, tsc_khz)]);
-    let sock = |id: &str, p: &Path| -> Result<String> {
-        Ok(format!("socket,id={id},path={}", opt_path(p)?))
-    };
+    // A socket chardev given `fd=` uses it as an already connected client socket.
+    let sock = |id: &str, fd: RawFd| format!("socket,id={id},fd={fd}");
     push(&[
         "-chardev",
-        &sock("qmp", &paths.qmp)?,
+        &sock("qmp", fds.qmp),
         "-mon",
         "chardev=qmp,mode=control",
     ]);
     push(&[
         "-chardev",
-        &sock("com1", &paths.com1)?,
+        &sock("com1", fds.com1),
         "-serial",
         "chardev:com1",
     ]);
     // microvm creates only COM1 itself; COM2 is an explicit ISA UART at the standard port.
     push(&[
         "-chardev",
-        &sock("com2", &paths.com2)?,
+        &sock("com2", fds.com2),
         "-device",
         "isa-serial,chardev=com2,iobase=0x2f8,irq=3",
     ]);
@@ -159,13 +154,13 @@ pub fn build_args(
     push(&["-device", vser]);
     push(&[
         "-chardev",
-        &sock("vcon", &paths.console)?,
+        &sock("vcon", fds.console),
         "-device",
         "virtconsole,chardev=vcon,bus=vser0.0,nr=0",
     ]);
     push(&[
         "-chardev",
-        &sock("vbulk", &paths.bulk)?,
+        &sock("vbulk", fds.bulk),
         "-device",
         &format!("virtserialport,chardev=vbulk,bus=vser0.0,nr=1,name={BULK_PORT_NAME}"),
     ]);
@@ -180,6 +175,7 @@ pub fn build_args(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::TcgThreads;
     use ktstr_topology::{DistanceMatrix, NumaTopology, Topology};
 
     fn shape(text: &str) -> NumaTopology {
@@ -187,15 +183,14 @@ mod tests {
         t.to_numa().expect(text)
     }
 
-    fn paths() -> RunPaths {
-        let d = PathBuf::from("/tmp/x");
-        RunPaths {
-            qmp: d.join("qmp.sock"),
-            com1: d.join("com1.sock"),
-            com2: d.join("com2.sock"),
-            console: d.join("hvc.sock"),
-            bulk: d.join("bulk.sock"),
-            memory: vec!["/dev/shm/mem".into()],
+    fn fds() -> RunFds {
+        RunFds {
+            qmp: 10,
+            com1: 11,
+            com2: 12,
+            console: 13,
+            bulk: 14,
+            memory: vec![20],
         }
     }
 
@@ -213,23 +208,37 @@ mod tests {
         c.vcpus = 2;
         c.memory_mib = 256;
         c.cmdline_extra = " quiet ".into();
-        let a = joined(&build_args(&c, &paths(), Some(2_445_406)).unwrap());
+        c.tcg_threads = TcgThreads::Single;
+        let a = joined(&build_args(&c, &fds(), Some(2_445_406)).unwrap());
         for want in [
             "-machine microvm,rtc=on,memory-backend=mem",
-            "-accel tcg -cpu max",
+            "-accel tcg,thread=single -cpu max",
             "-smp 2 -m 256M",
-            "-object memory-backend-file,id=mem,size=256M,mem-path=/dev/shm/mem,share=on",
+            "-object memory-backend-file,id=mem,size=256M,mem-path=/proc/self/fd/20,share=on",
             "-kernel /k/bzImage -initrd /k/initrd",
             "-append console=ttyS0 reboot=t panic=-1 tsc_early_khz=2445406 quiet -chardev",
-            "-chardev socket,id=qmp,path=/tmp/x/qmp.sock -mon chardev=qmp,mode=control",
-            "-serial chardev:com1",
-            "isa-serial,chardev=com2,iobase=0x2f8,irq=3",
-            "virtconsole,chardev=vcon,bus=vser0.0,nr=0",
-            "virtserialport,chardev=vbulk,bus=vser0.0,nr=1,name=ktstr.bulk",
+            "-chardev socket,id=qmp,fd=10 -mon chardev=qmp,mode=control",
+            "-chardev socket,id=com1,fd=11 -serial chardev:com1",
+            "-chardev socket,id=com2,fd=12 -device isa-serial,chardev=com2,iobase=0x2f8,irq=3",
+            "-chardev socket,id=vcon,fd=13 -device virtconsole,chardev=vcon,bus=vser0.0,nr=0",
+            "-chardev socket,id=vbulk,fd=14 -device virtserialport,chardev=vbulk,bus=vser0.0,nr=1,name=ktstr.bulk",
             "-no-reboot -S",
         ] {
             assert!(a.contains(want), "missing `{want}` in {a}");
         }
+    }
+
+    #[test]
+    fn multi_threaded_tcg_only_when_asked() {
+        let mut c = QemuConfig::new("/k/bzImage");
+        c.tcg_threads = TcgThreads::Multi;
+        let a = joined(&build_args(&c, &fds(), None).unwrap());
+        assert!(a.contains("-accel tcg,thread=multi -cpu max"), "{a}");
+        // KVM has no TCG threads: the option does not leak into its -accel.
+        c.accel = Accel::Kvm;
+        let a = joined(&build_args(&c, &fds(), None).unwrap());
+        assert!(a.contains("-accel kvm -cpu host"), "{a}");
+        assert!(!a.contains("thread="), "{a}");
     }
 
     #[test]
@@ -238,8 +247,8 @@ mod tests {
         c.accel = Accel::Kvm;
         c.topology = Some(shape("2n2l2c1t"));
         c.extra_qemu_args = vec!["-d".into(), "guest_errors".into()];
-        let mut p = paths();
-        p.memory = vec!["/dev/shm/m0".into(), "/dev/shm/m1".into()];
+        let mut p = fds();
+        p.memory = vec![20, 21];
         let a = joined(&build_args(&c, &p, None).unwrap());
         assert!(a.contains("-accel kvm -cpu host"), "{a}");
         assert!(a.contains("-smp 4,sockets=2,cores=2,threads=1"), "{a}");
@@ -257,15 +266,15 @@ mod tests {
         }
         t.distances = DistanceMatrix::from_rows(&[vec![10, 21], vec![21, 10]]).unwrap();
         c.topology = Some(t);
-        let mut p = paths();
-        p.memory = vec!["/dev/shm/m0".into(), "/dev/shm/m1".into()];
+        let mut p = fds();
+        p.memory = vec![20, 21];
         let a = joined(&build_args(&c, &p, None).unwrap());
         for want in [
             "-machine q35 ",
             "-cpu max,vendor=GenuineIntel",
             "-smp 2,sockets=2,cores=1,threads=1",
-            "memory-backend-file,id=mem0,size=128M,mem-path=/dev/shm/m0,share=on",
-            "memory-backend-file,id=mem1,size=128M,mem-path=/dev/shm/m1,share=on",
+            "memory-backend-file,id=mem0,size=128M,mem-path=/proc/self/fd/20,share=on",
+            "memory-backend-file,id=mem1,size=128M,mem-path=/proc/self/fd/21,share=on",
             "-numa node,nodeid=0,cpus=0,memdev=mem0 -numa node,nodeid=1,cpus=1,memdev=mem1",
             "-numa dist,src=0,dst=1,val=21 -numa dist,src=1,dst=0,val=21",
             "virtio-serial-pci,id=vser0",
@@ -274,19 +283,24 @@ mod tests {
         }
         // One file for two nodes is a caller bug, reported rather than half-used.
         assert!(matches!(
-            build_args(&c, &paths(), None),
+            build_args(&c, &fds(), None),
             Err(Error::InvalidConfig(_))
         ));
     }
 
     #[test]
-    fn comma_in_path_rejected() {
+    fn every_inherited_fd_is_named_and_no_path_is() {
         let c = QemuConfig::new("/k/bzImage");
-        let mut p = paths();
-        p.memory = vec!["/dev/shm/a,b".into()];
-        assert!(matches!(
-            build_args(&c, &p, None),
-            Err(Error::InvalidConfig(_))
-        ));
+        let f = fds();
+        let a = joined(&build_args(&c, &f, None).unwrap());
+        for fd in f.all() {
+            assert!(
+                a.contains(&format!("fd={fd} ")) || a.contains(&format!("/proc/self/fd/{fd},")),
+                "fd {fd} unused in {a}"
+            );
+        }
+        // Nothing QEMU creates or opens by name: no socket paths, no RAM file.
+        assert!(!a.contains("path=/tmp") && !a.contains("/dev/shm"), "{a}");
+        assert_eq!(f.all(), [10, 11, 12, 13, 14, 20]);
     }
 }

@@ -34,6 +34,60 @@ impl Accel {
     }
 }
 
+/// How TCG runs the guest's vCPUs. Ignored under KVM.
+///
+/// The default is [`TcgThreads::Single`]; [`TcgThreads::from_env`] reads the opt-in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TcgThreads {
+    /// One host thread runs every vCPU in turn (`-accel tcg,thread=single`). Correct for
+    /// code the guest kernel patches at run time. On a 2-core host it boots as fast as
+    /// [`TcgThreads::Multi`] up to 4 vCPUs (docs/performance.md) but never uses more
+    /// than one host core, so large shapes are slow.
+    #[default]
+    Single,
+    /// One host thread per vCPU (`thread=multi`, QEMU's own default). **Risk**: QEMU 7.2's
+    /// multi-threaded TCG mishandles cross-modifying code: a vCPU can execute the
+    /// temporary `int3` of a static-key patch (`text_poke_bp`) after the kernel finished
+    /// it, and the guest dies with `Oops: int3` (seen after repeated sched_ext
+    /// attach/detach at 2 vCPUs, and during boot at 64). A red test under this mode
+    /// may not be the scheduler's fault. Faster only with more vCPUs than about 4.
+    Multi,
+}
+
+/// Environment variable that opts in to multi-threaded TCG: `KTSTR_TCG_THREADS=multi`.
+pub const TCG_THREADS_ENV: &str = "KTSTR_TCG_THREADS";
+
+impl TcgThreads {
+    /// The mode [`TCG_THREADS_ENV`] asks for; unset, empty or unknown is `Single`
+    /// (an unknown value is logged): the only place the variable is read.
+    pub fn from_env() -> Self {
+        let value = std::env::var(TCG_THREADS_ENV).unwrap_or_default();
+        Self::from_value(&value).unwrap_or_else(|| {
+            tracing::warn!(
+                "{TCG_THREADS_ENV}={value:?} is neither `single` nor `multi`; using single"
+            );
+            TcgThreads::Single
+        })
+    }
+
+    /// Pure decision behind [`TcgThreads::from_env`]: `None` for an unknown value.
+    pub fn from_value(value: &str) -> Option<Self> {
+        match value {
+            "" | "single" => Some(TcgThreads::Single),
+            "multi" => Some(TcgThreads::Multi),
+            _ => None,
+        }
+    }
+
+    /// The `-accel` value.
+    pub fn accel_arg(self) -> &'static str {
+        match self {
+            TcgThreads::Single => "tcg,thread=single",
+            TcgThreads::Multi => "tcg,thread=multi",
+        }
+    }
+}
+
 /// The accelerator [`recommended_accel`] picked and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AccelChoice {
@@ -126,6 +180,9 @@ pub struct QemuConfig {
     /// From spawn; `None` runs until the guest exits or is killed.
     pub deadline: Option<Duration>,
     pub accel: Accel,
+    /// TCG's vCPU threading; the default is [`TcgThreads::from_env`]. Not part of the
+    /// snapshot key: it changes how QEMU executes the guest, not the machine's state.
+    pub tcg_threads: TcgThreads,
     /// `None` searches PATH for `qemu-system-x86_64`.
     pub qemu_binary: Option<PathBuf>,
     /// `None` reads the host TSC from /proc/cpuinfo; `Some(0)` omits `tsc_early_khz`.
@@ -151,6 +208,7 @@ impl QemuConfig {
             memory_mib: 256,
             deadline: None,
             accel: Accel::Tcg,
+            tcg_threads: TcgThreads::from_env(),
             qemu_binary: None,
             tsc_khz: None,
             startup_timeout: Duration::from_secs(20),
@@ -289,6 +347,17 @@ mod tests {
         let c = choose_accel(Some("native"), KvmKind::Hardware);
         assert_eq!(c.accel, Accel::Kvm);
         assert!(c.reason.contains("ignored"), "{}", c.reason);
+    }
+
+    #[test]
+    fn tcg_threads_default_to_single_and_multi_is_opt_in() {
+        assert_eq!(TcgThreads::default(), TcgThreads::Single);
+        assert_eq!(TcgThreads::from_value(""), Some(TcgThreads::Single));
+        assert_eq!(TcgThreads::from_value("single"), Some(TcgThreads::Single));
+        assert_eq!(TcgThreads::from_value("multi"), Some(TcgThreads::Multi));
+        assert_eq!(TcgThreads::from_value("Multi"), None);
+        assert_eq!(TcgThreads::Single.accel_arg(), "tcg,thread=single");
+        assert_eq!(TcgThreads::Multi.accel_arg(), "tcg,thread=multi");
     }
 
     #[test]

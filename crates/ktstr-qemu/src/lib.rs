@@ -2,9 +2,9 @@
 //! or NUMA nodes.
 //!
 //! COM1/COM2 are captured (COM1 also streamed live), the virtio-serial console (hvc0) and
-//! the `ktstr.bulk` port (/dev/vport0p1) are carried over unix sockets, guest RAM is a
-//! shared file the host can read while the guest runs, and the run ends in a classified
-//! [`ExitKind`]. See README.md for supported shapes and limits.
+//! the `ktstr.bulk` port (/dev/vport0p1) are carried over unix socket pairs, guest RAM is a
+//! memfd the host can read while the guest runs, and the run ends in a classified
+//! [`ExitKind`]. A run creates no file, so even a SIGKILLed caller leaves nothing behind. See README.md for supported shapes and limits.
 
 mod chardev;
 pub mod command;
@@ -15,14 +15,13 @@ pub mod outcome;
 mod process;
 mod qmp;
 pub mod snapshot;
-mod stale;
 pub mod topology;
 mod vm;
 
 pub use chardev::PortSender;
 pub use config::{
-    Accel, AccelChoice, KvmKind, MAX_MEMORY_MIB, Q35_MAX_MEMORY_MIB, QemuConfig, host_tsc_khz,
-    recommended_accel,
+    Accel, AccelChoice, KvmKind, MAX_MEMORY_MIB, Q35_MAX_MEMORY_MIB, QemuConfig, TCG_THREADS_ENV,
+    TcgThreads, host_tsc_khz, recommended_accel,
 };
 pub use error::{Error, Result};
 pub use memory::GuestMemoryView;

@@ -1,11 +1,14 @@
-//! Read-only host view of guest RAM through the shared memory-backend file.
+//! Guest RAM with no file on disk, and the host's read-only view of it.
 //!
-//! Invariant: RAM is flat from guest physical 0 (capped below the PCI hole by the machine's
-//! memory limit), and with NUMA the per-node files follow one another in node order, so a
-//! guest physical address is an offset into the concatenation of the files.
+//! Each RAM segment is a memfd the host creates and QEMU inherits by fd number: it has no
+//! name in any file system, so nothing outlives the last process holding it, even after
+//! SIGKILL. Invariant: RAM is flat from guest physical 0 (capped below the PCI hole by the
+//! machine's memory limit), and with NUMA the per-node segments follow one another in
+//! node order, so a guest physical address is an offset into their concatenation.
 
+use std::ffi::CStr;
 use std::fs::File;
-use std::path::Path;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
@@ -71,9 +74,26 @@ impl std::fmt::Debug for GuestMemoryView {
     }
 }
 
-fn map_file(path: &Path, len: usize) -> Result<Mapping> {
-    let file = File::open(path)
-        .map_err(|e| Error::io(format!("open guest memory {}", path.display()), e))?;
+/// One guest RAM segment of `bytes`: an anonymous shared-memory file (memfd), close-on-exec
+/// so that only the QEMU it is handed to inherits it.
+pub(crate) fn create_ram(bytes: u64) -> Result<File> {
+    const NAME: &CStr = c"ktstr-qemu-ram";
+    // SAFETY: NAME is a valid C string; the returned fd is checked before use.
+    let fd = unsafe { libc::memfd_create(NAME.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(Error::io(
+            "memfd_create for guest RAM",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: fd is a fresh descriptor nothing else owns.
+    let file = unsafe { File::from_raw_fd(fd) };
+    file.set_len(bytes)
+        .map_err(|e| Error::io("size guest RAM", e))?;
+    Ok(file)
+}
+
+fn map_file(file: &File, len: usize) -> Result<Mapping> {
     let file_len = file
         .metadata()
         .map_err(|e| Error::io("stat guest memory", e))?
@@ -83,7 +103,6 @@ fn map_file(path: &Path, len: usize) -> Result<Mapping> {
             "guest memory file is {file_len} bytes, expected {len}"
         )));
     }
-    use std::os::fd::AsRawFd;
     // SAFETY: fresh read-only shared mapping of a file we hold open; result checked below.
     let ptr = unsafe {
         libc::mmap(
@@ -108,12 +127,13 @@ fn map_file(path: &Path, len: usize) -> Result<Mapping> {
 }
 
 impl GuestMemoryView {
-    /// Maps `files` (path, length) back to back from guest physical 0.
-    pub(crate) fn open(files: &[(&Path, usize)]) -> Result<Self> {
+    /// Maps `files` (file, length) back to back from guest physical 0. The mappings stay
+    /// valid after the files are closed.
+    pub(crate) fn open(files: &[(&File, usize)]) -> Result<Self> {
         let mut segments = Vec::with_capacity(files.len());
         let mut size = 0u64;
-        for &(path, len) in files {
-            segments.push((size, map_file(path, len)?));
+        for &(file, len) in files {
+            segments.push((size, map_file(file, len)?));
             size += len as u64;
         }
         Ok(GuestMemoryView {
@@ -206,7 +226,7 @@ mod tests {
         let at = (1 << 20) - 3; // straddles a chunk boundary
         data[at..at + 6].copy_from_slice(b"MARKER");
         f.write_all(&data).unwrap();
-        let v = GuestMemoryView::open(&[(f.path(), data.len())]).unwrap();
+        let v = GuestMemoryView::open(&[(f.as_file(), data.len())]).unwrap();
         assert_eq!(v.size(), 3 << 20);
         let mut b = [0u8; 6];
         v.read(at as u64, &mut b).unwrap();
@@ -235,12 +255,34 @@ mod tests {
         let mut second = vec![0u8; 1 << 20];
         second[..3].copy_from_slice(b"KER");
         b.write_all(&second).unwrap();
-        let v = GuestMemoryView::open(&[(a.path(), n), (b.path(), n)]).unwrap();
+        let v = GuestMemoryView::open(&[(a.as_file(), n), (b.as_file(), n)]).unwrap();
         assert_eq!(v.size(), 2 << 20);
         let mut buf = [0u8; 6];
         v.read(n as u64 - 3, &mut buf).unwrap();
         assert_eq!(&buf, b"MARKER");
         assert_eq!(v.find(b"MARKER").unwrap(), Some(n as u64 - 3));
         assert!(v.read((2 << 20) - 5, &mut buf).is_err());
+    }
+
+    #[test]
+    fn ram_is_a_nameless_shared_file_the_view_sees_writes_to() {
+        use std::os::unix::fs::FileExt;
+        let ram = create_ram(2 << 20).unwrap();
+        let v = GuestMemoryView::open(&[(&ram, 2 << 20)]).unwrap();
+        // Written through another descriptor, as QEMU writes through its own mapping.
+        let other = File::options()
+            .write(true)
+            .open(format!("/proc/self/fd/{}", ram.as_raw_fd()))
+            .unwrap();
+        other.write_all_at(b"GUEST", 1 << 20).unwrap();
+        assert_eq!(v.find(b"GUEST").unwrap(), Some(1 << 20));
+        let target = std::fs::read_link(format!("/proc/self/fd/{}", ram.as_raw_fd())).unwrap();
+        assert!(
+            target
+                .to_string_lossy()
+                .starts_with("/memfd:ktstr-qemu-ram"),
+            "{}",
+            target.display()
+        );
     }
 }

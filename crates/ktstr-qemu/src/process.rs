@@ -3,6 +3,7 @@
 
 use std::ffi::OsString;
 use std::io::Read;
+use std::os::fd::RawFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -109,19 +110,33 @@ pub(crate) struct QemuProcess {
 }
 
 impl QemuProcess {
-    pub(crate) fn spawn(binary: &Path, args: &[OsString], grace: Duration) -> Result<Self> {
-        tracing::debug!(binary = %binary.display(), ?args, "spawning QEMU");
+    /// Starts `binary` with `args`; of this process's descriptors (all close-on-exec) it
+    /// inherits exactly `inherit`, under the same numbers.
+    pub(crate) fn spawn(
+        binary: &Path,
+        args: &[OsString],
+        inherit: Vec<RawFd>,
+        grace: Duration,
+    ) -> Result<Self> {
+        tracing::debug!(binary = %binary.display(), ?args, ?inherit, "spawning QEMU");
         let mut cmd = Command::new(binary);
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        // SAFETY: the closure runs in the forked child before exec and only makes
-        // the async-signal-safe prctl system call.
+        // SAFETY: the closure runs in the forked child before exec and only makes the
+        // async-signal-safe prctl and fcntl system calls (no allocation: `inherit` was
+        // built before the fork). Clearing FD_CLOEXEC in the child alone keeps the
+        // descriptors out of any other process this one spawns meanwhile.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+                for &fd in &inherit {
+                    if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
                 }
                 Ok(())
             });

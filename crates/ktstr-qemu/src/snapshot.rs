@@ -1,12 +1,14 @@
 //! Snapshots of a running QEMU guest, and restores from them.
 //!
-//! Guest RAM already lives in shared files (`memory-backend-file,share=on`), so a snapshot
-//! is: pause, QEMU migration with `x-ignore-shared` (device and CPU state only, ~60 KiB),
-//! a copy of each RAM file, and a manifest with a key and CRC32C of every file. A restore
-//! starts QEMU with `-incoming defer` on fresh copies of the RAM files, loads the state and
-//! resumes; the guest continues where it paused. The key names everything that shapes the
+//! Guest RAM already lives in shared memory files the host holds (memfds,
+//! `memory-backend-file,share=on`), so a snapshot is: pause, QEMU migration with
+//! `x-ignore-shared` (device and CPU state only, ~60 KiB), a copy of each RAM segment into
+//! the snapshot directory, and a manifest with a key and CRC32C of every file. A restore
+//! starts QEMU with `-incoming defer` on fresh RAM filled from those copies, loads the
+//! state and resumes; the guest continues where it paused. The key names everything that shapes the
 //! booted machine, so a snapshot is never loaded into a different one.
 
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -166,27 +168,20 @@ impl QemuSnapshot {
 /// Copies `from` into `to` (resized to `from`'s length) writing only the pages that hold
 /// data: guest RAM is mostly untouched, so snapshots stay small on disk and restores write
 /// only what the guest had written. Holes are found with SEEK_DATA/SEEK_HOLE, then pages
-/// of zeros inside data extents are skipped too.
-pub(crate) fn sparse_copy(from: &Path, to: &Path) -> Result<u64> {
-    use std::io::{Read, Seek, SeekFrom, Write};
+/// of zeros inside data extents are skipped too. `what` names the copy in errors.
+pub(crate) fn sparse_copy(from: &File, to: &File, what: &str) -> Result<u64> {
     use std::os::fd::AsRawFd;
+    use std::os::unix::fs::FileExt;
     const PAGE: usize = 4096;
     const CHUNK: usize = 1 << 20;
-    let ctx = |what: &str, p: &Path| format!("{what} {}", p.display());
-    let mut src = std::fs::File::open(from).map_err(|e| Error::io(ctx("open", from), e))?;
-    let len = src
+    let len = from
         .metadata()
-        .map_err(|e| Error::io(ctx("stat", from), e))?
+        .map_err(|e| Error::io(format!("{what}: stat"), e))?
         .len();
-    let mut dst = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(to)
-        .map_err(|e| Error::io(ctx("create", to), e))?;
-    dst.set_len(len)
-        .map_err(|e| Error::io(ctx("size", to), e))?;
-    let fd = src.as_raw_fd();
+    to.set_len(0)
+        .and_then(|_| to.set_len(len))
+        .map_err(|e| Error::io(format!("{what}: size"), e))?;
+    let fd = from.as_raw_fd();
     let seek = |off: u64, whence: i32| -> Option<u64> {
         let off = i64::try_from(off).ok()?;
         // SAFETY: lseek on an fd we own; a negative result (ENXIO past the data) is handled.
@@ -204,15 +199,12 @@ pub(crate) fn sparse_copy(from: &Path, to: &Path) -> Result<u64> {
         let mut at = data;
         while at < end {
             let n = ((end - at) as usize).min(CHUNK);
-            src.seek(SeekFrom::Start(at))
-                .and_then(|_| src.read_exact(&mut buf[..n]))
-                .map_err(|e| Error::io(ctx("read", from), e))?;
+            from.read_exact_at(&mut buf[..n], at)
+                .map_err(|e| Error::io(format!("{what}: read"), e))?;
             for (i, page) in buf[..n].chunks(PAGE).enumerate() {
                 if page.iter().any(|&b| b != 0) {
-                    let off = at + (i * PAGE) as u64;
-                    dst.seek(SeekFrom::Start(off))
-                        .and_then(|_| dst.write_all(page))
-                        .map_err(|e| Error::io(ctx("write", to), e))?;
+                    to.write_all_at(page, at + (i * PAGE) as u64)
+                        .map_err(|e| Error::io(format!("{what}: write"), e))?;
                     written += page.len() as u64;
                 }
             }
@@ -265,7 +257,7 @@ pub(crate) fn wait_migration(
     }
 }
 
-/// Skip RAM in the migration stream: it is in the shared files.
+/// Skip RAM in the migration stream: it is in the shared memory files.
 pub(crate) fn ignore_shared_args() -> Value {
     json!({ "capabilities": [ { "capability": "x-ignore-shared", "state": true } ] })
 }
@@ -317,7 +309,11 @@ mod tests {
         f.write_all(&[0u8; 4096]).unwrap(); // data extent, all zero
         f.write_all(b"payload").unwrap();
         drop(f);
-        let written = sparse_copy(&a, &b).unwrap();
+        let from = File::open(&a).unwrap();
+        // A longer stale destination is truncated first, so the copy is exact.
+        std::fs::write(&b, vec![9u8; 9 << 20]).unwrap();
+        let to = File::options().write(true).open(&b).unwrap();
+        let written = sparse_copy(&from, &to, "test copy").unwrap();
         assert_eq!(written, 4096, "only the page with bytes is written");
         assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
     }

@@ -1,8 +1,10 @@
-//! Orchestration: builder, spawn (sockets, QEMU, QMP), the wait loop, and cleanup.
-//! Invariant: [`RunningVm`]'s Drop kills and reaps QEMU, joins every thread and removes
-//! every temp file, on success, error and caller panic alike.
+//! Orchestration: builder, spawn (socket pairs, RAM, QEMU, QMP), the wait loop, and cleanup.
+//! Invariant: [`RunningVm`]'s Drop kills and reaps QEMU and joins every thread, on success,
+//! error and caller panic alike; a run creates no file, so none can be left behind.
 
+use std::fs::File;
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -11,17 +13,17 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use ktstr_topology::NumaTopology;
+use ktstr_wire::BULK_PORT_NAME;
 
-use crate::chardev::{self, AcceptError, Capture, PortSender};
-use crate::command::{RunPaths, build_args};
-use crate::config::{Accel, QemuConfig, host_tsc_khz};
+use crate::chardev::{self, Capture, PortSender};
+use crate::command::{RunFds, build_args};
+use crate::config::{Accel, QemuConfig, TcgThreads, host_tsc_khz};
 use crate::error::{Error, Result};
-use crate::memory::GuestMemoryView;
+use crate::memory::{self, GuestMemoryView};
 use crate::outcome::{Observed, Outcome, Timings, classify};
 use crate::process::{KillHandle, QemuProcess};
 use crate::qmp::{self, QmpCommands, QmpEvent};
 use crate::snapshot::{self, AfterSnapshot, QemuSnapshot};
-use crate::stale;
 
 /// Fluent front end over [`QemuConfig`] plus the live COM1/COM2 sinks.
 pub struct QemuBuilder {
@@ -79,6 +81,12 @@ impl QemuBuilder {
 
     pub fn accel(mut self, a: Accel) -> Self {
         self.config.accel = a;
+        self
+    }
+
+    /// TCG vCPU threading; see [`TcgThreads::Multi`] for the risk of leaving `Single`.
+    pub fn tcg_threads(mut self, t: TcgThreads) -> Self {
+        self.config.tcg_threads = t;
         self
     }
 
@@ -153,45 +161,28 @@ pub struct RunningVm {
     streams: Vec<UnixStream>,
     threads: Vec<JoinHandle<()>>,
     memory: GuestMemoryView,
-    _memory_files: Vec<tempfile::NamedTempFile>,
-    _dir: tempfile::TempDir,
+    /// Guest RAM segments (memfds) in guest-physical order; QEMU maps its own copies.
+    ram: Vec<File>,
 }
 
-fn shm_file(dir: &std::path::Path, bytes: u64) -> Result<tempfile::NamedTempFile> {
-    let shm = std::path::Path::new("/dev/shm");
-    let base = if shm.is_dir() { shm } else { dir };
-    stale::sweep(base, stale::MEM_PREFIX);
-    let f = tempfile::Builder::new()
-        .prefix(&stale::owned_prefix(stale::MEM_PREFIX))
-        .tempfile_in(base)
-        .map_err(|e| Error::io(format!("create guest memory file in {}", base.display()), e))?;
-    f.as_file()
-        .set_len(bytes)
-        .map_err(|e| Error::io("size guest memory file", e))?;
-    Ok(f)
-}
-
-/// Fills the fresh RAM files with the snapshot's, after checking it belongs to `cfg`.
-fn load_snapshot_ram(
-    cfg: &QemuConfig,
-    snap: &QemuSnapshot,
-    files: &[(tempfile::NamedTempFile, usize)],
-) -> Result<()> {
+/// Fills the fresh RAM segments with the snapshot's, after checking it belongs to `cfg`.
+fn load_snapshot_ram(cfg: &QemuConfig, snap: &QemuSnapshot, ram: &[(File, usize)]) -> Result<()> {
     let mut plain = cfg.clone();
     plain.restore_from = None;
     let saved = snap.ram_files();
-    if snapshot::snapshot_key(&plain)? != snap.key() || saved.len() != files.len() {
+    if snapshot::snapshot_key(&plain)? != snap.key() || saved.len() != ram.len() {
         return Err(Error::SnapshotKeyMismatch {
             dir: snap.dir().to_path_buf(),
         });
     }
-    for ((from, bytes), (to, len)) in saved.iter().zip(files) {
+    for ((from, bytes), (to, len)) in saved.iter().zip(ram) {
         if *bytes != *len as u64 {
             return Err(Error::SnapshotKeyMismatch {
                 dir: snap.dir().to_path_buf(),
             });
         }
-        snapshot::sparse_copy(from, to.path())?;
+        let src = File::open(from).map_err(|e| Error::io(format!("open {}", from.display()), e))?;
+        snapshot::sparse_copy(&src, to, &format!("restore RAM from {}", from.display()))?;
     }
     Ok(())
 }
@@ -215,52 +206,42 @@ impl RunningVm {
                 k
             }
         };
-        stale::sweep(&std::env::temp_dir(), stale::DIR_PREFIX);
-        let dir = tempfile::Builder::new()
-            .prefix(&stale::owned_prefix(stale::DIR_PREFIX))
-            .tempdir()
-            .map_err(|e| Error::io("create socket directory", e))?;
-        let memory_files = cfg
+        let ram = cfg
             .memory_segments_mib()?
             .into_iter()
-            .map(|mib| Ok((shm_file(dir.path(), mib << 20)?, (mib << 20) as usize)))
+            .map(|mib| Ok((memory::create_ram(mib << 20)?, (mib << 20) as usize)))
             .collect::<Result<Vec<_>>>()?;
         if let Some(snap) = &cfg.restore_from {
-            load_snapshot_ram(&cfg, snap, &memory_files)?;
+            load_snapshot_ram(&cfg, snap, &ram)?;
         }
-        let memory = GuestMemoryView::open(
-            &memory_files
-                .iter()
-                .map(|(f, len)| (f.path(), *len))
-                .collect::<Vec<_>>(),
-        )?;
-        let paths = RunPaths {
-            qmp: dir.path().join("qmp.sock"),
-            com1: dir.path().join("com1.sock"),
-            com2: dir.path().join("com2.sock"),
-            console: dir.path().join("hvc0.sock"),
-            bulk: dir.path().join("bulk.sock"),
-            memory: memory_files
-                .iter()
-                .map(|(f, _)| f.path().to_owned())
-                .collect(),
-        };
-        let args = build_args(&cfg, &paths, tsc)?;
-        let order = [
-            &paths.qmp,
-            &paths.com1,
-            &paths.com2,
-            &paths.console,
-            &paths.bulk,
-        ];
-        let listeners = order
-            .iter()
-            .map(|p| chardev::bind(p))
+        let memory =
+            GuestMemoryView::open(&ram.iter().map(|(f, len)| (f, *len)).collect::<Vec<_>>())?;
+        // Host ends in this order: QMP, COM1, COM2, console, bulk.
+        let pairs = ["QMP", "COM1", "COM2", "hvc0", BULK_PORT_NAME]
+            .into_iter()
+            .map(chardev::pair)
             .collect::<Result<Vec<_>>>()?;
+        let qemu_end = |i: usize| pairs[i].1.as_raw_fd();
+        let fds = RunFds {
+            qmp: qemu_end(0),
+            com1: qemu_end(1),
+            com2: qemu_end(2),
+            console: qemu_end(3),
+            bulk: qemu_end(4),
+            memory: ram.iter().map(|(f, _)| f.as_raw_fd()).collect(),
+        };
+        let args = build_args(&cfg, &fds, tsc)?;
 
         let started = Instant::now();
-        let proc = QemuProcess::spawn(&qemu, &args, cfg.kill_grace)?;
-        tracing::info!(pid = proc.pid(), accel = cfg.accel.name(), "QEMU started");
+        let proc = QemuProcess::spawn(&qemu, &args, fds.all(), cfg.kill_grace)?;
+        // QEMU holds its ends now; dropping ours lets a reader see EOF when QEMU dies.
+        let streams: Vec<UnixStream> = pairs.into_iter().map(|(host, _)| host).collect();
+        tracing::info!(
+            pid = proc.pid(),
+            accel = cfg.accel.name(),
+            tcg_threads = ?cfg.tcg_threads,
+            "QEMU started"
+        );
         let kill = proc.kill_handle();
         let mut vm = RunningVm {
             proc,
@@ -278,20 +259,12 @@ impl RunningVm {
             early_events: Vec::new(),
             qmp: None,
             config: cfg.clone(),
-            streams: Vec::new(),
+            streams,
             threads: Vec::new(),
             memory,
-            _memory_files: memory_files.into_iter().map(|(f, _)| f).collect(),
-            _dir: dir,
+            ram: ram.into_iter().map(|(f, _)| f).collect(),
         };
         let until = started + cfg.startup_timeout;
-        for l in &listeners {
-            match chardev::accept(l, &mut vm.proc, until) {
-                Ok(s) => vm.streams.push(s),
-                Err(e) => return Err(vm.startup_error(e, cfg.startup_timeout)),
-            }
-        }
-        drop(listeners);
         let [qmp_s, com1_s, com2_s, con_s, bulk_s] = &vm.streams[..] else {
             return Err(Error::Qmp("internal: socket count".into()));
         };
@@ -317,19 +290,7 @@ impl RunningVm {
             .max(Duration::from_millis(100));
         let (reader, early) = match qmp::start(qmp_s, remaining) {
             Ok(x) => x,
-            Err(e) => {
-                // QEMU dying mid-handshake is an early exit, not a protocol bug.
-                if let Ok(Some(status)) = vm
-                    .proc
-                    .reap_until(Instant::now() + Duration::from_millis(500))
-                {
-                    return Err(Error::QemuExitedEarly {
-                        status,
-                        stderr: vm.proc.stderr(),
-                    });
-                }
-                return Err(e);
-            }
+            Err(e) => return Err(vm.startup_error(e, cfg.startup_timeout, until)),
         };
         vm.early_events = early;
         let writer = reader
@@ -365,24 +326,26 @@ impl RunningVm {
         Ok(vm)
     }
 
-    fn startup_error(&mut self, e: AcceptError, timeout: Duration) -> Error {
-        match e {
-            AcceptError::Io(e) => e,
-            AcceptError::Exited => match self.proc.try_reap() {
-                Ok(Some(status)) => Error::QemuExitedEarly {
-                    status,
-                    stderr: self.proc.stderr(),
-                },
-                Ok(None) => Error::Qmp("internal: QEMU exit not observed".into()),
-                Err(e) => e,
+    /// What a failed QMP handshake means: QEMU exited (bad arguments, missing files), did
+    /// not answer by `until`, or a protocol error.
+    fn startup_error(&mut self, e: Error, timeout: Duration, until: Instant) -> Error {
+        match self
+            .proc
+            .reap_until(Instant::now() + Duration::from_millis(500))
+        {
+            Ok(Some(status)) => Error::QemuExitedEarly {
+                status,
+                stderr: self.proc.stderr(),
             },
-            AcceptError::Timeout => {
+            Ok(None) if Instant::now() >= until => {
                 let _ = self.proc.terminate();
                 Error::StartupTimeout {
                     timeout,
                     stderr: self.proc.stderr(),
                 }
             }
+            Ok(None) => e,
+            Err(reap) => reap,
         }
     }
 
@@ -404,11 +367,13 @@ impl RunningVm {
         let uri = format!("exec:cat > {}", snapshot::shell_safe(&state)?);
         exec("migrate", serde_json::json!({ "uri": uri }))?;
         snapshot::wait_migration(&exec, "writing the snapshot")?;
-        // The guest is paused: its RAM files are consistent with the state just written.
+        // The guest is paused: its RAM is consistent with the state just written.
         let mut ram = Vec::new();
-        for (i, f) in self._memory_files.iter().enumerate() {
+        for (i, from) in self.ram.iter().enumerate() {
             let to = dir.join(format!("ram{i}"));
-            snapshot::sparse_copy(f.path(), &to)?;
+            let file =
+                File::create(&to).map_err(|e| Error::io(format!("create {}", to.display()), e))?;
+            snapshot::sparse_copy(from, &file, &format!("copy RAM to {}", to.display()))?;
             ram.push(to);
         }
         let snap = snapshot::write_manifest(dir, &key, &ram)?;

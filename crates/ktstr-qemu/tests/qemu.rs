@@ -5,8 +5,8 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{NEEDS, Watch, builder, initramfs, test_env, vm_slot};
-use ktstr_qemu::{Error, ExitKind, QemuBuilder, ShapeError};
+use common::{NEEDS, TestEnv, Watch, builder, initramfs, test_env, vm_slot};
+use ktstr_qemu::{Error, ExitKind, QemuBuilder, RunningVm, ShapeError};
 use ktstr_topology::{NumaTopology, Topology, TopologyError};
 
 const BOOT: Duration = Duration::from_secs(90);
@@ -126,6 +126,18 @@ fn sleeper() -> tempfile::NamedTempFile {
     initramfs("echo GUEST-READY\nsleep 100000")
 }
 
+/// A VM booted from a [`sleeper`] initramfs, returned once its init runs.
+fn running_sleeper(env: &TestEnv, initrd: &Path) -> RunningVm {
+    let (mut com1, sink) = Watch::new();
+    let vm = builder(env, initrd)
+        .com1_sink(Box::new(sink))
+        .spawn()
+        .expect("spawn");
+    let up = com1.wait_for("GUEST-READY", BOOT);
+    assert!(up.is_some(), "guest never ran:\n{}", com1.text());
+    vm
+}
+
 fn proc_alive(pid: u32) -> bool {
     // A reaped child has no /proc entry; a zombie would show state Z.
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
@@ -135,17 +147,8 @@ fn kill_from_another_thread() {
     let _slot = vm_slot();
     let env = test_env();
     let initrd = sleeper();
-    let (mut com1, sink) = Watch::new();
-    let vm = builder(&env, initrd.path())
-        .com1_sink(Box::new(sink))
-        .spawn()
-        .expect("spawn");
+    let vm = running_sleeper(&env, initrd.path());
     let pid = vm.pid();
-    assert!(
-        com1.wait_for("GUEST-READY", BOOT).is_some(),
-        "{}",
-        com1.text()
-    );
     let kill = vm.kill_handle();
     let killer = std::thread::spawn(move || {
         let t = Instant::now();
@@ -161,6 +164,30 @@ fn kill_from_another_thread() {
         killed_at.elapsed()
     );
     assert!(!proc_alive(pid), "QEMU pid {pid} still present");
+}
+
+/// Issue 17 (fault injection): QEMU SIGKILLed from outside mid-run ends the run at once,
+/// classified as QEMU's failure with the signal, long before the run's deadline.
+fn a_sigkilled_qemu_is_a_qemu_failure_at_once() {
+    use std::os::unix::process::ExitStatusExt;
+    let _slot = vm_slot();
+    let env = test_env();
+    let initrd = sleeper();
+    let vm = running_sleeper(&env, initrd.path());
+    let pid = libc::pid_t::try_from(vm.pid()).expect("pid");
+    let t = Instant::now();
+    // SAFETY: kill(2) on QEMU, our unreaped child (the VM is not waited on yet).
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let out = vm.wait().expect("wait");
+    let took = t.elapsed();
+    match &out.exit {
+        ExitKind::QemuFailed { status, .. } => {
+            assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}")
+        }
+        other => panic!("wrong exit {other:?}"),
+    }
+    assert!(out.com1_text().contains("GUEST-READY"), "COM1 kept");
+    assert!(took < Duration::from_secs(2), "took {took:?}");
 }
 
 fn deadline_after_boot() {
@@ -303,11 +330,7 @@ fn caller_panic_kills_and_cleans_up() {
         !proc_alive(pid),
         "QEMU pid {pid} survived the caller's panic"
     );
-    assert_eq!(
-        shm_files(),
-        shm_before,
-        "guest memory file left in /dev/shm"
-    );
+    assert_eq!(shm_files(), shm_before, "ktstr file left in /dev/shm");
 }
 
 fn shm_files() -> Vec<String> {
@@ -315,7 +338,7 @@ fn shm_files() -> Vec<String> {
         .map(|d| {
             d.filter_map(|e| e.ok())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with("ktstr-qemu-mem-"))
+                .filter(|n| n.starts_with("ktstr"))
                 .collect()
         })
         .unwrap_or_default();
@@ -342,18 +365,66 @@ fn poweroff_is_shutdown_and_init_exit_is_panic() {
     );
 }
 
-/// Env var that turns the test below into its own child: start a VM, print
-/// QEMU's pid, then hang until killed.
+/// Env var that turns the test below into its own child: it names the initramfs to boot;
+/// the child starts a VM, waits until the guest runs, prints QEMU's pid, then hangs.
 const ORPHAN_CHILD: &str = "KTSTR_QEMU_ORPHAN_CHILD";
 
-fn qemu_dies_with_a_sigkilled_caller() {
-    if std::env::var_os(ORPHAN_CHILD).is_some() {
+/// `/proc/<pid>/fd` targets: (fd number, link text, (device, inode) of the open file).
+fn open_files(pid: u32) -> Vec<(String, String, (u64, u64))> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = format!("/proc/{pid}/fd");
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let link = std::fs::read_link(e.path()).map(|l| l.to_string_lossy().into_owned());
+        // stat follows the magic link to the open file itself, named or not.
+        if let (Ok(link), Ok(m)) = (link, std::fs::metadata(e.path())) {
+            let fd = e.file_name().to_string_lossy().into_owned();
+            v.push((fd, link, (m.dev(), m.ino())));
+        }
+    }
+    v
+}
+
+fn parent_pid(pid: &str) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command may hold spaces or parentheses: fields after the last ')'.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn all_pids() -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        .collect()
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Issue 17: SIGKILL of a test process mid-run (no destructor runs) leaves nothing, at
+/// once, with no later run sweeping: QEMU is gone, no process is left whose parent was
+/// the test, nothing the test or QEMU had open survives in any process or on disk, and
+/// neither /dev/shm nor the temp dir gained an entry.
+fn a_sigkilled_caller_leaves_no_qemu_no_files_no_fds() {
+    if let Some(initrd) = std::env::var_os(ORPHAN_CHILD) {
         // The parent holds the VM slot for both of them.
-        let env = test_env();
-        let initrd = sleeper();
-        let vm = builder(&env, initrd.path()).spawn().expect("spawn");
-        // The parent removes this file: SIGKILL leaves the child no chance to.
-        println!("INITRD={}", initrd.path().display());
+        let vm = running_sleeper(&test_env(), Path::new(&initrd));
         println!("QEMU_PID={}", vm.pid());
         loop {
             std::thread::sleep(Duration::from_secs(1));
@@ -361,61 +432,126 @@ fn qemu_dies_with_a_sigkilled_caller() {
     }
     let _slot = vm_slot();
     use std::io::{BufRead, BufReader};
+    let initrd = sleeper();
+    // The child's temp dir is private, so "no new entry" cannot be confused by other runs.
+    let tmp = tempfile::Builder::new()
+        .prefix("ktstr-qemu-sigkill-")
+        .tempdir()
+        .expect("temp dir");
+    let shm = Path::new("/dev/shm");
+    let shm_before = names_in(shm);
     let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"))
         .args([
             "--exact",
-            "qemu_dies_with_a_sigkilled_caller",
+            "a_sigkilled_caller_leaves_no_qemu_no_files_no_fds",
             "--nocapture",
             "--test-threads=1",
         ])
-        .env(ORPHAN_CHILD, "1")
+        .env(ORPHAN_CHILD, initrd.path())
+        .env("TMPDIR", tmp.path())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("re-exec the test binary");
+    let caller = child.id();
     let stdout = child.stdout.take().expect("stdout");
-    let mut initrd = None;
-    let pid: u32 = BufReader::new(stdout)
+    let qemu: u32 = BufReader::new(stdout)
         .lines()
         .map_while(Result::ok)
         // libtest prints "test name ... " on the same line first.
         .find_map(|l| {
-            if let Some(p) = l.split("INITRD=").nth(1) {
-                initrd = Some(std::path::PathBuf::from(p.trim()));
-            }
             l.split("QEMU_PID=")
                 .nth(1)
                 .and_then(|p| p.trim().parse().ok())
         })
-        .expect("child printed QEMU's pid");
-    assert!(proc_alive(pid), "QEMU {pid} running under the child");
+        .expect("child printed QEMU's pid"); // the pipe's read end is closed here
+    assert!(proc_alive(qemu), "QEMU {qemu} running under the child");
+    // What the run made that could outlive it: RAM, sockets, pipes, shm and temp files;
+    // not what this process holds too (the initramfs, cargo's jobserver pipe).
+    let ours: std::collections::HashSet<(u64, u64)> = open_files(std::process::id())
+        .into_iter()
+        .map(|f| f.2)
+        .collect();
+    let temp = std::env::temp_dir();
+    let made_by_the_run = |link: &str| {
+        ["/memfd:", "socket:", "pipe:", "/dev/shm/"]
+            .iter()
+            .any(|p| link.starts_with(p))
+            || ((link.starts_with(&*tmp.path().to_string_lossy())
+                || link.starts_with(&*temp.to_string_lossy()))
+                && link != initrd.path().to_string_lossy())
+    };
+    let held: Vec<(String, String, (u64, u64))> = [caller, qemu]
+        .iter()
+        .flat_map(|&p| open_files(p))
+        .filter(|(_, link, id)| made_by_the_run(link) && !ours.contains(id))
+        .collect();
+    assert!(
+        held.iter()
+            .any(|(_, l, _)| l.starts_with("/memfd:ktstr-qemu-ram"))
+            || held.iter().any(|(_, l, _)| l.starts_with("/dev/shm/")),
+        "guest RAM not among the open files: {held:?}"
+    );
     child.kill().expect("SIGKILL the caller"); // no Drop, no cleanup: like panic=abort
+    let killed = Instant::now();
     child.wait().expect("reap the caller");
-    let give_up = Instant::now() + Duration::from_secs(5);
-    while proc_alive(pid) && Instant::now() < give_up {
-        std::thread::sleep(Duration::from_millis(20));
+    while proc_alive(qemu) && killed.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(10));
     }
-    assert!(!proc_alive(pid), "QEMU {pid} outlived its SIGKILLed caller");
-    // What the killed caller could not remove: its initramfs, and the guest RAM file and
-    // socket directory named after its pid (the next run would sweep those; do it now).
-    if let Some(p) = initrd {
-        let _ = std::fs::remove_file(p);
-    }
-    let owned = format!("-{}-", child.id());
-    for dir in [std::path::PathBuf::from("/dev/shm"), std::env::temp_dir()] {
-        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with("ktstr-qemu-") && name.contains(&owned) {
-                let _ = std::fs::remove_dir_all(e.path());
-                let _ = std::fs::remove_file(e.path());
-            }
+    let qemu_gone_after = killed.elapsed();
+    assert!(
+        !proc_alive(qemu),
+        "QEMU {qemu} outlived its SIGKILLed caller"
+    );
+    let orphans: Vec<String> = all_pids()
+        .into_iter()
+        .filter(|p| parent_pid(p) == Some(caller))
+        .collect();
+    assert!(
+        orphans.is_empty(),
+        "children of the killed caller: {orphans:?}"
+    );
+    let inodes: std::collections::HashSet<(u64, u64)> = held.iter().map(|h| h.2).collect();
+    let survivors: Vec<(String, String)> = all_pids()
+        .into_iter()
+        .filter_map(|p| p.parse::<u32>().ok())
+        .flat_map(|p| {
+            open_files(p)
+                .into_iter()
+                .filter(|(_, _, id)| inodes.contains(id))
+                .map(move |(fd, link, _)| (format!("pid {p} fd {fd}"), link))
+        })
+        .collect();
+    assert!(
+        survivors.is_empty(),
+        "files of the killed run still open: {survivors:?}"
+    );
+    for (_, link, _) in &held {
+        if link.starts_with('/') && !link.starts_with("/memfd:") {
+            let path = link.trim_end_matches(" (deleted)");
+            assert!(!Path::new(path).exists(), "{path} was left on disk");
         }
     }
+    assert_eq!(
+        names_in(tmp.path()),
+        Vec::<String>::new(),
+        "left in the caller's temp dir"
+    );
+    let new_shm: Vec<String> = names_in(shm)
+        .into_iter()
+        .filter(|n| !shm_before.contains(n))
+        .filter(|n| n.contains(&caller.to_string()) || n.contains(&qemu.to_string()))
+        .collect();
+    assert!(new_shm.is_empty(), "left in /dev/shm: {new_shm:?}");
+    eprintln!(
+        "QEMU gone {qemu_gone_after:.2?} after SIGKILL of its caller; {} open files checked",
+        held.len()
+    );
 }
 
 fn main() -> std::process::ExitCode {
     let tests = [
-        ktstr_testenv::tests![NEEDS; boots_to_init_and_reboots_with_n_vcpus, virtio_serial_round_trip, host_reads_guest_memory_while_running, kill_from_another_thread, deadline_after_boot, typed_errors, topology_one_socket_two_cores, caller_panic_kills_and_cleans_up, poweroff_is_shutdown_and_init_exit_is_panic, qemu_dies_with_a_sigkilled_caller],
+        ktstr_testenv::tests![NEEDS; boots_to_init_and_reboots_with_n_vcpus, virtio_serial_round_trip, host_reads_guest_memory_while_running, kill_from_another_thread, a_sigkilled_qemu_is_a_qemu_failure_at_once, deadline_after_boot, typed_errors, topology_one_socket_two_cores, caller_panic_kills_and_cleans_up, poweroff_is_shutdown_and_init_exit_is_panic, a_sigkilled_caller_leaves_no_qemu_no_files_no_fds],
     ];
     ktstr_testenv::run(tests.into_iter().flatten().collect())
 }
