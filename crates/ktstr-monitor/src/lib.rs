@@ -28,6 +28,8 @@
 mod btf;
 mod detect;
 mod error;
+#[cfg(test)]
+mod fake_guest;
 mod layout;
 mod memory;
 mod monitor;
