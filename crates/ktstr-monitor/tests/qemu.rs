@@ -1,1 +1,179 @@
-fn main() {}
+//! The monitor on a real guest (QEMU TCG, or whichever backend
+//! `KTSTR_BACKEND` picks that runs guest user space): its per-CPU view
+//! agrees with the guest kernel's own, read in the same guest at the same
+//! moment. This test binary is the guest's `/init` (ktstr-harness).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ktstr_harness::{Session, SessionConfig};
+use ktstr_monitor::{
+    GuestMemoryReader, MemoryError, Monitor, Placement, Sample, Thresholds, Vmlinux, detect,
+};
+use ktstr_testenv::{Need, test_env, vm_slot};
+
+const EXEC: Duration = Duration::from_secs(120);
+
+/// The guest's memory through the harness session.
+struct SessionMemory<'a>(&'a Session);
+
+impl GuestMemoryReader for SessionMemory<'_> {
+    fn read_phys(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        let len = buf.len();
+        self.0
+            .read_guest_memory(addr, buf)
+            .map_err(|e| MemoryError {
+                addr,
+                len,
+                source: Box::new(e),
+            })
+    }
+}
+
+/// Busy loops run as a script, so their `comm` is the script's name.
+const SPIN_COMM: &str = "ktspin";
+/// Two busy loops pinned to each of the 2 CPUs; their output goes to
+/// /dev/null so that `exec` returns while they run.
+const START_SPINNERS: &str = "printf '#!/bin/sh\\nwhile :; do :; done\\n' > /tmp/ktspin \
+    && chmod +x /tmp/ktspin \
+    && for c in 0 0 1 1; do taskset -c $c /tmp/ktspin </dev/null >/dev/null 2>&1 & done";
+const SPINNERS_PER_CPU: u32 = 2;
+
+/// The guest's own `nr_running` per CPU, from the scheduler's debugfs file
+/// (`cpu#N` sections with a `.nr_running : X` line).
+fn guest_nr_running(sched_debug: &str) -> BTreeMap<usize, u32> {
+    let mut out = BTreeMap::new();
+    let mut cpu = None;
+    for line in sched_debug.lines() {
+        if let Some(rest) = line.strip_prefix("cpu#") {
+            cpu = rest
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .and_then(|n| n.parse().ok());
+        } else if let (Some(c), Some((key, value))) = (cpu, line.split_once(':')) {
+            if key.trim() == ".nr_running" {
+                out.entry(c)
+                    .or_insert(value.trim().parse().expect("nr_running"));
+            }
+        }
+    }
+    out
+}
+
+fn nr(s: &Sample, cpu: usize) -> u32 {
+    s.cpus[cpu].as_ref().expect("CPU readable").nr_running
+}
+
+fn monitor_agrees_with_the_guest_and_finds_nothing_on_a_balanced_load() {
+    let _slot = vm_slot();
+    let env = test_env();
+    let cache = tempfile::Builder::new()
+        .prefix("ktstr-monitor-cache-")
+        .tempdir()
+        .expect("cache dir");
+    let mut cfg = SessionConfig::new(&env.kernel);
+    cfg.vcpus = 2;
+    cfg.cache_dir = cache.path().to_owned();
+    cfg.snapshots = false;
+    let mut s = Session::boot(&cfg).expect("boot");
+    let sys = s.sys_info();
+    let vmlinux = Arc::new(Vmlinux::load(&common::vmlinux_path()).expect("vmlinux"));
+    let placement = Placement {
+        text: sys.kernel_text,
+        phys_base: sys.kernel_phys_base,
+    };
+    let mon = Monitor::attach(vmlinux, placement, &SessionMemory(&s)).expect("attach");
+    assert_eq!(mon.cpus(), sys.online_cpus as usize);
+    assert_eq!(mon.cpus(), 2);
+
+    let started = s
+        .exec(&["sh", "-c", START_SPINNERS], EXEC)
+        .expect("spinners");
+    assert_eq!(started.code, Some(0), "{started:?}");
+    std::thread::sleep(Duration::from_millis(500));
+
+    // The guest's view, bracketed by two monitor samples. Tolerance: one
+    // task per CPU, the `cat` that reads the file (counted by the guest on
+    // its CPU, gone when the monitor samples) or the guest agent waking.
+    const TOLERANCE: u32 = 1;
+    for round in 0..3 {
+        let before = mon.sample(&SessionMemory(&s));
+        let debug = s
+            .exec(&["cat", "/sys/kernel/debug/sched/debug"], EXEC)
+            .expect("sched debug");
+        let after = mon.sample(&SessionMemory(&s));
+        let guest = guest_nr_running(&String::from_utf8_lossy(&debug.stdout));
+        assert_eq!(guest.len(), 2, "{guest:?}");
+        for (&cpu, &theirs) in &guest {
+            let (a, b) = (nr(&before, cpu), nr(&after, cpu));
+            let (lo, hi) = (a.min(b), a.max(b));
+            eprintln!("round {round} cpu {cpu}: monitor {a}/{b}, guest {theirs}");
+            assert!(
+                (lo.saturating_sub(TOLERANCE)..=hi + TOLERANCE).contains(&theirs),
+                "cpu {cpu}: guest says {theirs}, monitor {a} before and {b} after"
+            );
+            assert!(lo >= SPINNERS_PER_CPU, "cpu {cpu}: {lo} < the spinners");
+        }
+    }
+
+    // A series at the default period: the spinners are what runs, and a
+    // balanced busy load raises no finding.
+    let mut samples = Vec::new();
+    let mut cost = Duration::ZERO;
+    for _ in 0..25 {
+        let t = Instant::now();
+        samples.push(mon.sample(&SessionMemory(&s)));
+        cost += t.elapsed();
+        std::thread::sleep(ktstr_monitor::DEFAULT_PERIOD);
+    }
+    eprintln!(
+        "one sample of {} CPUs: {:.1?} on average over {}",
+        mon.cpus(),
+        cost / samples.len() as u32,
+        samples.len()
+    );
+    let torn: u32 = samples.iter().map(|s| s.torn).sum();
+    assert_eq!(torn, 0, "torn readings on an undisturbed guest");
+    for cpu in 0..2 {
+        let spinning = samples
+            .iter()
+            .filter(|s| {
+                s.cpus[cpu]
+                    .as_ref()
+                    .is_some_and(|c| c.curr.comm == SPIN_COMM)
+            })
+            .count();
+        assert!(
+            spinning * 2 >= samples.len(),
+            "cpu {cpu}: a spinner was current in {spinning} of {} samples: {:?}",
+            samples.len(),
+            samples.last().map(|s| &s.cpus[cpu])
+        );
+        let clocks: Vec<u64> = samples
+            .iter()
+            .filter_map(|s| Some(s.cpus[cpu].as_ref()?.clock_ns))
+            .collect();
+        assert!(
+            clocks.windows(2).all(|w| w[0] < w[1]),
+            "cpu {cpu} clock {clocks:?}"
+        );
+    }
+    assert!(
+        samples.iter().all(|s| !s.scx.enabled()),
+        "no scheduler loaded"
+    );
+    let findings = detect(&samples, &Thresholds::default());
+    assert!(findings.is_empty(), "{findings:?}");
+
+    s.shutdown().expect("shutdown");
+}
+
+fn main() -> std::process::ExitCode {
+    let mut needs = vec![Need::Kernel, Need::Busybox];
+    needs.extend(ktstr_harness::test::backend_needs());
+    ktstr_testenv::run(ktstr_testenv::tests![&needs;
+        monitor_agrees_with_the_guest_and_finds_nothing_on_a_balanced_load])
+}

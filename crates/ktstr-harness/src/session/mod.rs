@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use ktstr_backend::{BackendKind, Guest};
 
+use crate::HarnessError;
 use crate::compress::Compression;
 use crate::events::{EventStream, SchedEvent, SysInfo};
 use crate::image::{CachedImage, default_cache_dir};
@@ -139,6 +140,12 @@ impl Session {
     /// Kill the VM now (the escape key of [`shell`](Self::shell)).
     pub fn kill(&self) {
         self.guest.kill();
+    }
+
+    /// Reads guest-physical memory while the guest runs, without pausing
+    /// it (how ktstr-monitor reads the guest kernel's run queues).
+    pub fn read_guest_memory(&self, addr: u64, buf: &mut [u8]) -> Result<(), HarnessError> {
+        Ok(self.guest.read_memory(addr, buf)?)
     }
 
     /// `Log` lines received so far.
