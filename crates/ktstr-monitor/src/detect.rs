@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::{CurrentTask, Sample};
+use crate::{CpuSample, CurrentTask, Sample};
 
 /// When each detector fires. Runs are counted in samples, so at the
 /// default 100 ms period `stall_samples: 20` is two seconds.
@@ -41,10 +41,11 @@ impl Default for Thresholds {
 /// Something a detector saw.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Finding {
-    /// The CPU had runnable tasks but its rq clock stood still while the
-    /// guest's jiffies advanced.
+    /// The CPU had runnable tasks but did not run them (see [`StallKind`])
+    /// while the guest's jiffies advanced.
     Stall {
         cpu: usize,
+        kind: StallKind,
         from: Duration,
         samples: usize,
         nr_running: u32,
@@ -107,33 +108,56 @@ pub fn detect(samples: &[Sample], t: &Thresholds) -> Vec<Finding> {
     out
 }
 
-/// A sample `i` is "stuck" on `cpu` when it and sample `i - 1` both have
-/// runnable tasks and the same rq clock, and the guest's jiffies advanced
-/// in between. An idle CPU (nr_running 0) stops its tick and its clock
-/// legitimately; a guest that is not running at all (paused, or its vCPUs
-/// not scheduled by the host) does not advance jiffies. A stall of N
-/// samples is N - 1 stuck samples after the first.
+/// How a CPU with runnable tasks failed to run them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StallKind {
+    /// Its rq clock stood still: the CPU does no scheduler work at all
+    /// (wedged with interrupts off, or stuck in the scheduler).
+    ClockStopped,
+    /// It ran its idle task (pid 0) while tasks were queued on it: the
+    /// scheduler does not hand them over (what sched_ext's watchdog
+    /// calls a runnable task stall).
+    IdleWhileRunnable,
+}
+
+/// Sample `i` continues a stall on `cpu` when it and sample `i - 1` both
+/// show runnable tasks stuck as `kind` says, and the guest's jiffies
+/// advanced in between. An idle CPU (nr_running 0) stops its tick and its
+/// clock legitimately; a guest that is not running at all (paused, or its
+/// vCPUs not scheduled by the host) does not advance jiffies. A stall of
+/// N samples is N - 1 such continuations after the first.
 fn stalls(samples: &[Sample], t: &Thresholds) -> Vec<Finding> {
     let mut out = Vec::new();
     for cpu in 0..cpus(samples) {
-        let stuck = std::iter::once(false).chain(samples.windows(2).map(|w| {
-            let (a, b) = (&w[0], &w[1]);
-            let (Some(Some(x)), Some(Some(y))) = (a.cpus.get(cpu), b.cpus.get(cpu)) else {
-                return false;
+        for kind in [StallKind::ClockStopped, StallKind::IdleWhileRunnable] {
+            let stuck = |x: &CpuSample, y: &CpuSample| {
+                let runnable = x.nr_running > 0 && y.nr_running > 0;
+                runnable
+                    && match kind {
+                        StallKind::ClockStopped => x.clock_ns == y.clock_ns,
+                        StallKind::IdleWhileRunnable => x.curr.pid == 0 && y.curr.pid == 0,
+                    }
             };
-            let guest_ran = matches!((a.jiffies, b.jiffies), (Some(ja), Some(jb)) if jb > ja);
-            x.nr_running > 0 && y.nr_running > 0 && x.clock_ns == y.clock_ns && guest_ran
-        }));
-        for (first_stuck, len) in runs(stuck, t.stall_samples.saturating_sub(1)) {
-            let start = first_stuck - 1;
-            if let Some(Some(c)) = samples[start].cpus.get(cpu) {
-                out.push(Finding::Stall {
-                    cpu,
-                    from: samples[start].at,
-                    samples: len + 1,
-                    nr_running: c.nr_running,
-                    curr: c.curr.clone(),
-                });
+            let continues = std::iter::once(false).chain(samples.windows(2).map(|w| {
+                let (a, b) = (&w[0], &w[1]);
+                let (Some(Some(x)), Some(Some(y))) = (a.cpus.get(cpu), b.cpus.get(cpu)) else {
+                    return false;
+                };
+                let guest_ran = matches!((a.jiffies, b.jiffies), (Some(ja), Some(jb)) if jb > ja);
+                guest_ran && stuck(x, y)
+            }));
+            for (first, len) in runs(continues, t.stall_samples.saturating_sub(1)) {
+                let start = first - 1;
+                if let Some(Some(c)) = samples[start].cpus.get(cpu) {
+                    out.push(Finding::Stall {
+                        cpu,
+                        kind,
+                        from: samples[start].at,
+                        samples: len + 1,
+                        nr_running: c.nr_running,
+                        curr: c.curr.clone(),
+                    });
+                }
             }
         }
     }
@@ -197,7 +221,7 @@ fn imbalance(samples: &[Sample], t: &Thresholds) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{CpuSample, ScxStatus};
+    use crate::ScxStatus;
 
     /// (nr_running, clock, local DSQ depth) per CPU; `None`: torn.
     type Cpu = Option<(u32, u64, u32)>;
@@ -262,6 +286,7 @@ mod tests {
             f,
             vec![Finding::Stall {
                 cpu: 1,
+                kind: StallKind::ClockStopped,
                 from: Duration::from_millis(100),
                 samples: 4,
                 nr_running: 3,
@@ -293,6 +318,43 @@ mod tests {
             (50, &[Some((2, 7, 0))]),
         ]);
         assert_eq!(detect(&torn, &few(3)), vec![]);
+    }
+
+    #[test]
+    fn runnable_tasks_on_a_cpu_that_keeps_running_idle_are_a_stall() {
+        // CPU 0's clock advances (its tick runs) but it runs its idle task
+        // with 2 tasks queued.
+        let busy: [Cpu; 1] = [Some((2, 0, 0))];
+        let mut s = series(&[(10, &busy), (20, &busy), (30, &busy), (40, &busy)]);
+        let swapper = CurrentTask {
+            pid: 0,
+            comm: "swapper/0".into(),
+        };
+        for (i, sample) in s.iter_mut().enumerate() {
+            let c = sample.cpus[0].as_mut().expect("cpu 0");
+            c.clock_ns = 100 * i as u64;
+            c.curr = swapper.clone();
+        }
+        assert_eq!(
+            detect(&s, &few(4)),
+            vec![Finding::Stall {
+                cpu: 0,
+                kind: StallKind::IdleWhileRunnable,
+                from: Duration::ZERO,
+                samples: 4,
+                nr_running: 2,
+                curr: swapper.clone(),
+            }]
+        );
+        // A task ran in between: the queued work was served.
+        let mut served = s.clone();
+        served[2].cpus[0].as_mut().expect("cpu 0").curr.pid = 100;
+        assert_eq!(detect(&served, &few(3)), vec![]);
+        // Idle with nothing queued is just idle.
+        for sample in &mut s {
+            sample.cpus[0].as_mut().expect("cpu 0").nr_running = 0;
+        }
+        assert_eq!(detect(&s, &few(2)), vec![]);
     }
 
     #[test]

@@ -40,7 +40,7 @@ mod translate;
 mod vmlinux;
 
 pub use btf::{Btf, Field};
-pub use detect::{Finding, Thresholds, detect};
+pub use detect::{Finding, StallKind, Thresholds, detect};
 pub use error::{AttachError, LoadError, MemoryError, ReadError};
 pub use layout::{KernelLayout, RqLayout, ScxRqLayout, TaskLayout};
 pub use memory::GuestMemoryReader;

@@ -171,9 +171,106 @@ fn monitor_agrees_with_the_guest_and_finds_nothing_on_a_balanced_load() {
     s.shutdown().expect("shutdown");
 }
 
+/// One line per sample: `at  [nr_running@clock_ms curr]...  state`.
+fn describe(samples: &[Sample]) -> String {
+    samples
+        .iter()
+        .map(|s| {
+            let cpus: Vec<String> = s
+                .cpus
+                .iter()
+                .map(|c| match c {
+                    Some(c) => format!(
+                        "{}@{} {}",
+                        c.nr_running,
+                        c.clock_ns / 1_000_000,
+                        c.curr.comm
+                    ),
+                    None => "torn".into(),
+                })
+                .collect();
+            format!("{:>6.1?} [{}] {:?}\n", s.at, cpus.join(" | "), s.scx.state)
+        })
+        .collect()
+}
+
+/// scx_qmap stalls every 2nd kernel thread (`-T 2`): the monitor sees a
+/// CPU with runnable tasks whose clock stands still, names it, and does so
+/// while the scheduler is still enabled, before the kernel's watchdog
+/// kicks it out.
+fn a_qmap_stall_is_found_naming_the_cpu_before_the_watchdog_kick() {
+    let _slot = vm_slot();
+    let env = test_env();
+    let cache = tempfile::Builder::new()
+        .prefix("ktstr-monitor-cache-")
+        .tempdir()
+        .expect("cache dir");
+    let qmap = ktstr_testenv::find_scheduler("scx_qmap").unwrap_or_else(|m| panic!("{m}"));
+    let mut cfg = SessionConfig::new(&env.kernel);
+    cfg.vcpus = 2;
+    cfg.cache_dir = cache.path().to_owned();
+    cfg.snapshots = false;
+    cfg.schedulers = vec![qmap.clone()];
+    let mut s = Session::boot(&cfg).expect("boot");
+    let sys = s.sys_info();
+    let vmlinux = Arc::new(Vmlinux::load(&common::vmlinux_path()).expect("vmlinux"));
+    let placement = Placement {
+        text: sys.kernel_text,
+        phys_base: sys.kernel_phys_base,
+    };
+    let mon = Monitor::attach(vmlinux, placement, &SessionMemory(&s)).expect("attach");
+
+    // The watchdog's timeout (qmap asks for 5 s) leaves the monitor time
+    // to see the stall; a kick before the attach is observed fails here.
+    s.start_scheduler(&qmap, &["-T", "2"], Duration::from_secs(120))
+        .expect("scx_qmap attaches");
+    let mut samples = Vec::new();
+    let until = Instant::now() + Duration::from_secs(60);
+    // Sample until the monitor itself sees sched_ext leave the enabled state.
+    while Instant::now() < until {
+        let sample = mon.sample(&SessionMemory(&s));
+        let enabled = sample.scx.enabled();
+        samples.push(sample);
+        if !enabled && samples.len() > 1 {
+            break;
+        }
+        std::thread::sleep(ktstr_monitor::DEFAULT_PERIOD);
+    }
+    let series = describe(&samples);
+    let kicked_at = samples
+        .iter()
+        .find(|s| !s.scx.enabled())
+        .map(|s| s.at)
+        .unwrap_or_else(|| panic!("the watchdog never kicked qmap out:\n{series}"));
+    assert_eq!(samples[0].scx.ops_name.as_deref(), Some("qmap"), "{series}");
+    let findings = detect(&samples, &Thresholds::default());
+    let stall = findings.iter().find_map(|f| match f {
+        ktstr_monitor::Finding::Stall {
+            cpu, kind, from, ..
+        } => Some((*cpu, *from, *kind)),
+        _ => None,
+    });
+    let (cpu, from, kind) =
+        stall.unwrap_or_else(|| panic!("no stall found: {findings:?}\n{series}"));
+    eprintln!(
+        "{kind:?} stall on CPU {cpu} from {from:.1?}; kicked at {kicked_at:.1?}\n{findings:?}"
+    );
+    assert!(cpu < 2);
+    assert!(from < kicked_at, "found only after the kick:\n{series}");
+    let watched = s.watch_scheduler(Duration::from_secs(30));
+    assert!(watched.is_err(), "qmap must have been kicked out");
+    let _ = s.stop_scheduler(Duration::from_secs(5));
+    s.kill();
+}
+
 fn main() -> std::process::ExitCode {
     let mut needs = vec![Need::Kernel, Need::Busybox];
     needs.extend(ktstr_harness::test::backend_needs());
-    ktstr_testenv::run(ktstr_testenv::tests![&needs;
-        monitor_agrees_with_the_guest_and_finds_nothing_on_a_balanced_load])
+    let mut qmap_needs = needs.clone();
+    qmap_needs.push(Need::Scheduler("scx_qmap"));
+    let mut tests = ktstr_testenv::tests![&needs;
+        monitor_agrees_with_the_guest_and_finds_nothing_on_a_balanced_load];
+    tests.extend(ktstr_testenv::tests![&qmap_needs;
+        a_qmap_stall_is_found_naming_the_cpu_before_the_watchdog_kick]);
+    ktstr_testenv::run(tests)
 }
