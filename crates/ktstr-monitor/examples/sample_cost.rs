@@ -1,31 +1,17 @@
 //! Prints what one monitor sample costs on a booted guest: boots the test
-//! kernel (`KTSTR_KERNEL`, a vmlinux) with N vCPUs (first argument,
+//! kernel (`KTSTR_KERNEL`; `KTSTR_BACKEND` picks the backend) with N vCPUs (first argument,
 //! default 2) through ktstr-harness, then times back-to-back samples.
 //! This executable is the guest's `/init` too (ktstr-harness packs it).
 //!
 //! `cargo run -p ktstr-monitor --example sample_cost -- 2`
 
-use std::sync::Arc;
+// The tests' session helpers: boot, attach, and the memory adapter.
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use ktstr_harness::{Session, SessionConfig};
-use ktstr_monitor::{GuestMemoryReader, MemoryError, Monitor, Placement, Vmlinux};
-
-struct SessionMemory<'a>(&'a Session);
-
-impl GuestMemoryReader for SessionMemory<'_> {
-    fn read_phys(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
-        let len = buf.len();
-        self.0
-            .read_guest_memory(addr, buf)
-            .map_err(|e| MemoryError {
-                addr,
-                len,
-                source: Box::new(e),
-            })
-    }
-}
 
 const SAMPLES: usize = 500;
 
@@ -34,27 +20,10 @@ fn main() -> anyhow::Result<()> {
         Some(n) => n.parse().context("vCPU count")?,
         None => 2,
     };
-    let kernel = ktstr_testenv::find_kernel().map_err(|m| anyhow::anyhow!("{m}"))?;
-    let cache = tempfile::tempdir()?;
-    let mut cfg = SessionConfig::new(&kernel);
-    cfg.vcpus = vcpus;
-    cfg.cache_dir = cache.path().to_owned();
-    cfg.snapshots = false;
-
     let t = Instant::now();
-    let vmlinux = Arc::new(Vmlinux::load(&kernel)?);
-    let load = t.elapsed();
-    let s = Session::boot(&cfg)?;
-    let sys = s.sys_info();
-    let placement = Placement {
-        text: sys.kernel_text,
-        phys_base: sys.kernel_phys_base,
-    };
-    let mem = SessionMemory(&s);
-    let t = Instant::now();
-    let mon = Monitor::attach(vmlinux, placement, &mem)?;
-    let attach = t.elapsed();
-
+    let w = common::boot_watched(vcpus, Vec::new())?;
+    let boot = t.elapsed();
+    let (mon, mem) = (&w.monitor, w.memory());
     let mut times: Vec<Duration> = (0..SAMPLES)
         .map(|_| {
             let t = Instant::now();
@@ -66,16 +35,15 @@ fn main() -> anyhow::Result<()> {
     times.sort();
     let mean = times.iter().sum::<Duration>() / SAMPLES as u32;
     println!(
-        "{} CPUs on {:?}: vmlinux load {load:.2?}, attach {attach:.1?}; one sample: \
+        "{} CPUs: boot and attach {boot:.1?}; one sample: \
          median {:.1?}, mean {mean:.1?}, p99 {:.1?}, max {:.1?} over {SAMPLES} \
          (at most {:.0} samples/s from one thread)",
         mon.cpus(),
-        cfg.backend,
         times[SAMPLES / 2],
         times[SAMPLES * 99 / 100],
         times[SAMPLES - 1],
         1.0 / mean.as_secs_f64(),
     );
-    s.shutdown()?;
+    w.session.shutdown()?;
     Ok(())
 }

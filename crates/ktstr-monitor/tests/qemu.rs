@@ -6,32 +6,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ktstr_harness::{Session, SessionConfig};
-use ktstr_monitor::{
-    GuestMemoryReader, MemoryError, Monitor, Placement, Sample, Thresholds, Vmlinux, detect,
-};
-use ktstr_testenv::{Need, test_env, vm_slot};
+use ktstr_monitor::{Sample, Thresholds, detect};
+use ktstr_testenv::{Need, vm_slot};
 
 const EXEC: Duration = Duration::from_secs(120);
-
-/// The guest's memory through the harness session.
-struct SessionMemory<'a>(&'a Session);
-
-impl GuestMemoryReader for SessionMemory<'_> {
-    fn read_phys(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
-        let len = buf.len();
-        self.0
-            .read_guest_memory(addr, buf)
-            .map_err(|e| MemoryError {
-                addr,
-                len,
-                source: Box::new(e),
-            })
-    }
-}
 
 /// Busy loops run as a script, so their `comm` is the script's name.
 const SPIN_COMM: &str = "ktspin";
@@ -69,27 +49,11 @@ fn nr(s: &Sample, cpu: usize) -> u32 {
 
 fn monitor_agrees_with_the_guest_and_finds_nothing_on_a_balanced_load() {
     let _slot = vm_slot();
-    let env = test_env();
-    let cache = tempfile::Builder::new()
-        .prefix("ktstr-monitor-cache-")
-        .tempdir()
-        .expect("cache dir");
-    let mut cfg = SessionConfig::new(&env.kernel);
-    cfg.vcpus = 2;
-    cfg.cache_dir = cache.path().to_owned();
-    cfg.snapshots = false;
-    let mut s = Session::boot(&cfg).expect("boot");
-    let sys = s.sys_info();
-    let vmlinux = Arc::new(Vmlinux::load(&common::vmlinux_path()).expect("vmlinux"));
-    let placement = Placement {
-        text: sys.kernel_text,
-        phys_base: sys.kernel_phys_base,
-    };
-    let mon = Monitor::attach(vmlinux, placement, &SessionMemory(&s)).expect("attach");
-    assert_eq!(mon.cpus(), sys.online_cpus as usize);
-    assert_eq!(mon.cpus(), 2);
+    let mut w = common::boot_watched(2, Vec::new()).expect("boot and attach");
+    assert_eq!(w.monitor.cpus(), 2);
 
-    let started = s
+    let started = w
+        .session
         .exec(&["sh", "-c", START_SPINNERS], EXEC)
         .expect("spinners");
     assert_eq!(started.code, Some(0), "{started:?}");
@@ -100,11 +64,12 @@ fn monitor_agrees_with_the_guest_and_finds_nothing_on_a_balanced_load() {
     // its CPU, gone when the monitor samples) or the guest agent waking.
     const TOLERANCE: u32 = 1;
     for round in 0..3 {
-        let before = mon.sample(&SessionMemory(&s));
-        let debug = s
+        let before = w.monitor.sample(&w.memory());
+        let debug = w
+            .session
             .exec(&["cat", "/sys/kernel/debug/sched/debug"], EXEC)
             .expect("sched debug");
-        let after = mon.sample(&SessionMemory(&s));
+        let after = w.monitor.sample(&w.memory());
         let guest = guest_nr_running(&String::from_utf8_lossy(&debug.stdout));
         assert_eq!(guest.len(), 2, "{guest:?}");
         for (&cpu, &theirs) in &guest {
@@ -125,13 +90,13 @@ fn monitor_agrees_with_the_guest_and_finds_nothing_on_a_balanced_load() {
     let mut cost = Duration::ZERO;
     for _ in 0..25 {
         let t = Instant::now();
-        samples.push(mon.sample(&SessionMemory(&s)));
+        samples.push(w.monitor.sample(&w.memory()));
         cost += t.elapsed();
         std::thread::sleep(ktstr_monitor::DEFAULT_PERIOD);
     }
     eprintln!(
         "one sample of {} CPUs: {:.1?} on average over {}",
-        mon.cpus(),
+        w.monitor.cpus(),
         cost / samples.len() as u32,
         samples.len()
     );
@@ -168,7 +133,7 @@ fn monitor_agrees_with_the_guest_and_finds_nothing_on_a_balanced_load() {
     let findings = detect(&samples, &Thresholds::default());
     assert!(findings.is_empty(), "{findings:?}");
 
-    s.shutdown().expect("shutdown");
+    w.session.shutdown().expect("shutdown");
 }
 
 /// One line per sample: `at  [nr_running@clock_ms curr]...  state`.
@@ -200,35 +165,19 @@ fn describe(samples: &[Sample]) -> String {
 /// kicks it out.
 fn a_qmap_stall_is_found_naming_the_cpu_before_the_watchdog_kick() {
     let _slot = vm_slot();
-    let env = test_env();
-    let cache = tempfile::Builder::new()
-        .prefix("ktstr-monitor-cache-")
-        .tempdir()
-        .expect("cache dir");
     let qmap = ktstr_testenv::find_scheduler("scx_qmap").unwrap_or_else(|m| panic!("{m}"));
-    let mut cfg = SessionConfig::new(&env.kernel);
-    cfg.vcpus = 2;
-    cfg.cache_dir = cache.path().to_owned();
-    cfg.snapshots = false;
-    cfg.schedulers = vec![qmap.clone()];
-    let mut s = Session::boot(&cfg).expect("boot");
-    let sys = s.sys_info();
-    let vmlinux = Arc::new(Vmlinux::load(&common::vmlinux_path()).expect("vmlinux"));
-    let placement = Placement {
-        text: sys.kernel_text,
-        phys_base: sys.kernel_phys_base,
-    };
-    let mon = Monitor::attach(vmlinux, placement, &SessionMemory(&s)).expect("attach");
+    let mut w = common::boot_watched(2, vec![qmap.clone()]).expect("boot and attach");
 
     // The watchdog's timeout (qmap asks for 5 s) leaves the monitor time
     // to see the stall; a kick before the attach is observed fails here.
-    s.start_scheduler(&qmap, &["-T", "2"], Duration::from_secs(120))
+    w.session
+        .start_scheduler(&qmap, &["-T", "2"], Duration::from_secs(120))
         .expect("scx_qmap attaches");
     let mut samples = Vec::new();
     let until = Instant::now() + Duration::from_secs(60);
     // Sample until the monitor itself sees sched_ext leave the enabled state.
     while Instant::now() < until {
-        let sample = mon.sample(&SessionMemory(&s));
+        let sample = w.monitor.sample(&w.memory());
         let enabled = sample.scx.enabled();
         samples.push(sample);
         if !enabled && samples.len() > 1 {
@@ -257,10 +206,10 @@ fn a_qmap_stall_is_found_naming_the_cpu_before_the_watchdog_kick() {
     );
     assert!(cpu < 2);
     assert!(from < kicked_at, "found only after the kick:\n{series}");
-    let watched = s.watch_scheduler(Duration::from_secs(30));
+    let watched = w.session.watch_scheduler(Duration::from_secs(30));
     assert!(watched.is_err(), "qmap must have been kicked out");
-    let _ = s.stop_scheduler(Duration::from_secs(5));
-    s.kill();
+    let _ = w.session.stop_scheduler(Duration::from_secs(5));
+    w.session.kill();
 }
 
 fn main() -> std::process::ExitCode {
