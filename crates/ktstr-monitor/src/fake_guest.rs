@@ -158,6 +158,11 @@ fn an_unreadable_or_implausible_cpu_is_counted_not_fatal() {
     let s = mon.sample(&m);
     assert_eq!(s.cpus, vec![None, None]);
     assert_eq!(s.torn, 2);
+    // A wild curr near the top of the address space: a failed read, not
+    // an arithmetic overflow.
+    m.put_u64(RQ0 + 24, u64::MAX - 4);
+    let s = mon.sample(&m);
+    assert_eq!((s.cpus[0].as_ref(), s.torn), (None, 2));
 }
 
 #[test]

@@ -116,7 +116,7 @@ fn read_cpu(
     let layout = &m.vmlinux.layout;
     let (start, end) = layout.rq_span();
     let mut rq = vec![0u8; end - start];
-    m.space.read_virt(mem, m.rqs[cpu] + start as u64, &mut rq)?;
+    m.space.read_virt(mem, m.rqs[cpu].wrapping_add(start as u64), &mut rq)?;
     let field = |f: crate::btf::Field| le_uint(&rq[f.offset - start..f.end() - start]);
     let nr_running = field(layout.rq.nr_running);
     let scx_nr_running = layout.rq.scx.as_ref().map(|s| field(s.nr_running));
@@ -143,6 +143,8 @@ fn read_cpu(
     }))
 }
 
+/// `task` comes from a racy read of `rq.curr`: any value, hence the
+/// wrapping arithmetic (a wild pointer is a failed translation, not a panic).
 fn read_task(
     m: &Monitor,
     mem: &dyn GuestMemoryReader,
@@ -151,10 +153,10 @@ fn read_task(
     let t = &m.vmlinux.layout.task;
     let pid = m
         .space
-        .read_uint(mem, task + t.pid.offset as u64, t.pid.size)? as u32 as i32;
+        .read_uint(mem, task.wrapping_add(t.pid.offset as u64), t.pid.size)? as u32 as i32;
     let mut comm = vec![0u8; t.comm.size];
     m.space
-        .read_virt(mem, task + t.comm.offset as u64, &mut comm)?;
+        .read_virt(mem, task.wrapping_add(t.comm.offset as u64), &mut comm)?;
     if pid < 0 {
         return Ok(None);
     }
@@ -178,7 +180,7 @@ fn read_scx(m: &Monitor, mem: &dyn GuestMemoryReader) -> ScxStatus {
     });
     let ops_name = sym.scx_ops.zip(layout.ops_name).and_then(|(ops, f)| {
         let mut name = vec![0u8; f.size];
-        let at = ops.wrapping_add(m.shift) + f.offset as u64;
+        let at = ops.wrapping_add(m.shift).wrapping_add(f.offset as u64);
         m.space.read_virt(mem, at, &mut name).ok()?;
         Some(c_string(&name)).filter(|s| !s.is_empty())
     });
