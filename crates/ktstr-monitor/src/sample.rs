@@ -116,7 +116,8 @@ fn read_cpu(
     let layout = &m.vmlinux.layout;
     let (start, end) = layout.rq_span();
     let mut rq = vec![0u8; end - start];
-    m.space.read_virt(mem, m.rqs[cpu].wrapping_add(start as u64), &mut rq)?;
+    m.space
+        .read_virt(mem, m.rqs[cpu].wrapping_add(start as u64), &mut rq)?;
     let field = |f: crate::btf::Field| le_uint(&rq[f.offset - start..f.end() - start]);
     let nr_running = field(layout.rq.nr_running);
     let scx_nr_running = layout.rq.scx.as_ref().map(|s| field(s.nr_running));
@@ -153,7 +154,8 @@ fn read_task(
     let t = &m.vmlinux.layout.task;
     let pid = m
         .space
-        .read_uint(mem, task.wrapping_add(t.pid.offset as u64), t.pid.size)? as u32 as i32;
+        .read_uint(mem, task.wrapping_add(t.pid.offset as u64), t.pid.size)? as u32
+        as i32;
     let mut comm = vec![0u8; t.comm.size];
     m.space
         .read_virt(mem, task.wrapping_add(t.comm.offset as u64), &mut comm)?;

@@ -9,6 +9,11 @@ use std::process::Command;
 use ktstr_monitor::{Btf, Field, LoadError, Vmlinux};
 use ktstr_testenv::Need;
 
+const OBJCOPY: Need = Need::Program {
+    name: "objcopy",
+    package: "binutils",
+};
+
 const PAHOLE: Need = Need::Program {
     name: "pahole",
     package: "pahole",
@@ -172,10 +177,37 @@ fn btf_offsets_agree_with_pahole() {
     }
 }
 
+/// The test vmlinux with `objcopy` `args` applied, loaded.
+fn load_altered(args: &[&str]) -> Result<Vmlinux, LoadError> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("vmlinux");
+    let status = Command::new("objcopy")
+        .args(args)
+        .arg(common::vmlinux_path())
+        .arg(&out)
+        .status()
+        .expect("run objcopy");
+    assert!(status.success(), "objcopy {args:?}");
+    Vmlinux::load(&out)
+}
+
+fn a_kernel_without_btf_or_a_needed_symbol_is_refused_by_name() {
+    let e = load_altered(&["--remove-section=.BTF"]).unwrap_err();
+    assert!(matches!(e, LoadError::NoBtf), "{e:?}");
+    let e = load_altered(&["--strip-symbol=page_offset_base"]).unwrap_err();
+    assert!(
+        matches!(e, LoadError::MissingSymbol("page_offset_base")),
+        "{e:?}"
+    );
+    assert_eq!(e.to_string(), "vmlinux has no symbol `page_offset_base`");
+}
+
 fn main() -> std::process::ExitCode {
     let mut tests = ktstr_testenv::tests![&[Need::Kernel];
         symbols_and_layouts_of_the_test_kernel,
         a_missing_struct_or_member_is_an_error_naming_it];
     tests.extend(ktstr_testenv::tests![&[Need::Kernel, PAHOLE]; btf_offsets_agree_with_pahole]);
+    tests.extend(ktstr_testenv::tests![&[Need::Kernel, OBJCOPY];
+        a_kernel_without_btf_or_a_needed_symbol_is_refused_by_name]);
     ktstr_testenv::run(tests)
 }
