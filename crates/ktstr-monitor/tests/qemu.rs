@@ -84,6 +84,14 @@ fn monitor_agrees_with_the_guest_and_finds_nothing_on_a_balanced_load() {
         }
     }
 
+    balanced_load_raises_no_finding(&w, None);
+    w.session.shutdown().expect("shutdown");
+}
+
+/// With two spinners on each CPU (started by the caller): a series at the
+/// default period shows the spinners current, every rq clock advancing,
+/// sched_ext in the state `scheduler` implies, nothing torn, and no finding.
+fn balanced_load_raises_no_finding(w: &common::Watched, scheduler: Option<&str>) {
     // A series at the default period: the spinners are what runs, and a
     // balanced busy load raises no finding.
     let mut samples = Vec::new();
@@ -126,14 +134,22 @@ fn monitor_agrees_with_the_guest_and_finds_nothing_on_a_balanced_load() {
             "cpu {cpu} clock {clocks:?}"
         );
     }
-    assert!(
-        samples.iter().all(|s| !s.scx.enabled()),
-        "no scheduler loaded"
-    );
+    for s in &samples {
+        assert_eq!(s.scx.enabled(), scheduler.is_some(), "{:?}", s.scx);
+        if scheduler.is_some() {
+            assert_eq!(s.scx.ops_name.as_deref(), scheduler, "{:?}", s.scx);
+        }
+        // Under a BPF scheduler every spinner is sched_ext's; under EEVDF none.
+        for c in s.cpus.iter().flatten() {
+            let scx = c.scx_nr_running.expect("a sched_ext kernel");
+            match scheduler {
+                Some(_) => assert!(scx >= SPINNERS_PER_CPU, "{c:?}"),
+                None => assert_eq!(scx, 0, "{c:?}"),
+            }
+        }
+    }
     let findings = detect(&samples, &Thresholds::default());
     assert!(findings.is_empty(), "{findings:?}");
-
-    w.session.shutdown().expect("shutdown");
 }
 
 /// One line per sample: `at  [nr_running@clock_ms curr]...  state`.
@@ -157,6 +173,29 @@ fn describe(samples: &[Sample]) -> String {
             format!("{:>6.1?} [{}] {:?}\n", s.at, cpus.join(" | "), s.scx.state)
         })
         .collect()
+}
+
+/// scx_simple running the same balanced busy load: the monitor reads it
+/// as enabled with its name, counts the spinners as sched_ext's, and
+/// raises no finding.
+fn scx_simple_under_a_balanced_load_raises_no_finding() {
+    let _slot = vm_slot();
+    let simple = ktstr_testenv::find_scheduler("scx_simple").unwrap_or_else(|m| panic!("{m}"));
+    let mut w = common::boot_watched(2, vec![simple.clone()]).expect("boot and attach");
+    w.session
+        .start_scheduler(&simple, &[], Duration::from_secs(120))
+        .expect("scx_simple attaches");
+    let started = w
+        .session
+        .exec(&["sh", "-c", START_SPINNERS], EXEC)
+        .expect("spinners");
+    assert_eq!(started.code, Some(0), "{started:?}");
+    std::thread::sleep(Duration::from_millis(500));
+    balanced_load_raises_no_finding(&w, Some("simple"));
+    w.session
+        .stop_scheduler(Duration::from_secs(10))
+        .expect("stop scx_simple");
+    w.session.shutdown().expect("shutdown");
 }
 
 /// scx_qmap stalls every 2nd kernel thread (`-T 2`): the monitor sees a
@@ -215,10 +254,16 @@ fn a_qmap_stall_is_found_naming_the_cpu_before_the_watchdog_kick() {
 fn main() -> std::process::ExitCode {
     let mut needs = vec![Need::Kernel, Need::Busybox];
     needs.extend(ktstr_harness::test::backend_needs());
-    let mut qmap_needs = needs.clone();
-    qmap_needs.push(Need::Scheduler("scx_qmap"));
+    let with = |scheduler| {
+        let mut n = needs.clone();
+        n.push(Need::Scheduler(scheduler));
+        n
+    };
+    let (simple_needs, qmap_needs) = (with("scx_simple"), with("scx_qmap"));
     let mut tests = ktstr_testenv::tests![&needs;
         monitor_agrees_with_the_guest_and_finds_nothing_on_a_balanced_load];
+    tests.extend(ktstr_testenv::tests![&simple_needs;
+        scx_simple_under_a_balanced_load_raises_no_finding]);
     tests.extend(ktstr_testenv::tests![&qmap_needs;
         a_qmap_stall_is_found_naming_the_cpu_before_the_watchdog_kick]);
     ktstr_testenv::run(tests)
