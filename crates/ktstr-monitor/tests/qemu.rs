@@ -43,6 +43,16 @@ fn guest_nr_running(sched_debug: &str) -> BTreeMap<usize, u32> {
     out
 }
 
+/// Starts the spinners and gives them time to be running.
+fn start_spinners(w: &mut common::Watched) {
+    let started = w
+        .session
+        .exec(&["sh", "-c", START_SPINNERS], EXEC)
+        .expect("spinners");
+    assert_eq!(started.code, Some(0), "{started:?}");
+    std::thread::sleep(Duration::from_millis(500));
+}
+
 fn nr(s: &Sample, cpu: usize) -> u32 {
     s.cpus[cpu].as_ref().expect("CPU readable").nr_running
 }
@@ -52,12 +62,7 @@ fn monitor_agrees_with_the_guest_and_finds_nothing_on_a_balanced_load() {
     let mut w = common::boot_watched(2, Vec::new()).expect("boot and attach");
     assert_eq!(w.monitor.cpus(), 2);
 
-    let started = w
-        .session
-        .exec(&["sh", "-c", START_SPINNERS], EXEC)
-        .expect("spinners");
-    assert_eq!(started.code, Some(0), "{started:?}");
-    std::thread::sleep(Duration::from_millis(500));
+    start_spinners(&mut w);
 
     // The guest's view, bracketed by two monitor samples. Tolerance: one
     // task per CPU, the `cat` that reads the file (counted by the guest on
@@ -185,12 +190,7 @@ fn scx_simple_under_a_balanced_load_raises_no_finding() {
     w.session
         .start_scheduler(&simple, &[], Duration::from_secs(120))
         .expect("scx_simple attaches");
-    let started = w
-        .session
-        .exec(&["sh", "-c", START_SPINNERS], EXEC)
-        .expect("spinners");
-    assert_eq!(started.code, Some(0), "{started:?}");
-    std::thread::sleep(Duration::from_millis(500));
+    start_spinners(&mut w);
     balanced_load_raises_no_finding(&w, Some("simple"));
     w.session
         .stop_scheduler(Duration::from_secs(10))
