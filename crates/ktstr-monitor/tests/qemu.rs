@@ -64,10 +64,13 @@ fn monitor_agrees_with_the_guest_and_finds_nothing_on_a_balanced_load() {
 
     start_spinners(&mut w);
 
-    // The guest's view, bracketed by two monitor samples. Tolerance: one
-    // task per CPU, the `cat` that reads the file (counted by the guest on
-    // its CPU, gone when the monitor samples) or the guest agent waking.
-    const TOLERANCE: u32 = 1;
+    // The guest's view, bracketed by two monitor samples. Tolerance: the
+    // guest's reading may include up to two tasks that exist only while it
+    // is taken, the `cat` reading the file and the guest agent relaying its
+    // output; the monitor's may include one the guest's lacks (the agent
+    // waking for the request before or after).
+    const GUEST_EXTRA: u32 = 2;
+    const MONITOR_EXTRA: u32 = 1;
     for round in 0..3 {
         let before = w.monitor.sample(&w.memory());
         let debug = w
@@ -82,7 +85,7 @@ fn monitor_agrees_with_the_guest_and_finds_nothing_on_a_balanced_load() {
             let (lo, hi) = (a.min(b), a.max(b));
             eprintln!("round {round} cpu {cpu}: monitor {a}/{b}, guest {theirs}");
             assert!(
-                (lo.saturating_sub(TOLERANCE)..=hi + TOLERANCE).contains(&theirs),
+                (lo.saturating_sub(MONITOR_EXTRA)..=hi + GUEST_EXTRA).contains(&theirs),
                 "cpu {cpu}: guest says {theirs}, monitor {a} before and {b} after"
             );
             assert!(lo >= SPINNERS_PER_CPU, "cpu {cpu}: {lo} < the spinners");
