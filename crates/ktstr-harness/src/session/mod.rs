@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use ktstr_backend::{BackendKind, Guest, Outcome};
 
+use crate::HarnessError;
 use crate::compress::Compression;
 use crate::events::{EventStream, SchedEvent, SysInfo};
 use crate::image::{CachedImage, default_cache_dir};
@@ -152,6 +153,27 @@ impl Session {
     /// [`HarnessError::GuestDied`]: crate::HarnessError::GuestDied
     pub fn outcome(&self) -> Option<&Outcome> {
         self.ended.as_ref()
+    }
+
+    /// Reads guest-physical memory while the guest runs, without pausing
+    /// it (how ktstr-monitor reads the guest kernel's run queues). After
+    /// the VM ended this is the same [`HarnessError::GuestDied`] as any call.
+    ///
+    /// [`HarnessError::GuestDied`]: crate::HarnessError::GuestDied
+    pub fn read_guest_memory(&self, addr: u64, buf: &mut [u8]) -> Result<(), HarnessError> {
+        match &self.guest {
+            Some(guest) => Ok(guest.read_memory(addr, buf)?),
+            None => Err(match &self.ended {
+                Some(outcome) => HarnessError::GuestDied {
+                    during: "a guest memory read".into(),
+                    death: outcome.death.clone(),
+                    after: Duration::ZERO,
+                },
+                None => HarnessError::GuestGone {
+                    what: "a guest memory read".into(),
+                },
+            }),
+        }
     }
 
     /// `Log` lines the guest sent (kept after its VM ends).

@@ -1,0 +1,49 @@
+//! Prints what one monitor sample costs on a booted guest: boots the test
+//! kernel (`KTSTR_KERNEL`; `KTSTR_BACKEND` picks the backend) with N vCPUs (first argument,
+//! default 2) through ktstr-harness, then times back-to-back samples.
+//! This executable is the guest's `/init` too (ktstr-harness packs it).
+//!
+//! `cargo run -p ktstr-monitor --example sample_cost -- 2`
+
+// The tests' session helpers: boot, attach, and the memory adapter.
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+const SAMPLES: usize = 500;
+
+fn main() -> anyhow::Result<()> {
+    let vcpus: usize = match std::env::args().nth(1) {
+        Some(n) => n.parse().context("vCPU count")?,
+        None => 2,
+    };
+    let t = Instant::now();
+    let w = common::boot_watched(vcpus, Vec::new())?;
+    let boot = t.elapsed();
+    let (mon, mem) = (&w.monitor, w.memory());
+    let mut times: Vec<Duration> = (0..SAMPLES)
+        .map(|_| {
+            let t = Instant::now();
+            let sample = mon.sample(&mem);
+            std::hint::black_box(sample);
+            t.elapsed()
+        })
+        .collect();
+    times.sort();
+    let mean = times.iter().sum::<Duration>() / SAMPLES as u32;
+    println!(
+        "{} CPUs: boot and attach {boot:.1?}; one sample: \
+         median {:.1?}, mean {mean:.1?}, p99 {:.1?}, max {:.1?} over {SAMPLES} \
+         (at most {:.0} samples/s from one thread)",
+        mon.cpus(),
+        times[SAMPLES / 2],
+        times[SAMPLES * 99 / 100],
+        times[SAMPLES - 1],
+        1.0 / mean.as_secs_f64(),
+    );
+    w.session.shutdown()?;
+    Ok(())
+}

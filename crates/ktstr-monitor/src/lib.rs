@@ -1,0 +1,52 @@
+//! Reads a running guest kernel's scheduler state from host memory, with
+//! no help from the guest: per-CPU run queues (`struct rq`), sched_ext's
+//! state, and the current task of each CPU; and detectors that flag a
+//! stalled CPU, a deep local dispatch queue, or run-queue imbalance.
+//!
+//! It depends on no VM backend: it reads guest-physical memory through
+//! [`GuestMemoryReader`] and learns the kernel from its vmlinux
+//! ([`Vmlinux`]: symbols from `.symtab`, struct layouts from `.BTF`; no
+//! offset is written by hand). KASLR stays on: the guest reports where
+//! `_text` runs and where it was loaded ([`Placement`]).
+//!
+//! ```no_run
+//! # fn demo(mem: impl ktstr_monitor::GuestMemoryReader + Send + 'static,
+//! #         text: u64, phys_base: u64) -> anyhow::Result<()> {
+//! use std::sync::Arc;
+//! use ktstr_monitor::*;
+//! let vmlinux = Arc::new(Vmlinux::load("vmlinux".as_ref())?);
+//! let monitor = Monitor::attach(vmlinux, Placement { text, phys_base }, &mem)?;
+//! let sampler = SamplerHandle::spawn(monitor, mem, DEFAULT_PERIOD)?;
+//! // ... the test runs ...
+//! let recording = sampler.stop()?;
+//! for finding in detect(&recording.samples, &Thresholds::default()) {
+//!     println!("{finding:?}");
+//! }
+//! # Ok(()) }
+//! ```
+
+mod btf;
+mod detect;
+mod error;
+#[cfg(test)]
+mod fake_guest;
+mod layout;
+mod memory;
+mod monitor;
+mod sample;
+mod sampler;
+mod symbols;
+mod translate;
+mod vmlinux;
+
+pub use btf::{Btf, Field};
+pub use detect::{Finding, StallKind, Thresholds, detect};
+pub use error::{AttachError, LoadError, MemoryError, ReadError};
+pub use layout::{KernelLayout, RqLayout, ScxRqLayout, TaskLayout};
+pub use memory::GuestMemoryReader;
+pub use monitor::{Monitor, Placement};
+pub use sample::{CpuSample, CurrentTask, Sample, ScxStatus};
+pub use sampler::{DEFAULT_PERIOD, Recording, SamplerHandle, SamplerPanicked};
+pub use symbols::KernelSymbols;
+pub use translate::{AddressSpace, PagingLevels};
+pub use vmlinux::Vmlinux;
