@@ -33,7 +33,7 @@ impl From<Status> for ExitCode {
 /// [`Status::Error`]: the guest was started, so the input was fine.
 #[derive(Debug, thiserror::Error)]
 #[error("inconclusive: {0}")]
-pub struct Inconclusive(#[from] pub ktstr_harness::HarnessError);
+pub struct Inconclusive(pub ktstr_harness::HarnessError);
 
 /// The status an error ends the command with.
 pub fn status_of(e: &anyhow::Error) -> Status {

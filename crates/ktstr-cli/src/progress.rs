@@ -23,8 +23,9 @@ impl Progress {
 
     /// A new phase begins.
     pub fn phase(&self, name: &str) {
+        // Not `ktstr: ...`, the form of the one error line.
         eprintln!(
-            "ktstr: {} [{}] {name}",
+            "ktstr {} [{}] {name}",
             self.what,
             clock(self.started.elapsed())
         );

@@ -57,9 +57,11 @@ pub enum Outcome {
 pub fn build(req: &Request, progress: &Progress) -> Result<Outcome, BuildError> {
     let root = cache_root()?;
     let log = Log::create(&root.join("logs").join("kernel-build.log"))?;
+    // A bad --source is reported before anything is installed.
+    let given = req.source.as_deref().map(kernel_tree).transpose()?;
     apt::ensure(apt::KERNEL_BUILD, &log, progress)?;
-    let src = match &req.source {
-        Some(dir) => kernel_tree(dir)?,
+    let src = match given {
+        Some(dir) => dir,
         None => debian_source(&root, &log, progress)?,
     };
     let version = log.output(

@@ -42,15 +42,16 @@ pub enum BuildError {
     )]
     NoSchedExt(PathBuf),
     /// A file operation failed.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         /// What was being done, naming the path.
         what: String,
         /// The error (e.g. no space left on device).
+        #[source]
         source: std::io::Error,
     },
     /// A program could not be started.
-    #[error("cannot run {program}: {source} (is it installed?)")]
+    #[error("cannot run {program} (is it installed?)")]
     Spawn {
         /// The program.
         program: String,

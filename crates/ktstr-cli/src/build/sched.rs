@@ -59,6 +59,7 @@ pub fn build(names: &[&str], jobs: usize, progress: &Progress) -> Result<Built, 
     let log = Log::create(&root.join("logs").join("sched-build.log"))?;
     apt::ensure(apt::SCHED_BUILD, &log, progress)?;
     let out = root.join("build").join(format!("sched-{}", kernel.key));
+    std::fs::create_dir_all(&out).map_err(BuildError::io(format!("create {}", out.display())))?;
     let mut bar = progress.bar(&format!("building {}", names.join(" ")), FULL_STEPS);
     let result = log.run_lines(
         "make -C tools/sched_ext",
@@ -76,7 +77,10 @@ pub fn build(names: &[&str], jobs: usize, progress: &Progress) -> Result<Built, 
     std::fs::create_dir_all(&dir).map_err(BuildError::io(format!("create {}", dir.display())))?;
     let binaries = names
         .iter()
-        .map(|name| cache_binary(&out.join("build/bin").join(name), &dir, name, &log))
+        .map(|name| {
+            let bin = link_static(&out.join("build"), name, &log)?;
+            cache_binary(&bin, &dir, name, &log)
+        })
         .collect::<Result<_, _>>()?;
     Ok(Built { kernel, binaries })
 }
@@ -89,10 +93,25 @@ fn make_schedulers(tools: &Path, out: &Path, vmlinux: &Path, jobs: usize) -> Com
         .arg(format!("-j{jobs}"))
         .arg(format!("O={}", out.display()))
         .arg(format!("CLANG={CLANG}"))
-        .arg(format!("VMLINUX_BTF={}", vmlinux.display()))
-        // The guest has only what the initramfs packs: link everything in.
-        .arg("LDFLAGS=-static -lelf -lz -lzstd -lpthread");
+        .arg(format!("VMLINUX_BTF={}", vmlinux.display()));
     c
+}
+
+/// Relinks `name` statically: the guest has only what the initramfs packs.
+/// (Passing `-static` in LDFLAGS to make would reach libbpf's shared
+/// library link too, which then fails.)
+fn link_static(build: &Path, name: &str, log: &Log) -> Result<PathBuf, BuildError> {
+    let bin = build.join("bin").join(format!("{name}.static"));
+    log.run(
+        &format!("link {name} statically"),
+        Command::new("cc")
+            .arg("-o")
+            .arg(&bin)
+            .arg(build.join("obj/sched_ext").join(format!("{name}.o")))
+            .arg(build.join("obj/libbpf/libbpf.a"))
+            .args(["-static", "-lelf", "-lz", "-lzstd", "-lpthread"]),
+    )?;
+    Ok(bin)
 }
 
 /// Strips `bin` into a staging file in `dir` and renames it to `name`.

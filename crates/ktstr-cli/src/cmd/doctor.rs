@@ -16,7 +16,7 @@ fn line(what: &str, found: Result<String, Missing>, missing: &mut usize) {
         Ok(v) => println!("{what:<12} {v}"),
         Err(m) => {
             *missing += 1;
-            println!("{what:<12} MISSING {m}");
+            println!("{what:<12} MISSING {}: {}", m.what, m.how);
         }
     }
 }

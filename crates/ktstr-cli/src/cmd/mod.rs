@@ -58,21 +58,29 @@ pub fn kernel(may_build: bool) -> anyhow::Result<PathBuf> {
     ktstr_testenv::find_kernel().map_err(|m| anyhow::anyhow!("{m}"))
 }
 
+/// Fails at once for a scheduler that is neither found nor buildable, so
+/// bad input is reported before a kernel is looked for (or built).
+pub fn check_scheduler(name: &str) -> anyhow::Result<()> {
+    match ktstr_testenv::find_scheduler(name) {
+        Ok(_) => Ok(()),
+        Err(_) if SCHEDULERS.contains(&name) => Ok(()),
+        Err(missing) if name.contains('/') => bail!("{missing}"),
+        Err(_) => bail!(
+            "unknown scheduler {name}: give a path, or one of {} (built by `ktstr sched build`)",
+            SCHEDULERS.join(", ")
+        ),
+    }
+}
+
 /// `ktstr_testenv::find_scheduler`; a missing example scheduler is built
 /// when `may_build`. An unknown name is an error listing the known ones.
 pub fn scheduler(name: &str, may_build: bool) -> anyhow::Result<PathBuf> {
+    check_scheduler(name)?;
     let missing = match ktstr_testenv::find_scheduler(name) {
         Ok(p) => return Ok(p),
         Err(m) => m,
     };
-    let buildable = SCHEDULERS.contains(&name);
-    if !buildable && !name.contains('/') {
-        bail!(
-            "unknown scheduler {name}: give a path, or one of {} (built by `ktstr sched build`)",
-            SCHEDULERS.join(", ")
-        );
-    }
-    if !may_build || !buildable {
+    if !may_build || !SCHEDULERS.contains(&name) {
         bail!("{missing}");
     }
     eprintln!("ktstr: scheduler {name} not built yet; building it");

@@ -45,6 +45,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<Status> {
                 scenario.name, args.vm.topology
             )
         })?;
+    if args.scheduler != EEVDF {
+        super::check_scheduler(&args.scheduler)?;
+    }
     super::backend()?;
     // The kernel first: building a scheduler needs the cached kernel.
     super::kernel(!args.vm.no_build)?;

@@ -60,6 +60,9 @@ pub fn session_config(
     scheduler: Option<&str>,
 ) -> anyhow::Result<(SessionConfig, Option<PathBuf>)> {
     let topology = super::parse_topology(&vm.topology)?;
+    if let Some(s) = scheduler {
+        super::check_scheduler(s)?;
+    }
     super::backend()?;
     let kernel = super::kernel(!vm.no_build)?;
     let scheduler = scheduler
