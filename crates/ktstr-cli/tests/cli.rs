@@ -42,6 +42,26 @@ fn json(o: &Output) -> Value {
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}\nstderr: {}", stdout(o), stderr(o)))
 }
 
+/// The string `name` of every element of the array `v`.
+fn field<'a>(v: &'a Value, name: &str) -> Vec<&'a str> {
+    let items = v.as_array().unwrap_or_else(|| panic!("not an array: {v}"));
+    items
+        .iter()
+        .map(|e| e[name].as_str().unwrap_or_else(|| panic!("no {name}: {e}")))
+        .collect()
+}
+
+/// `o` exited with `code` (its stderr shown otherwise); its stdout.
+fn expect_status(o: &Output, code: i32) -> String {
+    assert_eq!(o.status.code(), Some(code), "stderr: {}", stderr(o));
+    stdout(o)
+}
+
+/// `needle` is in `text` (shown otherwise).
+fn assert_has(text: &str, needle: &str) {
+    assert!(text.contains(needle), "{needle:?} not in:\n{text}");
+}
+
 /// Exit status 3 with one `ktstr: ...` line containing `needle`, no panic.
 fn assert_error(o: &Output, needle: &str) {
     let err = stderr(o);
@@ -60,7 +80,7 @@ fn temp() -> tempfile::TempDir {
 
 fn help_names_every_subcommand() {
     let o = ktstr(&["--help"]);
-    assert_eq!(o.status.code(), Some(0));
+    expect_status(&o, 0);
     let text = stdout(&o);
     for sub in [
         "doctor",
@@ -78,18 +98,14 @@ fn help_names_every_subcommand() {
 
 fn unknown_subcommand_is_an_error() {
     let o = ktstr(&["frobnicate"]);
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("unrecognized subcommand 'frobnicate'"),
-        "{}",
-        stderr(&o)
-    );
+    expect_status(&o, 3);
+    assert_has(&stderr(&o), "unrecognized subcommand 'frobnicate'");
     assert!(!stderr(&o).contains("panicked"));
 }
 
 fn topo_json_is_the_linux_view() {
     let o = ktstr(&["topo", "2n2l2c2t", "--json"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    expect_status(&o, 0);
     let v = json(&o);
     let cpus = v["cpus"].as_array().expect("cpus");
     assert_eq!(cpus.len(), 8);
@@ -102,7 +118,7 @@ fn topo_json_is_the_linux_view() {
     assert_eq!(nodes[1]["distances"], serde_json::json!([20, 10]));
     assert_eq!(nodes[0]["memory_mib"], 256);
     let text = ktstr(&["topo", "2n2l2c2t"]);
-    assert_eq!(text.status.code(), Some(0));
+    expect_status(&text, 0);
     assert!(
         stdout(&text).starts_with("2n2l2c2t: 8 CPUs, 2 node(s)"),
         "{}",
@@ -117,14 +133,9 @@ fn bad_topology_is_an_error() {
 
 fn scenarios_json_is_the_catalogue() {
     let o = ktstr(&["scenarios", "--json"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    expect_status(&o, 0);
     let v = json(&o);
-    let names: Vec<&str> = v
-        .as_array()
-        .expect("array")
-        .iter()
-        .map(|s| s["name"].as_str().expect("name"))
-        .collect();
+    let names = field(&v, "name");
     let catalogue: Vec<String> = ktstr_workload::catalogue::all()
         .into_iter()
         .map(|s| s.name)
@@ -141,29 +152,25 @@ fn scenarios_json_is_the_catalogue() {
 fn completions_for_each_shell() {
     for shell in ["bash", "zsh", "fish"] {
         let o = ktstr(&["completions", shell]);
-        assert_eq!(o.status.code(), Some(0), "{shell}");
+        expect_status(&o, 0);
         assert!(stdout(&o).contains("ktstr"), "{shell}");
     }
     let o = ktstr(&["completions", "tcsh"]);
-    assert_eq!(o.status.code(), Some(3));
-    assert!(
-        stderr(&o).contains("invalid value 'tcsh'"),
-        "{}",
-        stderr(&o)
-    );
+    expect_status(&o, 3);
+    assert_has(&stderr(&o), "invalid value 'tcsh'");
 }
 
 fn doctor_on_an_empty_cache_names_the_fix() {
     let cache = temp();
     let o = ktstr_in(cache.path(), &["doctor"]);
     let text = stdout(&o);
-    assert_eq!(o.status.code(), Some(1), "missing kernel: {text}");
+    expect_status(&o, 1);
     for line in ["kvm", "backend", "qemu", "busybox", "kernel", "cache"] {
         assert!(text.lines().any(|l| l.starts_with(line)), "{line}: {text}");
     }
-    assert!(text.contains("MISSING the test kernel"), "{text}");
-    assert!(text.contains("`ktstr kernel build`"), "{text}");
-    assert!(text.contains(&cache.path().display().to_string()), "{text}");
+    assert_has(&text, "MISSING the test kernel");
+    assert_has(&text, "`ktstr kernel build`");
+    assert_has(&text, &cache.path().display().to_string());
 }
 
 // ---- the kernel cache ----
@@ -184,7 +191,7 @@ fn fake_entry(cache: &Path, key: &str, built_unix: u64) -> PathBuf {
 fn kernel_list_and_clean() {
     let cache = temp();
     let empty = ktstr_in(cache.path(), &["kernel", "list", "--json"]);
-    assert_eq!(empty.status.code(), Some(0));
+    expect_status(&empty, 0);
     assert_eq!(json(&empty), serde_json::json!([]));
     fake_entry(cache.path(), "6.12.0-old", 1);
     let newest = fake_entry(cache.path(), "6.12.0-new", 2);
@@ -196,12 +203,7 @@ fn kernel_list_and_clean() {
     )
     .expect("write");
     let v = json(&ktstr_in(cache.path(), &["kernel", "list", "--json"]));
-    let keys: Vec<&str> = v
-        .as_array()
-        .expect("array")
-        .iter()
-        .map(|k| k["key"].as_str().expect("key"))
-        .collect();
+    let keys = field(&v, "key");
     assert_eq!(
         keys,
         ["6.12.0-new", "6.12.0-old"],
@@ -217,19 +219,16 @@ fn kernel_list_and_clean() {
     assert_eq!(v[0]["release"], "6.12.0");
     // What tests find: the newest entry's kernel and its schedulers.
     let doctor = stdout(&ktstr_in(cache.path(), &["doctor"]));
-    assert!(
-        doctor.contains(&newest.join("vmlinux").display().to_string()),
-        "{doctor}"
-    );
-    assert!(
-        doctor.contains(&newest.join("schedulers/scx_simple").display().to_string()),
-        "{doctor}"
+    assert_has(&doctor, &newest.join("vmlinux").display().to_string());
+    assert_has(
+        &doctor,
+        &newest.join("schedulers/scx_simple").display().to_string(),
     );
     let text = stdout(&ktstr_in(cache.path(), &["kernel", "list"]));
     assert!(text.starts_with("* 6.12.0-new"), "{text}");
     let clean = ktstr_in(cache.path(), &["kernel", "clean"]);
-    assert_eq!(clean.status.code(), Some(0), "{}", stderr(&clean));
-    assert!(stdout(&clean).contains("removed 3"), "{}", stdout(&clean));
+    expect_status(&clean, 0);
+    assert_has(&stdout(&clean), "removed 3");
     assert_eq!(
         json(&ktstr_in(cache.path(), &["kernel", "list", "--json"])),
         serde_json::json!([])
@@ -292,12 +291,19 @@ fn entries(cache: &Path) -> Vec<String> {
     names
 }
 
+/// Neither a directory under `kernels/` nor a listed kernel.
+fn assert_nothing_cached(cache: &Path) {
+    assert!(entries(cache).is_empty(), "{:?}", entries(cache));
+    let listed = ktstr_in(cache, &["kernel", "list", "--json"]);
+    assert_eq!(json(&listed), serde_json::json!([]));
+}
+
 fn kernel_build_caches_once_and_finds_it_again() {
     let cache = temp();
     let tree = fake_tree("6.12.0", SCHED_EXT, FAKE_BUILD);
     let first = kernel_build(cache.path(), tree.path());
-    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
-    assert!(stderr(&first).contains("cached:"), "{}", stderr(&first));
+    expect_status(&first, 0);
+    assert_has(&stderr(&first), "cached:");
     let listed = json(&ktstr_in(cache.path(), &["kernel", "list", "--json"]));
     assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
     assert_eq!(
@@ -317,12 +323,8 @@ fn kernel_build_caches_once_and_finds_it_again() {
         );
     }
     let again = kernel_build(cache.path(), tree.path());
-    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
-    assert!(
-        stderr(&again).contains("already cached"),
-        "{}",
-        stderr(&again)
-    );
+    expect_status(&again, 0);
+    assert_has(&stderr(&again), "already cached");
     assert_eq!(entries(cache.path()), [key]);
 }
 
@@ -343,11 +345,7 @@ fn kernel_build_rejects_a_bad_source() {
         &kernel_build(cache.path(), no_scx.path()),
         "lacks CONFIG_SCHED_CLASS_EXT=y",
     );
-    assert!(
-        entries(cache.path()).is_empty(),
-        "{:?}",
-        entries(cache.path())
-    );
+    assert_nothing_cached(cache.path());
 }
 
 fn a_failed_build_leaves_no_kernel_in_the_cache() {
@@ -359,20 +357,8 @@ fn a_failed_build_leaves_no_kernel_in_the_cache() {
     );
     let o = kernel_build(cache.path(), tree.path());
     assert_error(&o, "make bzImage failed");
-    assert!(
-        stderr(&o).contains("kernel-build.log"),
-        "names the log: {}",
-        stderr(&o)
-    );
-    assert_eq!(
-        json(&ktstr_in(cache.path(), &["kernel", "list", "--json"])),
-        serde_json::json!([])
-    );
-    assert!(
-        entries(cache.path()).is_empty(),
-        "{:?}",
-        entries(cache.path())
-    );
+    assert_has(&stderr(&o), "kernel-build.log");
+    assert_nothing_cached(cache.path());
 }
 
 fn a_dirty_git_tree_is_built_but_not_cached() {
@@ -402,20 +388,12 @@ fn a_dirty_git_tree_is_built_but_not_cached() {
     git(&["commit", "-qm", "base"]);
     std::fs::write(tree.path().join("Kconfig"), "# changed\n").expect("edit");
     let o = kernel_build(cache.path(), tree.path());
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("not cached (the tree has uncommitted changes)"),
-        "{}",
-        stderr(&o)
-    );
-    assert!(
-        entries(cache.path()).is_empty(),
-        "{:?}",
-        entries(cache.path())
-    );
+    expect_status(&o, 0);
+    assert_has(&stderr(&o), "not cached (the tree has uncommitted changes)");
+    assert_nothing_cached(cache.path());
     git(&["commit", "-qam", "change"]);
     let clean = kernel_build(cache.path(), tree.path());
-    assert_eq!(clean.status.code(), Some(0), "{}", stderr(&clean));
+    expect_status(&clean, 0);
     assert_eq!(entries(cache.path()).len(), 1, "committed: cached");
 }
 
@@ -478,23 +456,23 @@ fn run_rejects_unknown_names() {
     );
     assert_error(&o, "topology");
     let o = ktstr_in(cache.path(), &["run", "--scheduler", "eevdf"]);
-    assert_eq!(o.status.code(), Some(3), "missing --scenario");
-    assert!(stderr(&o).contains("--scenario"), "{}", stderr(&o));
+    expect_status(&o, 3);
+    assert_has(&stderr(&o), "--scenario");
 }
+
+/// A run that must fail before it could build or boot anything.
+const RUN_WITHOUT_BUILDING: &[&str] = &[
+    "run",
+    "--no-build",
+    "--scheduler",
+    "eevdf",
+    "--scenario",
+    "steady",
+];
 
 fn run_without_a_kernel_names_the_build_command() {
     let cache = temp();
-    let o = ktstr_in(
-        cache.path(),
-        &[
-            "run",
-            "--no-build",
-            "--scheduler",
-            "eevdf",
-            "--scenario",
-            "steady",
-        ],
-    );
+    let o = ktstr_in(cache.path(), RUN_WITHOUT_BUILDING);
     assert_error(&o, "run `ktstr kernel build`");
     let o = ktstr_in(cache.path(), &["shell", "--no-build", "--exec", "true"]);
     assert_error(&o, "run `ktstr kernel build`");
@@ -524,34 +502,23 @@ fn no_dev_kvm_names_the_fix() {
             "mount -t tmpfs none /dev && exec \"$0\" \"$@\"",
         ])
         .arg(KTSTR)
-        .args([
-            "run",
-            "--no-build",
-            "--scheduler",
-            "eevdf",
-            "--scenario",
-            "steady",
-        ])
+        .args(RUN_WITHOUT_BUILDING)
         .env("KTSTR_BACKEND", "kvm")
         .output()
         .expect("unshare");
     assert_error(&o, "no /dev/kvm");
-    assert!(
-        stderr(&o).contains("KTSTR_BACKEND=qemu-tcg"),
-        "{}",
-        stderr(&o)
-    );
+    assert_has(&stderr(&o), "KTSTR_BACKEND=qemu-tcg");
 }
 
 // ---- on a real kernel (QEMU tier) ----
 
 fn shell_exec_prints_and_exits_with_the_command_status() {
     let o = ktstr(&["shell", "--exec", "uname", "-r"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    expect_status(&o, 0);
     let release = stdout(&o);
     assert!(release.trim().starts_with("6."), "{release}");
     let o = ktstr(&["shell", "--exec", "echo out; echo err >&2; exit 7"]);
-    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+    expect_status(&o, 7);
     assert_eq!(stdout(&o), "out\n");
     assert!(stderr(&o).ends_with("err\n"), "{}", stderr(&o));
 }

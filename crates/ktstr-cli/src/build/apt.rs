@@ -16,93 +16,39 @@ pub struct Package {
     pub provides: &'static str,
 }
 
+const fn pkg(name: &'static str, provides: &'static str) -> Package {
+    Package { name, provides }
+}
+
 /// What building the kernel needs.
 pub const KERNEL_BUILD: &[Package] = &[
-    Package {
-        name: "make",
-        provides: "/usr/bin/make",
-    },
-    Package {
-        name: "gcc",
-        provides: "/usr/bin/gcc",
-    },
-    Package {
-        name: "bc",
-        provides: "/usr/bin/bc",
-    },
-    Package {
-        name: "flex",
-        provides: "/usr/bin/flex",
-    },
-    Package {
-        name: "bison",
-        provides: "/usr/bin/bison",
-    },
-    Package {
-        name: "dwarves",
-        provides: "/usr/bin/pahole",
-    },
-    Package {
-        name: "libelf-dev",
-        provides: "/usr/include/libelf.h",
-    },
-    Package {
-        name: "libssl-dev",
-        provides: "/usr/include/openssl/ssl.h",
-    },
-    Package {
-        name: "binutils",
-        provides: "/usr/bin/objcopy",
-    },
-    Package {
-        name: "xz-utils",
-        provides: "/usr/bin/xz",
-    },
-    Package {
-        name: "python3",
-        provides: "/usr/bin/python3",
-    },
+    pkg("make", "/usr/bin/make"),
+    pkg("gcc", "/usr/bin/gcc"),
+    pkg("bc", "/usr/bin/bc"),
+    pkg("flex", "/usr/bin/flex"),
+    pkg("bison", "/usr/bin/bison"),
+    pkg("dwarves", "/usr/bin/pahole"),
+    pkg("libelf-dev", "/usr/include/libelf.h"),
+    pkg("libssl-dev", "/usr/include/openssl/ssl.h"),
+    pkg("binutils", "/usr/bin/objcopy"),
+    pkg("xz-utils", "/usr/bin/xz"),
 ];
 
 /// Debian's kernel source (the default `--source`).
-pub const LINUX_SOURCE: Package = Package {
-    name: "linux-source-6.12",
-    provides: "/usr/src/linux-source-6.12.tar.xz",
-};
+pub const LINUX_SOURCE: Package = pkg("linux-source-6.12", "/usr/src/linux-source-6.12.tar.xz");
 
 /// The clang that compiles the schedulers' BPF.
 pub const CLANG: &str = "clang-19";
 
 /// What building the schedulers (statically linked) needs.
 pub const SCHED_BUILD: &[Package] = &[
-    Package {
-        name: "clang-19",
-        provides: "/usr/bin/clang-19",
-    },
-    Package {
-        name: "llvm-19",
-        provides: "/usr/bin/llvm-strip-19",
-    },
-    Package {
-        name: "libelf-dev",
-        provides: "/usr/lib/x86_64-linux-gnu/libelf.a",
-    },
-    Package {
-        name: "zlib1g-dev",
-        provides: "/usr/lib/x86_64-linux-gnu/libz.a",
-    },
-    Package {
-        name: "libzstd-dev",
-        provides: "/usr/lib/x86_64-linux-gnu/libzstd.a",
-    },
-    Package {
-        name: "make",
-        provides: "/usr/bin/make",
-    },
-    Package {
-        name: "gcc",
-        provides: "/usr/bin/gcc",
-    },
+    pkg("clang-19", "/usr/bin/clang-19"),
+    pkg("llvm-19", "/usr/bin/llvm-strip-19"),
+    pkg("libelf-dev", "/usr/lib/x86_64-linux-gnu/libelf.a"),
+    pkg("zlib1g-dev", "/usr/lib/x86_64-linux-gnu/libz.a"),
+    pkg("libzstd-dev", "/usr/lib/x86_64-linux-gnu/libzstd.a"),
+    pkg("make", "/usr/bin/make"),
+    pkg("gcc", "/usr/bin/gcc"),
 ];
 
 /// Installs whichever of `packages` is missing.
