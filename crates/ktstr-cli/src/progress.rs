@@ -38,7 +38,7 @@ impl Progress {
         let bar =
             ProgressBar::with_draw_target(Some(estimate.max(1)), ProgressDrawTarget::stderr());
         let style = ProgressStyle::with_template(
-            "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} ~{eta} left  {msg:.dim}",
+            "{prefix} [{elapsed_precise}] {bar:30} {pos}/{len} ~{eta} left  {wide_msg:.dim}",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar());
         bar.set_style(style);
