@@ -70,7 +70,11 @@ pub enum KernelCommand {
     /// List cached kernels (the first is the one tests use).
     List(JsonArg),
     /// Remove cached kernels (and their schedulers) and staging leftovers.
-    Clean,
+    Clean {
+        /// Also the unpacked sources, scheduler build trees and logs.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -60,7 +60,7 @@ fn dispatch(command: Command) -> anyhow::Result<Status> {
         Command::Scenarios(args) => cmd::scenarios::run(args.json),
         Command::Kernel(KernelCommand::Build(args)) => cmd::kernel::build(&args),
         Command::Kernel(KernelCommand::List(args)) => cmd::kernel::list(args.json),
-        Command::Kernel(KernelCommand::Clean) => cmd::kernel::clean(),
+        Command::Kernel(KernelCommand::Clean { all }) => cmd::kernel::clean(all),
         Command::Sched(SchedCommand::Build(args)) => cmd::sched::build(&args.names),
         Command::Shell(args) => cmd::shell::run(&args),
         Command::Run(args) => cmd::run::run(&args),

@@ -226,9 +226,20 @@ fn kernel_list_and_clean() {
     );
     let text = stdout(&ktstr_in(cache.path(), &["kernel", "list"]));
     assert!(text.starts_with("* 6.12.0-new"), "{text}");
+    std::fs::create_dir_all(cache.path().join("src/linux-source-6.12")).expect("mkdir");
     let clean = ktstr_in(cache.path(), &["kernel", "clean"]);
     expect_status(&clean, 0);
     assert_has(&stdout(&clean), "removed 3");
+    assert!(
+        cache.path().join("src").is_dir(),
+        "sources stay without --all"
+    );
+    let all = ktstr_in(cache.path(), &["kernel", "clean", "--all"]);
+    expect_status(&all, 0);
+    assert!(
+        !cache.path().join("src").exists(),
+        "--all removes the sources"
+    );
     assert_eq!(
         json(&ktstr_in(cache.path(), &["kernel", "list", "--json"])),
         serde_json::json!([])

@@ -103,7 +103,10 @@ pub fn list(as_json: bool) -> anyhow::Result<Status> {
     Ok(Status::Success)
 }
 
-pub fn clean() -> anyhow::Result<Status> {
+/// What `clean --all` removes besides `kernels/`: everything a build made.
+const BUILD_DIRS: &[&str] = &["src", "build", "logs", "kconfig"];
+
+pub fn clean(all: bool) -> anyhow::Result<Status> {
     let Some(dir) = kernels_dir() else {
         anyhow::bail!("no cache directory: set KTSTR_CACHE_DIR (or HOME)");
     };
@@ -112,6 +115,16 @@ pub fn clean() -> anyhow::Result<Status> {
         "removed {removed} cached kernel entries from {}",
         dir.display()
     );
+    if all {
+        let root = dir.parent().unwrap_or(&dir);
+        for name in BUILD_DIRS {
+            let d = root.join(name);
+            if d.exists() {
+                std::fs::remove_dir_all(&d).with_context(|| format!("remove {}", d.display()))?;
+                println!("removed {}", d.display());
+            }
+        }
+    }
     Ok(Status::Success)
 }
 
