@@ -43,7 +43,13 @@ impl Progress {
         .unwrap_or_else(|_| ProgressStyle::default_bar());
         bar.set_style(style);
         bar.set_prefix(format!("{} {phase}", self.what));
-        Bar { bar, steps: 0 }
+        Bar {
+            bar,
+            steps: 0,
+            label: format!("ktstr {} {phase}", self.what),
+            started: Instant::now(),
+            last_tenth: 0,
+        }
     }
 
     /// Time since the build began.
@@ -58,10 +64,15 @@ pub fn clock(d: Duration) -> String {
     format!("{:02}:{:02}", s / 60, s % 60)
 }
 
-/// A bar of steps (see [`Progress::bar`]).
+/// A bar of steps (see [`Progress::bar`]). Without a terminal (a CI log)
+/// the bar is hidden and a line is printed at every tenth of the estimate.
 pub struct Bar {
     bar: ProgressBar,
     steps: u64,
+    label: String,
+    started: Instant,
+    /// The last tenth of the estimate reported as a line.
+    last_tenth: u64,
 }
 
 impl Bar {
@@ -74,6 +85,30 @@ impl Bar {
         }
         self.bar.set_position(self.steps);
         self.bar.set_message(what.to_owned());
+        if self.bar.is_hidden() {
+            self.log_line();
+        }
+    }
+
+    /// `... 30% (810/2700 steps), 05:12 elapsed, ~12:08 left` at each new tenth.
+    fn log_line(&mut self) {
+        let len = self.bar.length().unwrap_or(1).max(1);
+        let tenth = self.steps * 10 / len;
+        if tenth <= self.last_tenth {
+            return;
+        }
+        self.last_tenth = tenth;
+        let elapsed = self.started.elapsed();
+        let left =
+            elapsed.mul_f64(len.saturating_sub(self.steps) as f64 / self.steps.max(1) as f64);
+        eprintln!(
+            "{} {}% ({}/{len} steps), {} elapsed, ~{} left",
+            self.label,
+            tenth * 10,
+            self.steps,
+            clock(elapsed),
+            clock(left)
+        );
     }
 
     /// Steps done so far.
