@@ -1,6 +1,8 @@
-//! The one kernel rule: `KTSTR_KERNEL`, else the user's kernel cache.
+//! The one kernel rule: `KTSTR_KERNEL`, else the newest cached kernel.
 
 use std::path::PathBuf;
+
+use crate::cache::{kernels_dir, newest_kernel};
 
 /// A prerequisite that is not there: what, and how to get it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -22,21 +24,21 @@ impl Missing {
     }
 }
 
-/// Where the kernel is looked for after `KTSTR_KERNEL`:
-/// `$XDG_CACHE_HOME/ktstr/vmlinux`, else `~/.cache/ktstr/vmlinux`.
-pub fn kernel_cache_path() -> Option<PathBuf> {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("ktstr").join("vmlinux"))
-}
+/// The command that builds and caches the test kernel.
+pub const KERNEL_BUILD_COMMAND: &str = "ktstr kernel build";
+/// The command that builds and caches the example schedulers.
+pub const SCHED_BUILD_COMMAND: &str = "ktstr sched build";
+/// How to run the `ktstr` command from a checkout.
+pub const FROM_CHECKOUT: &str = "cargo run --release -p ktstr-cli --";
 
-/// `KTSTR_KERNEL` (which must then exist), else [`kernel_cache_path`]. An
-/// empty `KTSTR_KERNEL` counts as unset (`.ci/run` exports it empty when it
-/// found no kernel).
+/// `KTSTR_KERNEL` (which must then exist), else the newest kernel in the
+/// cache ([`crate::cache`]). An empty `KTSTR_KERNEL` counts as unset
+/// (`.ci/run` exports it empty when it found no kernel).
 pub fn find_kernel() -> Result<PathBuf, Missing> {
-    const HOW: &str = "set KTSTR_KERNEL to a sched_ext-capable vmlinux/bzImage \
-                       (build one with `kernel/build.sh SRC OUT`)";
+    let how = format!(
+        "run `{KERNEL_BUILD_COMMAND}` (in a checkout: `{FROM_CHECKOUT} kernel build`), \
+         or set KTSTR_KERNEL to a sched_ext-capable vmlinux/bzImage"
+    );
     if let Some(k) = std::env::var_os("KTSTR_KERNEL").filter(|k| !k.is_empty()) {
         let k = PathBuf::from(k);
         return if k.is_file() {
@@ -44,20 +46,18 @@ pub fn find_kernel() -> Result<PathBuf, Missing> {
         } else {
             Err(Missing::new(
                 format!("the test kernel {} (KTSTR_KERNEL)", k.display()),
-                HOW,
+                how,
             ))
         };
     }
-    match kernel_cache_path() {
-        Some(p) if p.is_file() => Ok(p),
-        cached => Err(Missing::new(
+    match newest_kernel() {
+        Some(k) => Ok(k.vmlinux()),
+        None => Err(Missing::new(
             format!(
-                "the test kernel (KTSTR_KERNEL is unset and {} does not exist)",
-                cached.map_or("the cache location (no HOME)".into(), |p| p
-                    .display()
-                    .to_string())
+                "the test kernel (KTSTR_KERNEL is unset and the cache {} holds none)",
+                kernels_dir().map_or("(no HOME)".into(), |p| p.display().to_string())
             ),
-            HOW,
+            how,
         )),
     }
 }

@@ -8,6 +8,7 @@
 //! saying what is missing and how to get it. Under `CI=true` nothing is
 //! ignored for a missing prerequisite: the test runs and fails naming it.
 
+pub mod cache;
 mod ci;
 mod kernel;
 mod need;
@@ -15,8 +16,9 @@ mod runner;
 mod slots;
 mod tools;
 
+pub use cache::{CachedKernel, KernelInfo, cache_root, cached_kernels, kernels_dir, newest_kernel};
 pub use ci::in_ci;
-pub use kernel::{Missing, find_kernel, kernel_cache_path};
+pub use kernel::{FROM_CHECKOUT, KERNEL_BUILD_COMMAND, Missing, SCHED_BUILD_COMMAND, find_kernel};
 pub use need::Need;
 pub use runner::{Test, TestOutcome, run};
 pub use slots::{VmSlot, max_vms, vm_slot};

@@ -2,7 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::kernel::Missing;
+use crate::cache::newest_kernel;
+use crate::kernel::{FROM_CHECKOUT, Missing, SCHED_BUILD_COMMAND};
 
 /// Debian's `busybox-static`.
 pub const BUSYBOX: &str = "/bin/busybox";
@@ -39,9 +40,16 @@ pub fn find_busybox() -> Result<PathBuf, Missing> {
 }
 
 /// A scheduler binary: a path as is; a bare name from `KTSTR_SCHEDULERS`,
-/// then `PATH`.
+/// then the newest cached kernel's schedulers ([`crate::cache`]), then `PATH`.
 pub fn find_scheduler(name: &str) -> Result<PathBuf, Missing> {
-    let how = "set KTSTR_SCHEDULERS to a directory holding it, or put it on PATH";
+    let how = if name.contains('/') {
+        "give the path of an existing scheduler binary".to_owned()
+    } else {
+        format!(
+            "run `{SCHED_BUILD_COMMAND} {name}` (in a checkout: `{FROM_CHECKOUT} sched build {name}`), \
+             or set KTSTR_SCHEDULERS to a directory holding it"
+        )
+    };
     if name.contains('/') {
         let p = PathBuf::from(name);
         return if p.is_file() {
@@ -50,10 +58,12 @@ pub fn find_scheduler(name: &str) -> Result<PathBuf, Missing> {
             Err(Missing::new(format!("scheduler {name}"), how))
         };
     }
+    let split = |v: std::ffi::OsString| std::env::split_paths(&v).collect::<Vec<_>>();
     std::env::var_os("KTSTR_SCHEDULERS")
         .into_iter()
-        .chain(std::env::var_os("PATH"))
-        .flat_map(|v| std::env::split_paths(&v).collect::<Vec<_>>())
+        .flat_map(split)
+        .chain(newest_kernel().map(|k| k.schedulers_dir()))
+        .chain(std::env::var_os("PATH").into_iter().flat_map(split))
         .map(|d| d.join(name))
         .find(|p| p.is_file())
         .ok_or_else(|| Missing::new(format!("scheduler {name}"), how))
@@ -67,5 +77,15 @@ mod tests {
     fn a_missing_scheduler_path_is_named() {
         let e = find_scheduler("/nonexistent/scx_x").expect_err("missing");
         assert!(e.to_string().contains("/nonexistent/scx_x"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_scheduler_name_says_which_command_builds_it() {
+        let e = find_scheduler("scx_no_such_scheduler").expect_err("missing");
+        assert!(
+            e.to_string()
+                .contains("ktstr sched build scx_no_such_scheduler"),
+            "{e}"
+        );
     }
 }

@@ -3,8 +3,8 @@
 //! scenario run by the guest init, and a verdict with numbers.
 //!
 //! Inputs are checked before any VM starts: the kernel (`KTSTR_KERNEL`, else
-//! `$XDG_CACHE_HOME/ktstr/vmlinux` or `~/.cache/ktstr/vmlinux`), the scheduler
-//! (a path, or a name looked up in `KTSTR_SCHEDULERS` and then `PATH`), the
+//! the newest kernel `ktstr kernel build` cached), the scheduler (a path, or a
+//! name looked up in `KTSTR_SCHEDULERS`, the kernel cache, then `PATH`), the
 //! topology, and the scenario against the CPUs that topology gives; the rules
 //! are `ktstr_testenv`'s. Under the default harness a test that cannot run
 //! fails saying what is missing; under [`test_main`] (see [`registry`]) it is
@@ -175,17 +175,17 @@ fn target_dir() -> PathBuf {
         .map_or_else(|| PathBuf::from("target"), Path::to_path_buf)
 }
 
-/// Where the kernel is looked for after `KTSTR_KERNEL`.
-pub fn kernel_cache_path() -> Option<PathBuf> {
-    ktstr_testenv::kernel_cache_path()
+/// Where cached kernels are looked for after `KTSTR_KERNEL`.
+pub fn kernel_cache_dir() -> Option<PathBuf> {
+    ktstr_testenv::kernels_dir()
 }
 
-/// `KTSTR_KERNEL`, else the cache location; an error says how to get one.
+/// `KTSTR_KERNEL`, else the newest cached kernel; an error says how to get one.
 pub fn find_kernel() -> Result<PathBuf, HarnessError> {
     ktstr_testenv::find_kernel().map_err(HarnessError::NoKernel)
 }
 
-/// A path as is; a bare name from `KTSTR_SCHEDULERS`, then `PATH`.
+/// A path as is; a bare name from `KTSTR_SCHEDULERS`, the kernel cache, then `PATH`.
 pub fn find_scheduler(name: &str) -> Result<PathBuf, HarnessError> {
     ktstr_testenv::find_scheduler(name)
         .map_err(|_| HarnessError::SchedulerNotFound(PathBuf::from(name)))

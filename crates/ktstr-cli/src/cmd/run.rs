@@ -1,0 +1,108 @@
+//! `ktstr run`: a catalogue scenario under a scheduler, judged by the same
+//! runner `#[ktstr_test]` uses (`ktstr_harness::test::try_run`).
+
+use std::sync::OnceLock;
+
+use anyhow::{Context, anyhow};
+use ktstr_harness::HarnessError;
+use ktstr_harness::test::{KtstrTest, try_run};
+use ktstr_topology::GuestTopology;
+use ktstr_workload::{Scenario, catalogue};
+
+use crate::cli::RunArgs;
+use crate::exit::{Inconclusive, Status};
+
+/// The scenario `try_run` runs. `KtstrTest` holds plain `fn` pointers (it
+/// is what `#[ktstr_test]` builds as a static), so the chosen scenario is
+/// handed over here; it is set once, before the run.
+static CHOSEN: OnceLock<Scenario> = OnceLock::new();
+
+fn chosen() -> Scenario {
+    CHOSEN.get().cloned().unwrap_or_else(|| Scenario {
+        name: "unset".into(),
+        steps: Vec::new(),
+    })
+}
+
+/// The scheduler name that means "none": the kernel's EEVDF.
+const EEVDF: &str = "eevdf";
+
+pub fn run(args: &RunArgs) -> anyhow::Result<Status> {
+    let scenario = catalogue::by_name(&args.scenario).ok_or_else(|| {
+        let names: Vec<String> = catalogue::all().into_iter().map(|s| s.name).collect();
+        anyhow!(
+            "unknown scenario {:?}: one of {} (see `ktstr scenarios`)",
+            args.scenario,
+            names.join(", ")
+        )
+    })?;
+    let topology = super::parse_topology(&args.vm.topology)?;
+    scenario
+        .validate(&GuestTopology::expected(&topology))
+        .with_context(|| {
+            format!(
+                "scenario {} does not fit topology {}",
+                scenario.name, args.vm.topology
+            )
+        })?;
+    if args.scheduler != EEVDF {
+        super::check_scheduler(&args.scheduler)?;
+    }
+    super::backend()?;
+    // The kernel first: building a scheduler needs the cached kernel.
+    super::kernel(!args.vm.no_build)?;
+    let scheduler = (args.scheduler != EEVDF)
+        .then(|| super::scheduler(&args.scheduler, !args.vm.no_build))
+        .transpose()?;
+    let name = format!("ktstr-run/{}", scenario.name);
+    let _ = CHOSEN.set(scenario);
+    // One run per process: these few strings live until exit.
+    let test = KtstrTest {
+        name: leak(name),
+        topology: leak(args.vm.topology.clone()),
+        scheduler: scheduler.map(|p| leak(p.display().to_string())),
+        args: &[],
+        memory_mib: Some(args.vm.memory_mib),
+        step_ms: None,
+        timeout_s: None,
+        thresholds: |_| {},
+        scenario: chosen,
+    };
+    match try_run(&test) {
+        Ok(outcome) => {
+            if args.json.json {
+                let text = std::fs::read_to_string(&outcome.json)
+                    .with_context(|| format!("read {}", outcome.json.display()))?;
+                println!("{}", text.trim_end());
+            } else {
+                print!("{}", outcome.rendered);
+                println!("result: {}", outcome.json.display());
+            }
+            Ok(if outcome.verdict.passed {
+                Status::Success
+            } else {
+                Status::Failed
+            })
+        }
+        Err(e) if scheduler_failed(&e) => {
+            eprintln!("ktstr: {} [{}] failed: {e}", test.name, args.scheduler);
+            Ok(Status::Failed)
+        }
+        Err(e) => Err(Inconclusive(e).into()),
+    }
+}
+
+/// The scheduler under test itself failed: a verdict, not a lack of one.
+fn scheduler_failed(e: &HarnessError) -> bool {
+    matches!(
+        e,
+        HarnessError::SchedulerExitedBeforeAttach { .. }
+            | HarnessError::AttachTimeout { .. }
+            | HarnessError::SchedulerKicked { .. }
+            | HarnessError::SchedulerExited { .. }
+    )
+}
+
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
