@@ -15,6 +15,10 @@ pub enum HarnessError {
     /// (the rule is `ktstr_testenv::find_kernel`).
     #[error("no test kernel: {0}")]
     NoKernel(ktstr_testenv::Missing),
+    /// A scheduler named by a test resolves nowhere (`KTSTR_SCHEDULERS`,
+    /// the kernel cache, `PATH`); the message says how to build it.
+    #[error("no scheduler: {0}")]
+    NoScheduler(ktstr_testenv::Missing),
     /// The test's own declaration cannot run (topology, scenario).
     #[error("test {test} is invalid: {reason}")]
     InvalidTest {

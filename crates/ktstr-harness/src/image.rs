@@ -183,11 +183,12 @@ fn strip_debug(elf: &Path) -> Option<tempfile::NamedTempFile> {
     }
 }
 
-/// `KTSTR_CACHE_DIR`, else `<target>/ktstr/initramfs` for the `target`
-/// directory holding the running executable, else the temp dir.
+/// `$KTSTR_CACHE_DIR/initramfs` (the root all ktstr caches share, kernels
+/// included), else `<target>/ktstr/initramfs` for the `target` directory
+/// holding the running executable, else the temp dir. Snapshots go beside it.
 pub fn default_cache_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("KTSTR_CACHE_DIR") {
-        return PathBuf::from(d);
+    if let Some(d) = std::env::var_os("KTSTR_CACHE_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("initramfs");
     }
     let exe = std::env::current_exe().unwrap_or_default();
     exe.ancestors()

@@ -187,8 +187,7 @@ pub fn find_kernel() -> Result<PathBuf, HarnessError> {
 
 /// A path as is; a bare name from `KTSTR_SCHEDULERS`, the kernel cache, then `PATH`.
 pub fn find_scheduler(name: &str) -> Result<PathBuf, HarnessError> {
-    ktstr_testenv::find_scheduler(name)
-        .map_err(|_| HarnessError::SchedulerNotFound(PathBuf::from(name)))
+    ktstr_testenv::find_scheduler(name).map_err(HarnessError::NoScheduler)
 }
 
 #[cfg(test)]
@@ -206,7 +205,14 @@ mod tests {
         assert_eq!(g.nodes, vec![(0..4).collect::<Vec<_>>(), (4..8).collect()]);
         assert!(matches!(
             find_scheduler("/nonexistent/scx_x"),
-            Err(HarnessError::SchedulerNotFound(_))
+            Err(HarnessError::NoScheduler(_))
         ));
+        // A bare name that resolves nowhere says how to build it.
+        match find_scheduler("scx_no_such_scheduler") {
+            Err(e @ HarnessError::NoScheduler(_)) => {
+                assert!(e.to_string().contains("sched build scx_no_such_scheduler"), "{e}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

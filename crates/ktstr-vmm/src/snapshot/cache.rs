@@ -1,5 +1,5 @@
 //! A cache of booted snapshots, keyed by everything that shapes the booted
-//! state. Location: `$KTSTR_CACHE_DIR`, else `target/ktstr/snapshots` under
+//! state. Location: `$KTSTR_CACHE_DIR/vmm-snapshots`, else `target/ktstr/snapshots` under
 //! the current directory. A file that fails any check (format, checksum,
 //! key) is deleted and rebuilt; it is never half-loaded.
 
@@ -96,10 +96,12 @@ impl SnapshotCache {
         Self { dir: dir.into() }
     }
 
-    /// `$KTSTR_CACHE_DIR`, else `./target/ktstr/snapshots`.
+    /// `$KTSTR_CACHE_DIR/vmm-snapshots` (the root every ktstr cache lives
+    /// under), else `./target/ktstr/snapshots`.
     pub fn from_env() -> Self {
         let dir = std::env::var_os("KTSTR_CACHE_DIR")
-            .map(PathBuf::from)
+            .filter(|d| !d.is_empty())
+            .map(|d| PathBuf::from(d).join("vmm-snapshots"))
             .unwrap_or_else(|| PathBuf::from("target/ktstr/snapshots"));
         Self::new(dir)
     }
