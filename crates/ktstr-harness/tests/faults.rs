@@ -1,0 +1,347 @@
+//! Issue 17 (fault injection) on QEMU TCG with the real kernel: each fault
+//! ends in a defined, typed result within its deadline, and leaves no
+//! thread, fd, child process or file behind (counted before and after).
+//!
+//! The faulty schedulers are this test binary itself, packed as a scheduler
+//! and run with a `--ktstr-fault-*` first argument (see [`fault_scheduler`]).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::{config, needs, scheduler, test_env, vm_slot};
+use ktstr_harness::{GuestExit, HarnessError, Session};
+use ktstr_testenv::{Missing, Need};
+
+const EXEC: Duration = Duration::from_secs(120);
+/// The name the faulty scheduler is packed under.
+const FAULT_SCHED: &str = "ktstr-fault-sched";
+/// First arguments that turn this binary into a faulty scheduler.
+const FORK_AND_EXIT: &str = "--ktstr-fault-fork-and-exit";
+const BLOCK_SIGINT_EXEC: &str = "--ktstr-fault-block-sigint-exec";
+
+/// What a case could leak, from this process's point of view.
+#[derive(Debug, PartialEq, Eq)]
+struct Footprint {
+    threads: usize,
+    fds: usize,
+    children: usize,
+    files: usize,
+}
+
+fn entries(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |d| d.count())
+}
+
+/// Prefix of the session cache dirs of `common::config`: their contents
+/// (the cached initramfs) grow by design, the dir itself is counted.
+const CACHE_PREFIX: &str = "ktstr-harness-cache-";
+
+/// Files anywhere under `dir` (recursively), cache contents excepted.
+fn files_under(dir: &Path) -> usize {
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    read.flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() && !e.file_name().to_string_lossy().starts_with(CACHE_PREFIX) => {
+                1 + files_under(&e.path())
+            }
+            _ => 1,
+        })
+        .sum()
+}
+
+/// Processes whose parent is this one (`/proc/<pid>/stat` field 4).
+fn children() -> usize {
+    let me = std::process::id().to_string();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    procs
+        .flatten()
+        .filter_map(|p| std::fs::read_to_string(p.path().join("stat")).ok())
+        .filter(|stat| {
+            // The command name may hold spaces: fields count from its ')'.
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                == Some(me.as_str())
+        })
+        .count()
+}
+
+/// Threads of this process that are not test-runner threads.
+fn case_threads() -> usize {
+    let runners = RUNNERS.lock().unwrap_or_else(|p| p.into_inner());
+    std::fs::read_dir("/proc/self/task").map_or(0, |d| {
+        d.flatten()
+            .filter(|t| {
+                let tid = t.file_name().to_string_lossy().parse::<libc::pid_t>();
+                !tid.is_ok_and(|tid| runners.contains(&tid))
+            })
+            .count()
+    })
+}
+
+impl Footprint {
+    fn now(dirs: &[&Path]) -> Footprint {
+        Footprint {
+            threads: case_threads(),
+            fds: entries(Path::new("/proc/self/fd")),
+            children: children(),
+            files: dirs.iter().map(|d| files_under(d)).sum(),
+        }
+    }
+}
+
+/// Cases run one at a time, each wholly under this lock, so one case's
+/// threads, fds and files are not counted as another's leak.
+static ONE_CASE: Mutex<()> = Mutex::new(());
+/// The test runner's threads (its workers come and go as the queue
+/// empties): not counted as a case's threads.
+static RUNNERS: Mutex<Vec<libc::pid_t>> = Mutex::new(Vec::new());
+
+/// Register the calling runner thread and wait for the case lock; every
+/// case takes it first thing.
+fn one_case() -> std::sync::MutexGuard<'static, ()> {
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() };
+    RUNNERS.lock().unwrap_or_else(|p| p.into_inner()).push(tid);
+    ONE_CASE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Run `case` under a VM slot (the caller holds [`one_case`]); assert it
+/// ended within `deadline` and that the footprint over `dirs` (plus the
+/// private temp dir) is unchanged afterwards.
+fn no_leak(dirs: &[&Path], deadline: Duration, case: impl FnOnce()) {
+    let _slot = vm_slot();
+    let tmp = std::env::temp_dir();
+    let mut all = dirs.to_vec();
+    all.push(&tmp);
+    let before = Footprint::now(&all);
+    let started = Instant::now();
+    case();
+    let took = started.elapsed();
+    assert!(took <= deadline, "took {took:?}, deadline {deadline:?}");
+    // A just-exited QEMU may still be reaped by its waiter thread.
+    let settle = Instant::now() + Duration::from_secs(5);
+    let mut after = Footprint::now(&all);
+    while after != before && Instant::now() < settle {
+        std::thread::sleep(Duration::from_millis(100));
+        after = Footprint::now(&all);
+    }
+    assert_eq!(before, after, "leaked (before vs after the case)");
+    eprintln!("case took {took:.2?}; footprint {after:?}");
+}
+
+/// This binary without DWARF under the faulty scheduler's name in `dir`
+/// (copied as is if objcopy fails: only bigger).
+fn fault_scheduler(dir: &Path) -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe");
+    let out = dir.join(FAULT_SCHED);
+    let stripped = Command::new("objcopy")
+        .arg("--strip-debug")
+        .arg(&exe)
+        .arg(&out)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !stripped {
+        std::fs::copy(&exe, &out).expect("copy test exe");
+    }
+    out
+}
+
+/// The tmpfs below is small: a cache directory that fills at once.
+fn root() -> Result<(), Missing> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        Ok(())
+    } else {
+        Err(Missing::new(
+            "root (to mount a tiny tmpfs as a full cache directory)",
+            "run as root",
+        ))
+    }
+}
+
+/// A cache directory with no room for the initramfs: `Session::boot` fails
+/// with an error naming the directory, no VM starts, nothing is left.
+fn a_full_cache_directory_is_a_clear_error() {
+    let _one = one_case();
+    let env = test_env();
+    let mount = tempfile::Builder::new()
+        .prefix("ktstr-full-cache-")
+        .tempdir()
+        .expect("mount point");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "ktstr-full-cache"])
+        .arg(mount.path())
+        .status()
+        .expect("run mount");
+    assert!(mounted.success(), "mount tmpfs");
+    let (mut cfg, _cache) = config(&env, &[]);
+    cfg.cache_dir = mount.path().to_owned();
+    cfg.snapshot_dir = mount.path().join("snapshots");
+    let mut result = None;
+    no_leak(&[], Duration::from_secs(60), || {
+        result = Some(Session::boot(&cfg).err());
+    });
+    let unmounted = Command::new("umount").arg(mount.path()).status();
+    let err = result
+        .flatten()
+        .expect("boot must fail on a full cache directory");
+    assert!(unmounted.is_ok_and(|s| s.success()), "umount");
+    let text = err.to_string();
+    assert!(
+        matches!(
+            err,
+            HarnessError::Io { .. } | HarnessError::Initramfs(_) | HarnessError::Compress { .. }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        text.contains(&mount.path().display().to_string()),
+        "the error does not name the directory: {text}"
+    );
+    assert!(
+        text.contains("No space left on device"),
+        "the error does not say why: {text}"
+    );
+}
+
+/// A "scheduler" that forks a child and exits 0 without attaching: its
+/// typed error, and the session still serves requests.
+fn a_scheduler_that_forks_and_exits_is_named() {
+    let _one = one_case();
+    let env = test_env();
+    let dir = tempfile::tempdir().expect("dir");
+    let fault = fault_scheduler(dir.path());
+    let (mut cfg, _cache) = config(&env, &[]);
+    cfg.schedulers = vec![fault.clone()];
+    no_leak(&[], Duration::from_secs(150), || {
+        let mut s = Session::boot(&cfg).expect("boot");
+        let err = s
+            .start_scheduler(&fault, &[FORK_AND_EXIT], Duration::from_secs(60))
+            .expect_err("must not attach");
+        match &err {
+            HarnessError::SchedulerExitedBeforeAttach { name, exit, .. } => {
+                assert_eq!(name, FAULT_SCHED, "{err}");
+                assert_eq!(exit, "exit code 0", "{err}");
+            }
+            other => panic!("wrong error: {other}"),
+        }
+        let after = s.exec(&["echo", "still-serving"], EXEC).expect("exec");
+        assert_eq!(after.stdout, b"still-serving\n");
+        let end = s.shutdown().expect("shutdown");
+        assert_eq!(
+            end.exit,
+            GuestExit::Exited(0),
+            "{}",
+            end.outcome.com1_text()
+        );
+    });
+}
+
+/// A real scheduler (scx_simple) that attaches with SIGINT blocked, so it
+/// never sees the stop request: the stop path escalates to SIGKILL after
+/// the grace period, the kernel detaches it, and the session goes on.
+fn a_scheduler_deaf_to_sigint_is_killed_and_detached() {
+    let _one = one_case();
+    const GRACE: Duration = Duration::from_secs(2);
+    let env = test_env();
+    let dir = tempfile::tempdir().expect("dir");
+    let fault = fault_scheduler(dir.path());
+    let simple = scheduler("scx_simple");
+    let (mut cfg, _cache) = config(&env, &[]);
+    cfg.schedulers = vec![fault.clone(), simple.clone()];
+    let inner = ktstr_harness::GuestImage::guest_path(&simple);
+    no_leak(&[], Duration::from_secs(180), || {
+        let mut s = Session::boot(&cfg).expect("boot");
+        let att = s
+            .start_scheduler(
+                &fault,
+                &[BLOCK_SIGINT_EXEC, &inner],
+                Duration::from_secs(120),
+            )
+            .expect("wrapped scx_simple attaches");
+        assert_eq!(att.name, "simple");
+        let asked = Instant::now();
+        let det = s.stop_scheduler(GRACE).expect("stop");
+        let stopped = asked.elapsed();
+        assert!(det.killed, "SIGINT is blocked, SIGKILL was needed: {det:?}");
+        assert_eq!(det.exit.signal, Some(libc::SIGKILL), "{det:?}");
+        assert!(
+            stopped >= GRACE && stopped < GRACE + Duration::from_secs(30),
+            "stop took {stopped:?}"
+        );
+        let state = s
+            .exec(&["cat", "/sys/kernel/sched_ext/state"], EXEC)
+            .expect("state");
+        assert_eq!(String::from_utf8_lossy(&state.stdout).trim(), "disabled");
+        let end = s.shutdown().expect("shutdown");
+        assert_eq!(
+            end.exit,
+            GuestExit::Exited(0),
+            "{}",
+            end.outcome.com1_text()
+        );
+    });
+}
+
+/// Run as a faulty scheduler in the guest if the first argument says so.
+fn run_as_fault_scheduler() -> Option<std::process::ExitCode> {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some(FORK_AND_EXIT) => {
+            // The child outlives its parent; guest init reaps the orphan.
+            let _child = Command::new("sleep").arg("3").spawn();
+            Some(std::process::ExitCode::SUCCESS)
+        }
+        Some(BLOCK_SIGINT_EXEC) => {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: a zeroed sigset_t is valid storage for sigemptyset,
+            // and this process has one thread here (before any runner).
+            unsafe {
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::sigaddset(&mut set, libc::SIGINT);
+                libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            }
+            // The mask survives exec; the scheduler's SIGINT handler never runs.
+            let err = Command::new(args.get(2)?).args(&args[3..]).exec();
+            eprintln!("exec {:?}: {err}", args.get(2));
+            Some(std::process::ExitCode::FAILURE)
+        }
+        _ => None,
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    if let Some(code) = run_as_fault_scheduler() {
+        return code;
+    }
+    // A private temp dir, so the cases count only their own temp files
+    // (other jobs on the machine write to /tmp too).
+    // SAFETY: gettid has no preconditions.
+    RUNNERS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(unsafe { libc::gettid() });
+    let tmp = tempfile::Builder::new()
+        .prefix("ktstr-faults-tmp-")
+        .tempdir()
+        .expect("private temp dir");
+    // SAFETY: no other thread exists yet (the runner starts below).
+    unsafe { std::env::set_var("TMPDIR", tmp.path()) };
+    let tests = [
+        ktstr_testenv::tests![&[needs(&[]), vec![Need::Probe(root)]].concat(); a_full_cache_directory_is_a_clear_error],
+        ktstr_testenv::tests![&needs(&[]); a_scheduler_that_forks_and_exits_is_named],
+        ktstr_testenv::tests![&needs(&["scx_simple"]); a_scheduler_deaf_to_sigint_is_killed_and_detached],
+    ];
+    let code = ktstr_testenv::run(tests.into_iter().flatten().collect());
+    drop(tmp);
+    code
+}
