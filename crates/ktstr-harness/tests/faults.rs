@@ -113,11 +113,10 @@ fn one_case() -> std::sync::MutexGuard<'static, ()> {
     ONE_CASE.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Run `case` under a VM slot (the caller holds [`one_case`]); assert it
+/// Run `case` (the caller holds [`one_case`] and any VM slot); assert it
 /// ended within `deadline` and that the footprint over `dirs` (plus the
 /// private temp dir) is unchanged afterwards.
 fn no_leak(dirs: &[&Path], deadline: Duration, case: impl FnOnce()) {
-    let _slot = vm_slot();
     let tmp = std::env::temp_dir();
     let mut all = dirs.to_vec();
     all.push(&tmp);
@@ -171,6 +170,7 @@ fn root() -> Result<(), Missing> {
 /// with an error naming the directory, no VM starts, nothing is left.
 fn a_full_cache_directory_is_a_clear_error() {
     let _one = one_case();
+    let _slot = vm_slot();
     let env = test_env();
     let mount = tempfile::Builder::new()
         .prefix("ktstr-full-cache-")
@@ -216,6 +216,7 @@ fn a_full_cache_directory_is_a_clear_error() {
 /// typed error, and the session still serves requests.
 fn a_scheduler_that_forks_and_exits_is_named() {
     let _one = one_case();
+    let _slot = vm_slot();
     let env = test_env();
     let dir = tempfile::tempdir().expect("dir");
     let fault = fault_scheduler(dir.path());
@@ -250,6 +251,7 @@ fn a_scheduler_that_forks_and_exits_is_named() {
 /// the grace period, the kernel detaches it, and the session goes on.
 fn a_scheduler_deaf_to_sigint_is_killed_and_detached() {
     let _one = one_case();
+    let _slot = vm_slot();
     const GRACE: Duration = Duration::from_secs(2);
     let env = test_env();
     let dir = tempfile::tempdir().expect("dir");
@@ -291,6 +293,27 @@ fn a_scheduler_deaf_to_sigint_is_killed_and_detached() {
     });
 }
 
+/// Issue 17's stress, bounded: 2 processes × 3 sessions at once (this
+/// binary as the workers), all clean, and the driver holds no more fds or
+/// threads after than before.
+fn stress_2_procs_by_3_sessions_has_no_flake() {
+    let _one = one_case();
+    let cache = tempfile::Builder::new()
+        .prefix(CACHE_PREFIX)
+        .tempdir()
+        .expect("cache");
+    let exe = std::env::current_exe().expect("test exe");
+    let mut report = None;
+    // Each session waits for a slot; the first boots, the rest resume.
+    no_leak(&[], Duration::from_secs(240), || {
+        report = Some(common::stress::drive(&exe, cache.path(), 2, 3).expect("drive"));
+    });
+    let report = report.expect("report");
+    eprint!("{report}");
+    assert!(report.clean(), "{report}");
+    assert_eq!(report.workers.len(), 2, "{report}");
+}
+
 /// Run as a faulty scheduler in the guest if the first argument says so.
 fn run_as_fault_scheduler() -> Option<std::process::ExitCode> {
     let args: Vec<String> = std::env::args().collect();
@@ -320,7 +343,7 @@ fn run_as_fault_scheduler() -> Option<std::process::ExitCode> {
 }
 
 fn main() -> std::process::ExitCode {
-    if let Some(code) = run_as_fault_scheduler() {
+    if let Some(code) = run_as_fault_scheduler().or_else(common::stress::run_as_worker) {
         return code;
     }
     // A private temp dir, so the cases count only their own temp files
@@ -340,6 +363,7 @@ fn main() -> std::process::ExitCode {
         ktstr_testenv::tests![&[needs(&[]), vec![Need::Probe(root)]].concat(); a_full_cache_directory_is_a_clear_error],
         ktstr_testenv::tests![&needs(&[]); a_scheduler_that_forks_and_exits_is_named],
         ktstr_testenv::tests![&needs(&["scx_simple"]); a_scheduler_deaf_to_sigint_is_killed_and_detached],
+        ktstr_testenv::tests![&needs(&[]); stress_2_procs_by_3_sessions_has_no_flake],
     ];
     let code = ktstr_testenv::run(tests.into_iter().flatten().collect());
     drop(tmp);

@@ -3,6 +3,8 @@
 //! string.
 #![allow(dead_code)]
 
+pub mod stress;
+
 use std::path::Path;
 
 use std::time::Duration;
