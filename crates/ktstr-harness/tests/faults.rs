@@ -13,8 +13,8 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{config, needs, scheduler, test_env, vm_slot};
-use ktstr_harness::{GuestExit, HarnessError, Session};
+use common::{config, needs, powered_off_cleanly, scheduler, test_env, vm_slot};
+use ktstr_harness::{HarnessError, Session};
 use ktstr_testenv::{Missing, Need};
 
 const EXEC: Duration = Duration::from_secs(120);
@@ -33,10 +33,6 @@ struct Footprint {
     fds: usize,
     children: usize,
     files: usize,
-}
-
-fn entries(dir: &Path) -> usize {
-    std::fs::read_dir(dir).map_or(0, |d| d.count())
 }
 
 /// Prefix of the session cache dirs of `common::config`: their contents
@@ -98,7 +94,7 @@ impl Footprint {
     fn now(dirs: &[&Path]) -> Footprint {
         Footprint {
             threads: threads(),
-            fds: entries(Path::new("/proc/self/fd")),
+            fds: common::stress::Usage::of_self().fds,
             children: children(),
             files: dirs.iter().map(|d| files_under(d)).sum(),
         }
@@ -240,13 +236,7 @@ fn a_scheduler_that_forks_and_exits_is_named() {
         }
         let after = s.exec(&["echo", "still-serving"], EXEC).expect("exec");
         assert_eq!(after.stdout, b"still-serving\n");
-        let end = s.shutdown().expect("shutdown");
-        assert_eq!(
-            end.exit,
-            GuestExit::Exited(0),
-            "{}",
-            end.outcome.com1_text()
-        );
+        powered_off_cleanly(s);
     });
 }
 
@@ -287,13 +277,7 @@ fn a_scheduler_deaf_to_sigint_is_killed_and_detached() {
             .exec(&["cat", "/sys/kernel/sched_ext/state"], EXEC)
             .expect("state");
         assert_eq!(String::from_utf8_lossy(&state.stdout).trim(), "disabled");
-        let end = s.shutdown().expect("shutdown");
-        assert_eq!(
-            end.exit,
-            GuestExit::Exited(0),
-            "{}",
-            end.outcome.com1_text()
-        );
+        powered_off_cleanly(s);
     });
 }
 
@@ -322,13 +306,7 @@ fn bulk_channel_garbage_is_skipped_with_bounded_memory() {
             grown < 16 << 10,
             "host RSS grew {grown} KiB over 64 MiB of garbage"
         );
-        let end = s.shutdown().expect("shutdown");
-        assert_eq!(
-            end.exit,
-            GuestExit::Exited(0),
-            "{}",
-            end.outcome.com1_text()
-        );
+        powered_off_cleanly(s);
     });
 }
 

@@ -45,6 +45,14 @@ pub fn config(env: &TestEnv, schedulers: &[&str]) -> (SessionConfig, tempfile::T
     (cfg, cache)
 }
 
+/// Shuts `s` down, requires init's clean exit, and returns COM1.
+pub fn powered_off_cleanly(s: ktstr_harness::Session) -> String {
+    let end = s.shutdown().expect("shutdown");
+    let com1 = end.outcome.com1_text();
+    assert_eq!(end.exit, ktstr_harness::GuestExit::Exited(0), "{com1}");
+    com1
+}
+
 /// The release in the kernel image: `Linux version X` in a vmlinux, or the
 /// bzImage setup header's version string (pointer at 0x20e, from 0x200).
 pub fn kernel_release(kernel: &Path) -> String {
