@@ -13,7 +13,7 @@ use ktstr_wire::{
 use crate::error::Error;
 use crate::exec;
 use crate::outbox::Outbox;
-use crate::proto::{ExecRequest, Reply, Request};
+use crate::proto::{ExecRequest, ProcExit, Reply, Request};
 use crate::sched::Scheduler;
 use crate::shell;
 use crate::transport::Port;
@@ -88,6 +88,7 @@ fn handle_request(req: Request, out: &Outbox, sched: &mut Scheduler) -> Reply {
         Request::StopScheduler(s) => sched.stop(&s, out),
         Request::RunScenario { scenario } => crate::scenario::run(&scenario),
         Request::Panic { message } => panic!("{message}"),
+        Request::Garbage { bytes } => garbage(bytes, out),
         Request::Raise { signal } if crate::init::panic::FATAL_SIGNALS.contains(&signal) => {
             // SAFETY: raise has no memory effects; the handler reboots.
             unsafe { libc::raise(signal) };
@@ -101,6 +102,34 @@ fn handle_request(req: Request, out: &Outbox, sched: &mut Scheduler) -> Reply {
         Request::Shell => Reply::Error {
             message: "shell is handled by the loop".into(),
         },
+    }
+}
+
+/// Write `bytes` xorshift bytes in 64 KiB chunks; unlike console noise they
+/// include the frame magic, so false frame starts reach the host too.
+fn garbage(bytes: u64, out: &Outbox) -> Reply {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut chunk = vec![0u8; 64 << 10];
+    let mut left = bytes;
+    while left > 0 {
+        for b in chunk.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = (x >> 24) as u8;
+        }
+        let n = usize::try_from(left).map_or(chunk.len(), |l| l.min(chunk.len()));
+        if let Err(e) = out.send_raw(chunk.get(..n).unwrap_or_default()) {
+            return Reply::Error {
+                message: e.to_string(),
+            };
+        }
+        left -= n as u64;
+    }
+    Reply::Exec {
+        pid: 0,
+        exit: ProcExit::default(),
+        timed_out: false,
     }
 }
 

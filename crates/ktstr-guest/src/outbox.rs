@@ -46,6 +46,15 @@ impl Outbox {
         Ok(seq)
     }
 
+    /// Write unframed bytes between frames (garbage for tests).
+    pub fn send_raw(&self, bytes: &[u8]) -> Result<(), Error> {
+        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        g.out
+            .write_all(bytes)
+            .and_then(|()| g.out.flush())
+            .map_err(|e| Error::io("write raw bytes", e))
+    }
+
     /// Send a `Log` line, ignoring failure (diagnostics only).
     pub fn log(&self, level: ktstr_wire::LogLevel, text: &str) {
         let _ = self.send(&Message::Log(ktstr_wire::Log {

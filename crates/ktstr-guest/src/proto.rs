@@ -31,6 +31,13 @@ pub enum Request {
         /// The panic message.
         message: String,
     },
+    /// Write `bytes` unframed pseudo-random bytes (frame magic included) on
+    /// the bulk channel, then reply with an empty `Exec` (tests the host
+    /// decoder's resync and memory bound under garbage).
+    Garbage {
+        /// How many bytes.
+        bytes: u64,
+    },
     /// Raise a fatal signal in init (tests the signal path end to end).
     Raise {
         /// One of SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT.

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use common::{config, kernel_release, needs, scheduler, test_env, vm_slot};
+use common::{config, kernel_release, needs, powered_off_cleanly, scheduler, test_env, vm_slot};
 use ktstr_backend::death::CrashKind;
 use ktstr_backend::{BackendKind, Exit};
 use ktstr_guest::proto::ProcExit;
@@ -221,14 +221,6 @@ fn schedulers_attach_detach_and_early_exit_is_an_error() {
 /// What a guest kernel prints when it crashes or detects a bug. (Not bare
 /// "panic": the command line's `panic=-1` is in the log.)
 const KERNEL_CRASH_MARKS: [&str; 3] = ["Oops", "BUG:", "Kernel panic"];
-
-/// Shuts `s` down, requires init's clean exit, and returns COM1.
-fn powered_off_cleanly(s: Session) -> String {
-    let end = s.shutdown().expect("shutdown");
-    let com1 = end.outcome.com1_text();
-    assert_eq!(end.exit, GuestExit::Exited(0), "{com1}");
-    com1
-}
 
 /// Issue 17: QEMU 7.2's multi-threaded TCG crashed 2-vCPU guests with
 /// `Oops: int3` after about a dozen sched_ext attach/detach cycles (the

@@ -169,6 +169,16 @@ impl Session {
         }
     }
 
+    /// Make init write `bytes` of unframed garbage on the bulk channel
+    /// (tests the decoder's resync); `Ok` once its reply got through.
+    pub fn flood_bulk_channel(&mut self, bytes: u64) -> Result<(), HarnessError> {
+        let wait = Duration::from_secs(60 + bytes / (1 << 20));
+        match self.request(&Request::Garbage { bytes }, wait)? {
+            Reply::Exec { .. } => Ok(()),
+            other => Err(unexpected("garbage", other)),
+        }
+    }
+
     /// Run `scenario` in the guest (cgroups, workers, telemetry) and return its report.
     /// The scheduler keeps running; check [`Session::scheduler_exit`] afterwards.
     pub fn run_scenario(
@@ -204,6 +214,7 @@ pub(super) fn op_name(req: &Request) -> String {
         Request::RunScenario { scenario } => format!("scenario {:?}", scenario.name),
         Request::Panic { .. } => "panic".into(),
         Request::Raise { signal } => format!("raise signal {signal}"),
+        Request::Garbage { bytes } => format!("garbage ({bytes} bytes)"),
         Request::Shell => "shell".into(),
     }
 }

@@ -3,6 +3,8 @@
 //! string.
 #![allow(dead_code)]
 
+pub mod stress;
+
 use std::path::Path;
 
 use std::time::Duration;
@@ -41,6 +43,14 @@ pub fn config(env: &TestEnv, schedulers: &[&str]) -> (SessionConfig, tempfile::T
     cfg.snapshot_dir = cache.path().join("snapshots");
     cfg.deadline = Duration::from_secs(540);
     (cfg, cache)
+}
+
+/// Shuts `s` down, requires init's clean exit, and returns COM1.
+pub fn powered_off_cleanly(s: ktstr_harness::Session) -> String {
+    let end = s.shutdown().expect("shutdown");
+    let com1 = end.outcome.com1_text();
+    assert_eq!(end.exit, ktstr_harness::GuestExit::Exited(0), "{com1}");
+    com1
 }
 
 /// The release in the kernel image: `Linux version X` in a vmlinux, or the
