@@ -22,13 +22,19 @@ impl Missing {
     }
 }
 
-/// Where the kernel is looked for after `KTSTR_KERNEL`:
-/// `$XDG_CACHE_HOME/ktstr/vmlinux`, else `~/.cache/ktstr/vmlinux`.
-pub fn kernel_cache_path() -> Option<PathBuf> {
+/// ktstr's cache directory: `$XDG_CACHE_HOME/ktstr`, else `~/.cache/ktstr`
+/// (`None` without either variable).
+pub fn cache_dir() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("ktstr").join("vmlinux"))
+    Some(base.join("ktstr"))
+}
+
+/// Where the kernel is looked for after `KTSTR_KERNEL`: `vmlinux` in
+/// [`cache_dir`].
+pub fn kernel_cache_path() -> Option<PathBuf> {
+    cache_dir().map(|d| d.join("vmlinux"))
 }
 
 /// `KTSTR_KERNEL` (which must then exist), else [`kernel_cache_path`]. An

@@ -16,7 +16,7 @@ mod slots;
 mod tools;
 
 pub use ci::in_ci;
-pub use kernel::{Missing, find_kernel, kernel_cache_path};
+pub use kernel::{Missing, cache_dir, find_kernel, kernel_cache_path};
 pub use need::Need;
 pub use runner::{Test, TestOutcome, run};
 pub use slots::{VmSlot, max_vms, vm_slot};
