@@ -20,7 +20,16 @@ pub struct L1Machine {
     pub memory_mib: u64,
     /// L1 is killed and reported after this.
     pub deadline: Duration,
+    /// QEMU's `-cpu` for L1 (TCG): see [`L1_CPU`].
+    pub cpu: String,
 }
+
+/// TCG's `max` CPU (AMD, with SVM and NPT), presented as a Zen 3 (family
+/// 0x19): TCG's own family 0xF makes Linux take the LLC to span the whole
+/// node whatever CPUID leaf 0x8000_001D says (`cacheinfo_amd_init_llc_id`),
+/// so the AMD topology leaves ktstr-vmm gives L2 would not be read as on the
+/// AMD hosts users have.
+pub const L1_CPU: &str = "max,family=25,model=1";
 
 impl Default for L1Machine {
     fn default() -> Self {
@@ -28,6 +37,7 @@ impl Default for L1Machine {
             vcpus: 1,
             memory_mib: ktstr_qemu::MAX_MEMORY_MIB,
             deadline: Duration::from_secs(30 * 60),
+            cpu: L1_CPU.to_owned(),
         }
     }
 }
@@ -47,6 +57,9 @@ pub fn run(
         .vcpus(machine.vcpus)
         .memory_mib(machine.memory_mib)
         .deadline(machine.deadline)
+        // After ktstr-qemu's own `-cpu max`; QEMU takes the last.
+        .extra_qemu_arg("-cpu")
+        .extra_qemu_arg(machine.cpu.clone())
         // Kernel warnings only: L1's log would interleave with the tests' output.
         .cmdline("quiet")
         .com1_sink(Box::new(LineSink {

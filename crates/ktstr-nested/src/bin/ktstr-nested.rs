@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! ktstr-nested [--suite PACKAGE/TEST[=ARGS]]... [--release] [--package DEB]
-//!              [--l1-vcpus N] [--l1-memory-mib M] [--deadline-min MIN]
+//!              [--l1-vcpus N] [--l1-memory-mib M] [--l1-cpu QEMU-CPU]
+//!              [--deadline-min MIN]
 //! ```
 //! Without `--suite`, every suite that needs hardware KVM. The L2 kernel is
 //! `KTSTR_NESTED_KERNEL`, else the test kernel (`KTSTR_KERNEL` / the cache);
@@ -44,6 +45,7 @@ fn parse_args() -> Result<Options, String> {
             "--package" => o.package = value()?,
             "--l1-vcpus" => o.machine.vcpus = number(value()?)? as u32,
             "--l1-memory-mib" => o.machine.memory_mib = number(value()?)?,
+            "--l1-cpu" => o.machine.cpu = value()?,
             "--deadline-min" => o.machine.deadline = Duration::from_secs(60 * number(value()?)?),
             _ => {
                 return Err(format!(
