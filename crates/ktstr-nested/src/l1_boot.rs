@@ -43,16 +43,18 @@ impl Default for L1Machine {
 }
 
 /// Boots `vmlinuz` with `initramfs`, calls `on_line` with each COM1 line as
-/// it arrives, and returns how L1 ended.
+/// it arrives, and returns how L1 ended. The initramfs file is removed as
+/// soon as L1 runs (QEMU has read it by then), so even a killed run leaves
+/// no hundreds of MiB behind.
 pub fn run(
     machine: &L1Machine,
     vmlinuz: &Path,
-    initramfs: &Path,
+    initramfs: tempfile::TempPath,
     on_line: &mut dyn FnMut(&str),
 ) -> Result<ExitKind, Error> {
     let (tx, rx) = channel();
     let vm = QemuBuilder::new(vmlinuz)
-        .initramfs(initramfs)
+        .initramfs(initramfs.to_path_buf())
         .accel(Accel::Tcg)
         .vcpus(machine.vcpus)
         .memory_mib(machine.memory_mib)
@@ -67,6 +69,7 @@ pub fn run(
             lines: tx,
         }))
         .spawn()?;
+    drop(initramfs);
     let waiter = std::thread::Builder::new()
         .name("nested-l1".into())
         .spawn(move || vm.wait())

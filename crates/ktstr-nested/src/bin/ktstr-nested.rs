@@ -106,12 +106,14 @@ fn run(o: &Options, started: Instant) -> Result<bool, Error> {
             suites: &built,
         },
     )?;
-    let work = tempfile::Builder::new()
+    let cpio = tempfile::Builder::new()
         .prefix("ktstr-nested-")
-        .tempdir()
-        .map_err(|e| Error::io("create", std::env::temp_dir(), e))?;
-    let cpio = work.path().join("l1.cpio");
+        .suffix(".cpio")
+        .tempfile()
+        .map_err(|e| Error::io("create", std::env::temp_dir(), e))?
+        .into_temp_path();
     archive.write_to(&cpio)?;
+    drop(archive);
     let mib = std::fs::metadata(&cpio).map_or(0, |m| m.len() >> 20);
 
     progress(
@@ -122,7 +124,7 @@ fn run(o: &Options, started: Instant) -> Result<bool, Error> {
         ),
     );
     let mut summary = Summary::default();
-    let exit = l1_boot::run(&o.machine, &kernel.vmlinuz, &cpio, &mut |line| {
+    let exit = l1_boot::run(&o.machine, &kernel.vmlinuz, cpio, &mut |line| {
         println!("L1| {line}");
         let before = summary.suites.len();
         summary.feed(line);
