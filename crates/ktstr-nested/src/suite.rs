@@ -51,7 +51,9 @@ impl std::str::FromStr for Suite {
 /// Skipped, each for a ktstr-vmm gap being fixed elsewhere (and passing on
 /// QEMU): harness snapshots on ktstr-vmm (`SnapshotUnsupported`), and a
 /// guest that dies before SysReady being classified by its cause instead of
-/// waiting out the boot timeout (issue 17).
+/// waiting out the boot timeout (issue 17). Also `gauntlet_steady`: its 30%
+/// cgroup fairness limit is missed intermittently (30-34% measured) when a
+/// 4-worker L2 guest shares L1's one emulated vCPU; it runs on QEMU.
 pub fn default_suites() -> Vec<Suite> {
     [
         "ktstr-vmm/kernel_boot",
@@ -60,7 +62,7 @@ pub fn default_suites() -> Vec<Suite> {
         "ktstr-harness/guest=--skip a_second_session_resumes_the_first_ones_snapshot \
          --skip an_init_that_never_starts_is_named_not_timed_out \
          --skip init_panic_reaches_the_host_as_a_com2_line",
-        "ktstr-examples/schedulers",
+        "ktstr-examples/schedulers=--skip gauntlet_steady",
     ]
     .iter()
     .filter_map(|s| s.parse().ok())
