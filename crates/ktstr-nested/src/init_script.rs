@@ -19,6 +19,10 @@ pub struct Step<'a> {
     pub args: &'a [String],
 }
 
+/// A test binary still running after this is killed (exit code 137 in its
+/// [`DONE`] line), so one hang costs its own suite, not the whole tier.
+pub const SUITE_TIMEOUT_S: u32 = 600;
+
 /// The script for `modules` (file stems under `/lib/modules`, load order)
 /// and `steps`.
 pub fn render(modules: &[&str], steps: &[Step<'_>]) -> String {
@@ -45,7 +49,7 @@ run() {{
     name=$1; shift
     echo "{RUN} $name"
     start=$(date +%s)
-    "$@" --color never --test-threads 1
+    timeout -s KILL {SUITE_TIMEOUT_S} "$@" --color never --test-threads 1
     rc=$?
     echo "{DONE} $name rc=$rc secs=$(( $(date +%s) - start ))"
 }}
@@ -92,5 +96,9 @@ mod tests {
             "{s}"
         );
         assert!(s.ends_with(&format!("echo {END}\npoweroff -f\n")), "{s}");
+        assert!(
+            s.contains(&format!("timeout -s KILL {SUITE_TIMEOUT_S} \"$@\"")),
+            "{s}"
+        );
     }
 }
