@@ -473,7 +473,7 @@ fn topology_seen_by_guest(kind: BackendKind, text: &str) {
     }
     assert!(
         bad.is_empty(),
-        "{kind:?} {text}: the guest's topology differs:\n  {}\n(run time {:?})",
+        "{kind:?} {text}: the guest's topology differs:\n  {}\n(run time {:?}); COM1 tail:\n{tail}",
         bad.join("\n  "),
         outcome.run_time
     );
@@ -558,8 +558,17 @@ fn main() -> std::process::ExitCode {
             move || topology_seen_by_guest(BackendKind::QemuTcg, topo),
         )
     });
+    // The same presets on ktstr-vmm, where sysfs needs hardware KVM.
+    let vmm_presets = ["1n2l2c1t", "1n1l1c2t"].map(|topo| {
+        Test::new(
+            format!("vmm::topology_{topo}"),
+            &needs(BackendKind::Vmm, true, false),
+            move || topology_seen_by_guest(BackendKind::Vmm, topo),
+        )
+    });
     let mut tests = suite("qemu_tcg", BackendKind::QemuTcg);
     tests.extend(suite("vmm", BackendKind::Vmm));
     tests.extend(presets);
+    tests.extend(vmm_presets);
     ktstr_testenv::run(tests)
 }

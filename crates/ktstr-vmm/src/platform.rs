@@ -8,7 +8,8 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use crate::arch::x86_64::{cpuid, cpuid_topology, mptable};
 use crate::config::VmConfig;
 use crate::error::{MemoryError, Result, VcpuCpuidError};
-use crate::topology::{build_acpi, cpuid_for_vcpu};
+use crate::layout;
+use crate::topology::{VirtioMmioDevice, build_acpi, cpuid_for_vcpu};
 
 /// KVM vCPU id of vCPU `index`: its topology APIC ID, else `index`.
 pub(crate) fn vcpu_id(config: &VmConfig, index: usize) -> Result<u64> {
@@ -39,12 +40,24 @@ pub(crate) fn vcpu_cpuid(
     cpuid_topology::merge(&patched, &leaves)
 }
 
-/// Writes the firmware tables the kernel discovers CPUs (and nodes) from.
-pub(crate) fn write_tables(config: &VmConfig, memory: &GuestMemoryMmap) -> Result<()> {
+/// The virtio-mmio console as ACPI describes it.
+const VIRTIO_CONSOLE: VirtioMmioDevice = VirtioMmioDevice {
+    base: layout::VIRTIO_MMIO_BASE,
+    gsi: layout::VIRTIO_CONSOLE_IRQ,
+};
+
+/// Writes the firmware tables the kernel discovers CPUs (and nodes) from;
+/// with ACPI they also describe the virtio-mmio console when `console`.
+pub(crate) fn write_tables(
+    config: &VmConfig,
+    memory: &GuestMemoryMmap,
+    console: bool,
+) -> Result<()> {
     let Some(topo) = &config.topology else {
         return mptable::write(memory, config.vcpus);
     };
-    let tables = build_acpi(topo, config.memory_mib)?;
+    let virtio: &[VirtioMmioDevice] = if console { &[VIRTIO_CONSOLE] } else { &[] };
+    let tables = build_acpi(topo, config.memory_mib, virtio)?;
     for (addr, bytes) in &tables.blobs {
         memory
             .write_slice(bytes, GuestAddress(*addr))

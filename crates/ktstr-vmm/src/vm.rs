@@ -118,7 +118,9 @@ impl Vm {
 
         let mem_bytes = config.memory_mib * layout::MIB;
         let mut extra_args = config.cmdline_extra.clone();
-        if console.is_some() {
+        // With ACPI (a topology) the DSDT describes the device instead: there
+        // the bare IRQ number of this argument has no mapping (see acpi::dsdt).
+        if console.is_some() && config.topology.is_none() {
             extra_args = format!(
                 "virtio_mmio.device=4K@{:#x}:{} {extra_args}",
                 layout::VIRTIO_MMIO_BASE,
@@ -130,6 +132,7 @@ impl Vm {
         paging::write_identity_map(&memory)?;
         regs::write_descriptor_tables(&memory)?;
 
+        let has_console = console.is_some();
         let state = Arc::new(RunState::new(config.vcpus));
         let mut com1 = serial::Capture::new(com1_sink);
         if let Some(SnapshotPlan {
@@ -197,7 +200,7 @@ impl Vm {
             vcpus.push(vcpu);
         }
         if matches!(config.image, Some(GuestImage::Kernel(_))) {
-            platform::write_tables(&config, &memory)?;
+            platform::write_tables(&config, &memory, has_console)?;
         }
 
         Ok(Vm {

@@ -9,7 +9,13 @@ use std::process::Command;
 use ktstr_testenv::Need;
 use ktstr_topology::{DistanceMatrix, NodeSpec, NumaTopology, Topology, TopologyError};
 use ktstr_vmm::layout::{MIB, MMIO_GAP_END, MMIO_GAP_START};
-use ktstr_vmm::topology::{AcpiTables, build_acpi};
+use ktstr_vmm::topology::{AcpiTables, VirtioMmioDevice, build_acpi};
+
+/// A virtio-mmio device as the VMM places its console.
+const VIRTIO: VirtioMmioDevice = VirtioMmioDevice {
+    base: 0xd000_0000,
+    gsi: 5,
+};
 
 const PRESETS: [&str; 12] = [
     "1n1l1c1t", "1n1l2c1t", "1n2l2c1t", "1n1l1c2t", "2n2l1c1t", "1n1l4c1t", "1n2l4c1t", "1n2l2c2t",
@@ -114,7 +120,7 @@ fn blob<'a>(t: &'a AcpiTables, sig: &[u8; 4]) -> &'a [u8] {
 /// Checks every table of `topo` against its disassembly; `ranges` are the
 /// expected memory affinity `(node, base, len)` entries.
 fn check(tag: &str, topo: &NumaTopology, memory_mib: u64, ranges: &[(u64, u64, u64)]) {
-    let tables = build_acpi(topo, memory_mib).expect(tag);
+    let tables = build_acpi(topo, memory_mib, &[VIRTIO]).expect(tag);
     let dir = TempDir::new(tag);
     let ids: Vec<u64> = (0..topo.vcpus())
         .map(|i| u64::from(topo.apic_id(i).expect("apic id")))
@@ -216,6 +222,24 @@ fn check(tag: &str, topo: &NumaTopology, memory_mib: u64, ranges: &[(u64, u64, u
     );
     let dsdt = disassemble(&dir.0, "dsdt", blob(&tables, b"DSDT"));
     assert!(dsdt.contains("Scope (\\_SB)"), "{tag}: DSDT\n{dsdt}");
+    // Without a PIC (hardware-reduced ACPI) Linux maps only the interrupts
+    // firmware describes: each device's GSI must be here, or its
+    // request_irq fails (the virtio console's "Error -22 initializing vqs").
+    let squashed: String = dsdt.split_whitespace().collect();
+    for want in [
+        "Name(_HID,\"LNRO0005\")",
+        "Memory32Fixed(ReadWrite,0xD0000000,//AddressBase0x00001000,//AddressLength)",
+        "Interrupt(ResourceConsumer,Edge,ActiveHigh,Exclusive,,,){0x00000005,}",
+        "IO(Decode16,0x03F8,//RangeMinimum0x03F8,//RangeMaximum0x01,//Alignment0x08,//Length)IRQNoFlags(){4}",
+        "IO(Decode16,0x02F8,//RangeMinimum0x02F8,//RangeMaximum0x01,//Alignment0x08,//Length)IRQNoFlags(){3}",
+    ] {
+        assert!(squashed.contains(want), "{tag}: DSDT lacks {want}:\n{dsdt}");
+    }
+    assert_eq!(
+        squashed.matches("Name(_HID,\"PNP0501\"").count(),
+        2,
+        "{tag}: DSDT\n{dsdt}"
+    );
     let xsdt = disassemble(&dir.0, "xsdt", blob(&tables, b"XSDT"));
     assert_eq!(xsdt.matches("ACPI Table Address").count(), 4, "{tag}: XSDT");
 

@@ -28,6 +28,7 @@ for d in /sys/devices/system/node/node[0-9]*; do
   kb=$($B awk '/MemTotal/ {print $4}' $d/meminfo)
   echo "KTSTR-TOPO node ${d##*/node} cpus=$($B cat $d/cpulist) memkb=$kb dist=$($B cat $d/distance)"
 done
+echo "KTSTR-TOPO bulk $($B cat /sys/class/virtio-ports/vport0p1/name 2>/dev/null)"
 echo "KTSTR-TOPO end"
 $B reboot -f
 "#;
@@ -52,6 +53,9 @@ pub struct Probe {
     /// node -> (cpulist, MemTotal kB, distances)
     pub nodes: BTreeMap<u32, (String, u64, String)>,
     pub complete: bool,
+    /// The name of the virtio-serial port the wire runs on (empty if the
+    /// device did not come up).
+    pub bulk: String,
 }
 
 fn field<'a>(line: &'a str, key: &str) -> &'a str {
@@ -104,6 +108,7 @@ pub fn parse_probe(com1: &str) -> Probe {
                 p.nodes
                     .insert(n, (field(rest, "cpus=").to_string(), kb, dist));
             }
+            Some("bulk") => p.bulk = words.next().unwrap_or("").to_string(),
             Some("end") => p.complete = true,
             _ => {}
         }
@@ -175,6 +180,13 @@ pub fn compare_probe(probe: &Probe, topo: &NumaTopology, memory_mib: u64) -> Vec
     if !probe.complete {
         check("probe".into(), "incomplete", "complete");
     }
+    // The wire's port exists: the virtio-mmio device's interrupt is routed
+    // whichever firmware tables (MP table or ACPI) the shape needs.
+    check(
+        "virtio bulk port".into(),
+        &probe.bulk,
+        ktstr_wire::BULK_PORT_NAME,
+    );
     check(
         "online".into(),
         &probe.online,

@@ -210,7 +210,10 @@ mod tests {
         // A bare name that resolves nowhere says how to build it.
         match find_scheduler("scx_no_such_scheduler") {
             Err(e @ HarnessError::NoScheduler(_)) => {
-                assert!(e.to_string().contains("sched build scx_no_such_scheduler"), "{e}")
+                assert!(
+                    e.to_string().contains("sched build scx_no_such_scheduler"),
+                    "{e}"
+                )
             }
             other => panic!("{other:?}"),
         }

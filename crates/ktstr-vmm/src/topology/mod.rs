@@ -7,7 +7,7 @@ mod cpuid;
 mod decode;
 
 pub use crate::arch::x86_64::acpi::{
-    ACPI_TABLES_END, AcpiError, AcpiTables, RSDP_ADDR, build_acpi,
+    ACPI_TABLES_END, AcpiError, AcpiTables, RSDP_ADDR, VirtioMmioDevice, build_acpi,
 };
 pub use cpuid::{CpuidLeaf, Vendor, for_all as cpuid_for_all, for_vcpu as cpuid_for_vcpu};
 pub use decode::{Decoded, decode};

@@ -1,5 +1,5 @@
 //! A hardware-reduced FADT (no PM blocks, no SCI, no legacy devices to
-//! probe) and a DSDT holding only an empty `\_SB` scope.
+//! probe); the DSDT it points to is [`super::dsdt`].
 
 use zerocopy::{Immutable, IntoBytes, KnownLayout};
 
@@ -12,8 +12,6 @@ const BOOT_ARCH_8042: u16 = 1 << 1;
 /// ACPI 6.3: FADT revision 6, minor 3.
 const FADT_REVISION: u8 = 6;
 const FADT_MINOR: u8 = 3;
-/// Revision 2 makes AML integers 64-bit.
-const DSDT_REVISION: u8 = 2;
 
 /// The FADT after the common header (ACPI 6.3 table 5-34, 276 bytes total).
 /// Generic address structures are opaque 12-byte fields, all zero here.
@@ -72,10 +70,4 @@ pub fn fadt(dsdt_addr: u64) -> Vec<u8> {
         ..Default::default()
     };
     sdt::table(b"FACP", FADT_REVISION, body.as_bytes())
-}
-
-pub fn dsdt() -> Vec<u8> {
-    // ScopeOp, PkgLength 6 (itself + 5-byte name), "\_SB_".
-    const AML: [u8; 7] = [0x10, 0x06, b'\\', b'_', b'S', b'B', b'_'];
-    sdt::table(b"DSDT", DSDT_REVISION, &AML)
 }

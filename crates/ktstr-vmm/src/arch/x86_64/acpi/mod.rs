@@ -3,11 +3,13 @@
 //! (0xe0000..1 MiB), inside the range the e820 map already reserves and
 //! where Linux scans for the RSDP.
 
+mod dsdt;
 mod fadt;
 mod madt;
 pub(crate) mod sdt;
 mod srat;
 
+pub use dsdt::VirtioMmioDevice;
 use ktstr_topology::{NumaTopology, TopologyError};
 
 use crate::layout::{self, MIB};
@@ -48,8 +50,12 @@ impl AcpiTables {
 }
 
 /// Builds the tables for `topo` with `memory_mib` of guest RAM laid out as
-/// [`layout::ram_ranges`] does.
-pub fn build_acpi(topo: &NumaTopology, memory_mib: u64) -> Result<AcpiTables, AcpiError> {
+/// [`layout::ram_ranges`] does, describing the `virtio` devices in the DSDT.
+pub fn build_acpi(
+    topo: &NumaTopology,
+    memory_mib: u64,
+    virtio: &[VirtioMmioDevice],
+) -> Result<AcpiTables, AcpiError> {
     topo.check()?;
     if memory_mib > layout::MAX_MEMORY_MIB {
         return Err(AcpiError::MemoryTooLarge {
@@ -67,7 +73,7 @@ pub fn build_acpi(topo: &NumaTopology, memory_mib: u64) -> Result<AcpiTables, Ac
         next = align(at + bytes.len() as u64);
         (at, bytes)
     };
-    let dsdt = place(fadt::dsdt());
+    let dsdt = place(dsdt::dsdt(virtio));
     let fadt = place(fadt::fadt(dsdt.0));
     let madt = place(madt::madt(topo));
     let srat = place(srat::srat(topo, &ranges));
@@ -99,7 +105,7 @@ mod tests {
     #[test]
     fn tables_are_checksummed_and_disjoint() {
         let topo = Topology::new(2, 4, 2, 2).to_numa().expect("numa");
-        let t = build_acpi(&topo, 512).expect("acpi");
+        let t = build_acpi(&topo, 512, &[]).expect("acpi");
         for (addr, bytes) in &t.blobs {
             assert_eq!(sum(bytes), 0, "{:?}", &bytes[..4]);
             assert!(*addr >= RSDP_ADDR && addr + bytes.len() as u64 <= ACPI_TABLES_END);
@@ -120,12 +126,12 @@ mod tests {
     fn too_many_vcpus_do_not_fit() {
         let topo = Topology::new(1, 64, 64, 2).to_numa().expect("numa");
         assert!(matches!(
-            build_acpi(&topo, 1024),
+            build_acpi(&topo, 1024, &[]),
             Err(AcpiError::TooLarge { .. })
         ));
         let small = Topology::new(1, 1, 1, 1).to_numa().expect("numa");
         assert!(matches!(
-            build_acpi(&small, u64::MAX),
+            build_acpi(&small, u64::MAX, &[]),
             Err(AcpiError::MemoryTooLarge { .. })
         ));
     }

@@ -1,0 +1,186 @@
+//! Which test binaries run in L1: a [`Suite`] names a cargo package, one of
+//! its test targets and the arguments (filter, `--skip`) it runs with;
+//! [`build`] compiles them with `cargo test --no-run`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::error::Error;
+use crate::host_command::run;
+
+/// One test binary and the arguments it runs with in L1.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Suite {
+    /// The cargo package, e.g. `ktstr-vmm`.
+    pub package: String,
+    /// Its test target, e.g. `kernel_boot`.
+    pub test: String,
+    /// libtest arguments: a name filter and `--skip` options.
+    pub args: Vec<String>,
+}
+
+impl Suite {
+    /// `package/test`, the suite's name in progress lines and results.
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.package, self.test)
+    }
+}
+
+/// Parses `PACKAGE/TEST[=ARGS]`, ARGS split at whitespace, e.g.
+/// `ktstr-backend/conformance=vmm::` or `ktstr-harness/guest=--skip snap`.
+impl std::str::FromStr for Suite {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (target, args) = s.split_once('=').unwrap_or((s, ""));
+        let (package, test) = target
+            .split_once('/')
+            .filter(|(p, t)| !p.is_empty() && !t.is_empty())
+            .ok_or_else(|| format!("{s:?} is not PACKAGE/TEST[=ARGS]"))?;
+        Ok(Suite {
+            package: package.to_owned(),
+            test: test.to_owned(),
+            args: args.split_whitespace().map(str::to_owned).collect(),
+        })
+    }
+}
+
+/// Everything in the workspace that needs KVM with hardware semantics (issue 12).
+///
+/// Skipped: `gauntlet_steady`, whose 30% cgroup fairness limit is missed
+/// intermittently (30-34% measured) when a 4-worker L2 guest shares L1's
+/// one emulated vCPU; it runs on QEMU. The harness skips are said below.
+pub fn default_suites() -> Vec<Suite> {
+    [
+        "ktstr-vmm/kernel_boot",
+        "ktstr-vmm/kernel_snapshot",
+        "ktstr-backend/conformance=vmm::",
+        // Not here: the backend-neutral resume test (the ktstr-vmm one
+        // asserts the same, forced), the QEMU snapshot-file corruption test,
+        // and the 50-toggle regression for multi-threaded TCG (a QEMU hazard).
+        "ktstr-harness/guest=--skip a_second_session_resumes_the_first_ones_snapshot \
+         --skip a_corrupt_truncated_or_foreign_snapshot_is_rebuilt \
+         --skip sched_ext_toggles_50_times_in_one_smp_guest_without_a_kernel_crash",
+        "ktstr-examples/schedulers=--skip gauntlet_steady",
+    ]
+    .iter()
+    .filter_map(|s| s.parse().ok())
+    .collect()
+}
+
+/// A built suite: where its binary is.
+#[derive(Clone, Debug)]
+pub struct Built {
+    /// The suite.
+    pub suite: Suite,
+    /// The test executable on the host.
+    pub executable: PathBuf,
+}
+
+impl Built {
+    /// The `CARGO_TARGET_TMPDIR` compiled into the binary (tests write logs
+    /// there): `<target>/tmp` for cargo's `<target>/<profile>/deps/<exe>`.
+    pub fn target_tmpdir(&self) -> Option<PathBuf> {
+        self.executable.ancestors().nth(3).map(|t| t.join("tmp"))
+    }
+}
+
+/// Builds every suite's test binary (`cargo test --no-run`, `--release` if
+/// asked) in the workspace at `root`, one cargo call per package.
+pub fn build(root: &Path, suites: &[Suite], release: bool) -> Result<Vec<Built>, Error> {
+    let mut by_package: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for s in suites {
+        by_package.entry(&s.package).or_default().push(&s.test);
+    }
+    let mut executables: BTreeMap<(String, String), PathBuf> = BTreeMap::new();
+    for (package, tests) in by_package {
+        let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+        cmd.current_dir(root)
+            .args(["test", "--no-run", "--message-format=json", "-p", package]);
+        if release {
+            cmd.arg("--release");
+        }
+        for t in tests {
+            cmd.args(["--test", t]);
+        }
+        let out = run("build the test binaries", &mut cmd)?;
+        for (test, exe) in test_executables(&String::from_utf8_lossy(&out.stdout)) {
+            executables.insert((package.to_owned(), test), exe);
+        }
+    }
+    suites
+        .iter()
+        .map(|s| {
+            executables
+                .get(&(s.package.clone(), s.test.clone()))
+                .map(|exe| Built {
+                    suite: s.clone(),
+                    executable: exe.clone(),
+                })
+                .ok_or_else(|| Error::NoTestBinary { suite: s.name() })
+        })
+        .collect()
+}
+
+/// `(test target, executable)` of every test-target artifact in cargo's
+/// `--message-format=json` output.
+fn test_executables(json_lines: &str) -> Vec<(String, PathBuf)> {
+    json_lines
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact")
+        .filter(|m| {
+            m["target"]["kind"]
+                .as_array()
+                .is_some_and(|k| k.iter().any(|k| k == "test"))
+        })
+        .filter_map(|m| {
+            Some((
+                m["target"]["name"].as_str()?.to_owned(),
+                PathBuf::from(m["executable"].as_str()?),
+            ))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suites_parse_with_and_without_arguments() {
+        let s: Suite = "ktstr-harness/guest=--skip snapshot x"
+            .parse()
+            .expect("parse");
+        assert_eq!(s.package, "ktstr-harness");
+        assert_eq!(s.test, "guest");
+        assert_eq!(s.args, ["--skip", "snapshot", "x"]);
+        let s: Suite = "ktstr-backend/conformance=vmm::".parse().expect("parse");
+        assert_eq!(
+            (s.name().as_str(), s.args.as_slice()),
+            ("ktstr-backend/conformance", &["vmm::".to_owned()][..])
+        );
+        assert!("kernel_boot".parse::<Suite>().is_err());
+        assert!("/x".parse::<Suite>().is_err());
+        let defaults = default_suites();
+        assert_eq!(defaults.len(), 5);
+        assert_eq!(defaults[3].name(), "ktstr-harness/guest");
+        assert_eq!(
+            defaults[3].args.iter().filter(|a| *a == "--skip").count(),
+            3
+        );
+    }
+
+    #[test]
+    fn only_test_targets_with_executables_are_taken() {
+        let json = r#"{"reason":"compiler-artifact","target":{"name":"ktstr_vmm","kind":["lib"]},"executable":null}
+{"reason":"compiler-artifact","target":{"name":"kernel_boot","kind":["test"]},"executable":"/t/kernel_boot-1"}
+{"reason":"build-finished","success":true}
+not json"#;
+        assert_eq!(
+            test_executables(json),
+            [("kernel_boot".to_owned(), PathBuf::from("/t/kernel_boot-1"))]
+        );
+    }
+}
