@@ -8,7 +8,7 @@ use std::time::Duration;
 use ktstr_topology::NumaTopology;
 
 use crate::BackendError;
-use crate::death::GuestDeath;
+use crate::death::{GuestDeath, exit_after};
 
 /// What to boot. The command line is appended to the backend's defaults.
 #[derive(Clone, Debug)]
@@ -61,6 +61,26 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// The outcome of a run that ended with `exit`: its death read from the
+    /// consoles (`cmdline` says what the guest was told, e.g. `panic=-1`),
+    /// and a reboot a crash caused counted as that crash.
+    pub fn classified(
+        exit: Exit,
+        com1: Vec<u8>,
+        com2: Vec<u8>,
+        run_time: Duration,
+        cmdline: &str,
+    ) -> Outcome {
+        let death = GuestDeath::classify(&exit, &com1, &com2, cmdline);
+        Outcome {
+            exit: exit_after(exit, &death),
+            death,
+            com1,
+            com2,
+            run_time,
+        }
+    }
+
     pub fn com1_text(&self) -> String {
         String::from_utf8_lossy(&self.com1).into_owned()
     }

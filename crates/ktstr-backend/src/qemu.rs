@@ -8,7 +8,7 @@ use ktstr_qemu::{
 };
 
 use crate::BackendError;
-use crate::death::{GuestDeath, exit_after};
+
 use crate::guest::{BootSpec, Exit, Guest, Outcome};
 
 pub(crate) fn boot(spec: &BootSpec, accel: Accel) -> Result<Box<dyn Guest>, BackendError> {
@@ -67,7 +67,7 @@ impl QemuGuest {
 }
 
 /// The one mapping of a QEMU outcome (ktstr-qemu already saw any panic on
-/// COM1; [`GuestDeath::classify`] says what it was).
+/// COM1; [`crate::GuestDeath::classify`] says what it was).
 fn classify(outcome: ktstr_qemu::Outcome, cmdline: &str) -> Outcome {
     let exit = match outcome.exit {
         ExitKind::Reboot => Exit::Reboot,
@@ -77,14 +77,13 @@ fn classify(outcome: ktstr_qemu::Outcome, cmdline: &str) -> Outcome {
         ExitKind::DeadlineExceeded => Exit::DeadlineExceeded,
         other => Exit::Failed(format!("{other:?}: {}", outcome.stderr)),
     };
-    let death = GuestDeath::classify(&exit, &outcome.com1, &outcome.com2, cmdline);
-    Outcome {
-        exit: exit_after(exit, &death),
-        death,
-        run_time: outcome.timings.total,
-        com1: outcome.com1,
-        com2: outcome.com2,
-    }
+    Outcome::classified(
+        exit,
+        outcome.com1,
+        outcome.com2,
+        outcome.timings.total,
+        cmdline,
+    )
 }
 
 impl Guest for QemuGuest {

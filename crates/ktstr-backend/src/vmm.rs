@@ -20,7 +20,7 @@ use ktstr_vmm::{
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use crate::BackendError;
-use crate::death::{GuestDeath, exit_after};
+
 use crate::guest::{BootSpec, Exit, Guest, Outcome};
 
 /// The snapshot file inside a snapshot directory.
@@ -124,7 +124,7 @@ impl VmmGuest {
 
 /// The one mapping of a ktstr-vmm outcome. ktstr-vmm does not look for
 /// kernel panics, so the consoles decide between a reboot and a panic here
-/// ([`GuestDeath::classify`], which reads `rdinit=` from `cmdline`).
+/// ([`crate::GuestDeath::classify`], which reads `rdinit=` from `cmdline`).
 fn classify(outcome: ktstr_vmm::Outcome, cmdline: &str) -> Outcome {
     let exit = match outcome.exit {
         ExitKind::Reboot => Exit::Reboot,
@@ -133,14 +133,13 @@ fn classify(outcome: ktstr_vmm::Outcome, cmdline: &str) -> Outcome {
         ExitKind::DeadlineExceeded => Exit::DeadlineExceeded,
         other => Exit::Failed(format!("{other:?}")),
     };
-    let death = GuestDeath::classify(&exit, &outcome.com1, &outcome.com2, cmdline);
-    Outcome {
-        exit: exit_after(exit, &death),
-        death,
-        run_time: outcome.timings.run,
-        com1: outcome.com1,
-        com2: outcome.com2,
-    }
+    Outcome::classified(
+        exit,
+        outcome.com1,
+        outcome.com2,
+        outcome.timings.run,
+        cmdline,
+    )
 }
 
 impl Guest for VmmGuest {
