@@ -100,7 +100,7 @@ fn run(o: &Options, started: Instant) -> Result<(Vec<Row>, Vec<String>), Error> 
         ),
     );
     let mut rows = Vec::new();
-    let mut notes = Vec::new();
+    let mut notes = vec![format!("host load at L1's start: {}", host_load())];
     let exit = l1_boot::run(&o.machine, &kernel.vmlinuz, cpio, &mut |line| {
         println!("L1| {line}");
         if let Some(row) = Row::parse(line) {
@@ -116,6 +116,7 @@ fn run(o: &Options, started: Instant) -> Result<(Vec<Row>, Vec<String>), Error> 
             notes.push(line.to_owned());
         }
     })?;
+    notes.push(format!("host load at L1's end: {}", host_load()));
     if exit != ktstr_qemu::ExitKind::Shutdown {
         notes.push(format!("L1 ended with {exit:?}"));
     }
@@ -134,11 +135,8 @@ fn main() -> ExitCode {
     match run(&options, started) {
         Ok((rows, notes)) => {
             println!(
-                "\nfigures inside L1 (cargo run -p ktstr-nested --bin ktstr-nested-figures -- --runs {}), host load {}:",
+                "\nfigures inside L1 (cargo run -p ktstr-nested --bin ktstr-nested-figures -- --runs {}):",
                 options.runs,
-                std::fs::read_to_string("/proc/loadavg")
-                    .unwrap_or_default()
-                    .trim()
             );
             print!("{}", figures::table(&rows, &notes));
             let complete = rows.len() == 6 && rows.iter().all(|r| r.failed == 0);
@@ -153,4 +151,12 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The host's `/proc/loadavg` (the figures are only as quiet as the host).
+fn host_load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
 }

@@ -23,6 +23,8 @@ const TAIL_LINES: usize = 30;
 struct Run {
     ms: u128,
     ok: bool,
+    /// The line that carried MARK (it says what the guest saw, e.g. its CPUs).
+    marked_line: Option<String>,
     tail: Vec<String>,
 }
 
@@ -40,7 +42,7 @@ fn time_once(mark: Option<&str>, command: &[String]) -> std::io::Result<Run> {
         for line in BufReader::new(out).lines() {
             let line = line.unwrap_or_default();
             if mark.is_some_and(|m| line.contains(m)) {
-                marked = Some(started.elapsed());
+                marked = Some((started.elapsed(), line));
                 break;
             }
             if tail.len() == TAIL_LINES {
@@ -54,14 +56,18 @@ fn time_once(mark: Option<&str>, command: &[String]) -> std::io::Result<Run> {
         let _ = child.kill();
     }
     let status = child.wait()?;
-    let elapsed = marked.unwrap_or_else(|| started.elapsed());
     let ok = match mark {
         Some(_) => marked.is_some(),
         None => status.success(),
     };
+    let (elapsed, marked_line) = match marked {
+        Some((at, line)) => (at, Some(line)),
+        None => (started.elapsed(), None),
+    };
     Ok(Run {
         ms: elapsed.as_millis(),
         ok,
+        marked_line,
         tail,
     })
 }
@@ -88,7 +94,12 @@ fn main() -> ExitCode {
     for i in 1..=runs {
         match time_once(mark, command) {
             Ok(run) => {
-                println!("{FIGURE} {name} run={i} ms={} ok={}", run.ms, run.ok);
+                println!(
+                    "{FIGURE} {name} run={i} ms={} ok={} {}",
+                    run.ms,
+                    run.ok,
+                    run.marked_line.as_deref().unwrap_or_default()
+                );
                 if run.ok {
                     times.push(run.ms);
                 } else {
