@@ -124,36 +124,89 @@ pub fn add_to(a: &mut Archive, tools: &Tools, l2_initramfs: Vec<u8>) -> Result<(
     Ok(())
 }
 
+/// Which figures a run measures (`--only boot,restore,harness`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Groups {
+    /// Boot to `/init`: ktstr-vmm vs QEMU microvm.
+    pub boot: bool,
+    /// `kernel_snapshot`: restore vs cold boot.
+    pub restore: bool,
+    /// The harness test, cold and resumed, on `kvm` and `qemu-kvm`.
+    pub harness: bool,
+}
+
+impl Groups {
+    /// Every figure.
+    pub const ALL: Groups = Groups {
+        boot: true,
+        restore: true,
+        harness: true,
+    };
+}
+
+/// Parses a comma-separated list of `boot`, `restore`, `harness`.
+impl std::str::FromStr for Groups {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut g = Groups {
+            boot: false,
+            restore: false,
+            harness: false,
+        };
+        for word in s.split(',') {
+            match word.trim() {
+                "boot" => g.boot = true,
+                "restore" => g.restore = true,
+                "harness" => g.harness = true,
+                other => return Err(format!("{other:?} is not boot, restore or harness")),
+            }
+        }
+        Ok(g)
+    }
+}
+
 /// The figures' part of L1's `/init` (after
-/// [`crate::init_script::prologue`]): `runs` timed runs of each figure.
-/// `kernel_snapshot` and `harness` are the test binaries' paths in L1.
-pub fn script(runs: u32, kernel_snapshot: &str, harness: &str) -> String {
+/// [`crate::init_script::prologue`]): `runs` timed runs of each figure in
+/// `groups`. `kernel_snapshot` and `harness` are the test binaries' paths in L1.
+pub fn script(runs: u32, groups: Groups, kernel_snapshot: &str, harness: &str) -> String {
     let sw = format!("{DIR}/ktstr-nested-stopwatch");
-    let qemu_cmdline = "console=ttyS0 reboot=t panic=-1";
-    let harness = quote(harness);
-    let test = format!("{harness} --exact {HARNESS_TEST} --color never --test-threads 1");
-    let mut s = format!(
-        "export PATH=/bin:{DIR}\n\
-         echo \"{FIGURE}-LOAD $(cat /proc/loadavg)\"\n\
-         {sw} vmm-boot {runs} {L2_MARK} -- {DIR}/boot --kernel {L2_KERNEL} --initramfs {L2_INITRAMFS} \
-         --vcpus {L2_VCPUS} --memory-mib {L2_MEMORY_MIB}\n\
-         {sw} qemu-microvm-boot {runs} {L2_MARK} -- {QEMU} -L {QEMU_DATA} -accel kvm -M microvm,rtc=on \
-         -cpu host -smp {L2_VCPUS} -m {L2_MEMORY_MIB} -nodefaults -no-user-config -display none \
-         -serial stdio -no-reboot -kernel {L2_KERNEL} -initrd {L2_INITRAMFS} -append '{qemu_cmdline}'\n\
-         KTSTR_SNAPSHOT_VCPUS={L2_VCPUS} {} --color never --test-threads 1 2>&1\n",
-        quote(kernel_snapshot)
-    );
-    for backend in ["kvm", "qemu-kvm"] {
+    let load = format!("echo \"{FIGURE}-LOAD $(cat /proc/loadavg)\"\n");
+    let mut s = format!("export PATH=/bin:{DIR}\n{load}");
+    if groups.boot {
+        let qemu_cmdline = "console=ttyS0 reboot=t panic=-1";
         s.push_str(&format!(
-            "{sw} harness-{backend}-cold {runs} - -- env KTSTR_BACKEND={backend} KTSTR_SNAPSHOTS=0 {test}\n\
-             echo \"{FIGURE}-WARMUP {backend}: the first snapshotting run\"\n\
-             KTSTR_BACKEND={backend} {test} 2>&1 | tail -n 5\n\
-             {sw} harness-{backend}-resumed {runs} - -- env KTSTR_BACKEND={backend} {test}\n"
+            "{sw} vmm-boot {runs} {L2_MARK} -- {DIR}/boot --kernel {L2_KERNEL} --initramfs {L2_INITRAMFS} \
+             --vcpus {L2_VCPUS} --memory-mib {L2_MEMORY_MIB}\n\
+             {sw} qemu-microvm-boot {runs} {L2_MARK} -- {QEMU} -L {QEMU_DATA} -accel kvm -M microvm,rtc=on \
+             -cpu host -smp {L2_VCPUS} -m {L2_MEMORY_MIB} -nodefaults -no-user-config -display none \
+             -serial stdio -no-reboot -kernel {L2_KERNEL} -initrd {L2_INITRAMFS} -append '{qemu_cmdline}'\n"
         ));
     }
-    s.push_str(&format!(
-        "echo \"{FIGURE}-LOAD $(cat /proc/loadavg)\"\necho {END}\npoweroff -f\n"
-    ));
+    if groups.restore {
+        s.push_str(&format!(
+            "KTSTR_SNAPSHOT_VCPUS={L2_VCPUS} {} --color never --test-threads 1 2>&1\n",
+            quote(kernel_snapshot)
+        ));
+    }
+    if groups.harness {
+        let test = format!(
+            "{} --exact {HARNESS_TEST} --color never --test-threads 1",
+            quote(harness)
+        );
+        // QEMU first; on each backend one visible run builds the snapshot
+        // the resumed runs restore.
+        for backend in ["qemu-kvm", "kvm"] {
+            s.push_str(&format!(
+                "echo \"{FIGURE}-WARMUP {backend}: the first, snapshotting run\"\n\
+                 KTSTR_BACKEND={backend} {test} 2>&1\n\
+                 {sw} harness-{backend}-resumed {runs} - -- env KTSTR_BACKEND={backend} {test}\n\
+                 {sw} harness-{backend}-cold {runs} - -- env KTSTR_BACKEND={backend} KTSTR_SNAPSHOTS=0 {test}\n\
+                 {load}"
+            ));
+        }
+    }
+    s.push_str(&format!("echo {END}\npoweroff -f\n"));
     s
 }
 
@@ -295,6 +348,7 @@ mod tests {
     fn the_script_times_every_figure_and_powers_off() {
         let s = script(
             5,
+            Groups::ALL,
             "/nested/tests/0-kernel_snapshot",
             "/nested/tests/1-schedulers",
         );
@@ -311,5 +365,10 @@ mod tests {
         assert!(s.contains("-accel kvm -M microvm"), "{s}");
         assert!(s.contains("KTSTR_SNAPSHOTS=0"), "{s}");
         assert!(s.ends_with(&format!("echo {END}\npoweroff -f\n")), "{s}");
+        let only: Groups = "harness".parse().expect("groups");
+        let h = script(5, only, "/k", "/h");
+        assert!(!h.contains("vmm-boot") && !h.contains("/k "), "{h}");
+        assert!(h.contains("harness-kvm-cold"), "{h}");
+        assert!("boot,nope".parse::<Groups>().is_err());
     }
 }
