@@ -32,7 +32,9 @@ pub const HARNESS_TEST: &str = "eevdf_two_cgroups";
 
 const DIR: &str = "/nested/figures";
 const L2_INITRAMFS: &str = "/nested/figures/l2.cpio";
-const QEMU: &str = "/nested/figures/qemu-system-x86_64";
+/// Where the host has it: QEMU finds its firmware relative to its own path
+/// (`../share/qemu`), so it must sit in `/usr/bin` next to [`QEMU_DATA`].
+const QEMU: &str = "/usr/bin/qemu-system-x86_64";
 const QEMU_DATA: &str = "/usr/share/qemu";
 
 /// The test binaries the figures run: `kernel_snapshot` and the harness test.
@@ -172,7 +174,7 @@ impl std::str::FromStr for Groups {
 pub fn script(runs: u32, groups: Groups, kernel_snapshot: &str, harness: &str) -> String {
     let sw = format!("{DIR}/ktstr-nested-stopwatch");
     let load = format!("echo \"{FIGURE}-LOAD $(cat /proc/loadavg)\"\n");
-    let mut s = format!("export PATH=/bin:{DIR}\n{load}");
+    let mut s = format!("export PATH=/bin:/usr/bin:{DIR}\n{load}");
     if groups.boot {
         let qemu_cmdline = "console=ttyS0 reboot=t panic=-1";
         s.push_str(&format!(
