@@ -26,7 +26,36 @@ pub const SUITE_TIMEOUT_S: u32 = 600;
 /// The script for `modules` (file stems under `/lib/modules`, load order)
 /// and `steps`.
 pub fn render(modules: &[&str], steps: &[Step<'_>]) -> String {
-    let mut s = format!(
+    let mut s = prologue(modules);
+    s.push_str(&format!(
+        r#"run() {{
+    name=$1; shift
+    echo "{RUN} $name"
+    start=$(date +%s)
+    timeout -s KILL {SUITE_TIMEOUT_S} "$@" --color never --test-threads 1
+    rc=$?
+    echo "{DONE} $name rc=$rc secs=$(( $(date +%s) - start ))"
+}}
+"#
+    ));
+    for step in steps {
+        let args: Vec<String> = step.args.iter().map(|a| quote(a)).collect();
+        s.push_str(&format!(
+            "run {} {} {}\n",
+            quote(step.name),
+            quote(step.path),
+            args.join(" ")
+        ));
+    }
+    s.push_str(&format!("echo {END}\npoweroff -f\n"));
+    s
+}
+
+/// The start every L1 `/init` shares: mounts, loads `modules`, checks for
+/// KVM with SVM and nested paging ([`FAIL`] naming what is missing, else
+/// [`READY`]), exports the tests' environment and enters `/tmp`.
+pub fn prologue(modules: &[&str]) -> String {
+    format!(
         r#"#!/bin/busybox sh
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -45,32 +74,13 @@ echo "{READY} kvm_amd npt=$(cat /sys/module/kvm_amd/parameters/npt) nested=$(cat
 export HOME=/tmp TMPDIR=/tmp CI=true KTSTR_BACKEND=kvm RUST_BACKTRACE=0
 export KTSTR_KERNEL={L2_KERNEL} KTSTR_SCHEDULERS={SCHEDULERS}
 cd /tmp
-run() {{
-    name=$1; shift
-    echo "{RUN} $name"
-    start=$(date +%s)
-    timeout -s KILL {SUITE_TIMEOUT_S} "$@" --color never --test-threads 1
-    rc=$?
-    echo "{DONE} $name rc=$rc secs=$(( $(date +%s) - start ))"
-}}
 "#,
         modules = modules.join(" ")
-    );
-    for step in steps {
-        let args: Vec<String> = step.args.iter().map(|a| quote(a)).collect();
-        s.push_str(&format!(
-            "run {} {} {}\n",
-            quote(step.name),
-            quote(step.path),
-            args.join(" ")
-        ));
-    }
-    s.push_str(&format!("echo {END}\npoweroff -f\n"));
-    s
+    )
 }
 
 /// `arg` as one single-quoted shell word.
-fn quote(arg: &str) -> String {
+pub fn quote(arg: &str) -> String {
     format!("'{}'", arg.replace('\'', r"'\''"))
 }
 

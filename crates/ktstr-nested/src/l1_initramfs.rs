@@ -25,16 +25,7 @@ pub struct Contents<'a> {
 
 /// Builds the archive.
 pub fn build(kernel: &L1Kernel, contents: &Contents<'_>) -> Result<Archive, Error> {
-    let mut a = Archive::new();
-    a.add_host_file("bin/busybox", 0o755, contents.busybox)?;
-    for dir in ["proc", "sys", "dev", "tmp"] {
-        a.add_dir(dir, 0o755)?;
-    }
-    a.add_char_dev("dev/console", 0o600, 5, 1)?;
-    for (name, ko) in &kernel.modules {
-        a.add_host_file(&format!("lib/modules/{name}.ko"), 0o644, ko)?;
-    }
-    a.add_host_file(L2_KERNEL, 0o644, contents.l2_kernel)?;
+    let mut a = base(kernel, contents.busybox, contents.l2_kernel)?;
     for s in contents.schedulers {
         let name = s
             .file_name()
@@ -42,21 +33,7 @@ pub fn build(kernel: &L1Kernel, contents: &Contents<'_>) -> Result<Archive, Erro
             .unwrap_or("scheduler");
         a.add_elf_with_libs(&format!("{SCHEDULERS}/{name}"), s)?;
     }
-    let paths: Vec<String> = contents
-        .suites
-        .iter()
-        .enumerate()
-        .map(|(i, b)| format!("/nested/tests/{i}-{}", b.suite.test))
-        .collect();
-    for (b, path) in contents.suites.iter().zip(&paths) {
-        a.add_elf_with_libs(path, &b.executable)?;
-        let tmp = b.target_tmpdir();
-        if let Some(tmp) = tmp.as_deref().and_then(Path::to_str) {
-            if a.get(tmp).is_none() {
-                a.add_dir(tmp, 0o1777)?;
-            }
-        }
-    }
+    let paths = add_suites(&mut a, contents.suites)?;
     let names: Vec<String> = contents.suites.iter().map(|b| b.suite.name()).collect();
     let steps: Vec<Step<'_>> = contents
         .suites
@@ -76,4 +53,54 @@ pub fn build(kernel: &L1Kernel, contents: &Contents<'_>) -> Result<Archive, Erro
         init_script::render(&modules, &steps).into_bytes(),
     )?;
     Ok(a)
+}
+
+/// What every L1 has: busybox, the mount points, the console, `kernel`'s
+/// modules and the L2 kernel at [`L2_KERNEL`].
+pub fn base(kernel: &L1Kernel, busybox: &Path, l2_kernel: &Path) -> Result<Archive, Error> {
+    let mut a = Archive::new();
+    a.add_host_file("bin/busybox", 0o755, busybox)?;
+    for dir in ["proc", "sys", "dev", "tmp"] {
+        a.add_dir(dir, 0o755)?;
+    }
+    a.add_char_dev("dev/console", 0o600, 5, 1)?;
+    for (name, ko) in &kernel.modules {
+        a.add_host_file(&format!("lib/modules/{name}.ko"), 0o644, ko)?;
+    }
+    a.add_host_file(L2_KERNEL, 0o644, l2_kernel)?;
+    Ok(a)
+}
+
+/// Adds the test binaries (with their libraries and the `CARGO_TARGET_TMPDIR`
+/// they write to) and returns their paths in L1, in order.
+pub fn add_suites(a: &mut Archive, suites: &[Built]) -> Result<Vec<String>, Error> {
+    let paths: Vec<String> = suites
+        .iter()
+        .enumerate()
+        .map(|(i, b)| format!("/nested/tests/{i}-{}", b.suite.test))
+        .collect();
+    for (b, path) in suites.iter().zip(&paths) {
+        a.add_elf_with_libs(path, &b.executable)?;
+        let tmp = b.target_tmpdir();
+        if let Some(tmp) = tmp.as_deref().and_then(Path::to_str) {
+            if a.get(tmp).is_none() {
+                a.add_dir(tmp, 0o1777)?;
+            }
+        }
+    }
+    Ok(paths)
+}
+
+/// Writes `archive` to a temporary cpio file (removed when the returned path
+/// drops) and gives its size in MiB.
+pub fn write_temp(archive: &Archive) -> Result<(tempfile::TempPath, u64), Error> {
+    let cpio = tempfile::Builder::new()
+        .prefix("ktstr-nested-")
+        .suffix(".cpio")
+        .tempfile()
+        .map_err(|e| Error::io("create", std::env::temp_dir(), e))?
+        .into_temp_path();
+    archive.write_to(&cpio)?;
+    let mib = std::fs::metadata(&cpio).map_or(0, |m| m.len() >> 20);
+    Ok((cpio, mib))
 }

@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod figures;
 mod host_command;
 pub mod init_script;
 pub mod l1_boot;

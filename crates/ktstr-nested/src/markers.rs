@@ -13,3 +13,7 @@ pub const RUN: &str = "NESTED-RUN";
 pub const DONE: &str = "NESTED-DONE";
 /// Every test binary ran; L1 powers off next.
 pub const END: &str = "NESTED-END";
+/// A figure measured in L1 by `ktstr-nested-stopwatch`: `NESTED-FIGURE
+/// <name> run=<i> ms=<ms> ok=<bool>` per run, then `NESTED-FIGURE <name>
+/// median_ms=<ms> runs_ms=<a,b,..> failed=<n>`.
+pub const FIGURE: &str = "NESTED-FIGURE";

@@ -131,6 +131,12 @@ pub fn build(root: &Path, suites: &[Suite], release: bool) -> Result<Vec<Built>,
 /// `(test target, executable)` of every test-target artifact in cargo's
 /// `--message-format=json` output.
 fn test_executables(json_lines: &str) -> Vec<(String, PathBuf)> {
+    executables_of_kind(json_lines, "test")
+}
+
+/// `(target, executable)` of every artifact of target `kind` (`test`,
+/// `bin`, `example`) in cargo's `--message-format=json` output.
+pub(crate) fn executables_of_kind(json_lines: &str, kind: &str) -> Vec<(String, PathBuf)> {
     json_lines
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -138,7 +144,7 @@ fn test_executables(json_lines: &str) -> Vec<(String, PathBuf)> {
         .filter(|m| {
             m["target"]["kind"]
                 .as_array()
-                .is_some_and(|k| k.iter().any(|k| k == "test"))
+                .is_some_and(|k| k.iter().any(|k| k == kind))
         })
         .filter_map(|m| {
             Some((

@@ -106,15 +106,8 @@ fn run(o: &Options, started: Instant) -> Result<bool, Error> {
             suites: &built,
         },
     )?;
-    let cpio = tempfile::Builder::new()
-        .prefix("ktstr-nested-")
-        .suffix(".cpio")
-        .tempfile()
-        .map_err(|e| Error::io("create", std::env::temp_dir(), e))?
-        .into_temp_path();
-    archive.write_to(&cpio)?;
+    let (cpio, mib) = l1_initramfs::write_temp(&archive)?;
     drop(archive);
-    let mib = std::fs::metadata(&cpio).map_or(0, |m| m.len() >> 20);
 
     progress(
         started,
