@@ -26,6 +26,7 @@
 pub mod catalogue;
 pub mod cgroup;
 pub mod cpuset;
+pub mod payload;
 pub mod protocol;
 pub mod report;
 pub mod runner;
@@ -34,6 +35,7 @@ pub mod spec;
 pub mod verdict;
 pub mod worker;
 
+pub use payload::{Figures, PayloadRecord, PayloadSpec};
 pub use report::{ScenarioReport, WorkerTelemetry};
 pub use runner::{RunError, RunOptions, run_scenario};
 pub use spec::{CgroupSpec, CpusetSpec, Op, Scenario, SpecError, Step, WorkKind};

@@ -5,6 +5,7 @@ use ktstr_topology::GuestTopology;
 use serde::{Deserialize, Serialize};
 
 use crate::cgroup::Controllers;
+use crate::payload::PayloadRecord;
 use crate::scx::ScxObservation;
 use crate::worker::LatencyStats;
 
@@ -150,4 +151,7 @@ pub struct ScenarioReport {
     pub sched_ext: ScxObservation,
     /// Things a reader should know (fallbacks, ops applied).
     pub notes: Vec<String>,
+    /// Payloads, in the order they ended.
+    #[serde(default)]
+    pub payloads: Vec<PayloadRecord>,
 }
