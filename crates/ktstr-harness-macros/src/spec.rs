@@ -47,6 +47,8 @@ pub struct TestAttr {
     require_isolation: Option<bool>,
     require_scheduler_attached: Option<bool>,
     constraints: Constraints,
+    programs: Vec<LitStr>,
+    files: Vec<(LitStr, LitStr)>,
 }
 
 fn float(meta: &ParseNestedMeta) -> syn::Result<f64> {
@@ -123,12 +125,15 @@ impl TestAttr {
             "min_llcs" => self.constraints.min_llcs = Some(small(&meta)?),
             "min_nodes" => self.constraints.min_nodes = Some(small(&meta)?),
             "needs_smt" => self.constraints.needs_smt = boolean(&meta)?,
+            "programs" => self.programs = crate::guest::programs(&value(&meta)?)?,
+            "files" => self.files = crate::guest::files(&value(&meta)?)?,
             other => {
                 return Err(meta.error(format!(
                     "unknown #[ktstr_test] key `{other}`; expected one of topology, gauntlet, \
                      scheduler, args, flags, memory_mib, step_ms, timeout_s, max_gap_ms, \
                      max_spread_pct, max_wake_p99_us, require_isolation, \
-                     require_scheduler_attached, min_cpus, max_cpus, min_llcs, min_nodes, needs_smt"
+                     require_scheduler_attached, min_cpus, max_cpus, min_llcs, min_nodes, needs_smt, \
+                     programs, files"
                 )));
             }
         }
@@ -198,6 +203,8 @@ impl TestAttr {
         let memory = opt_u64(self.memory_mib);
         let step = opt_u64(self.step_ms);
         let timeout = opt_u64(self.timeout_s);
+        let programs = &self.programs;
+        let files = crate::guest::files_value(&self.files);
         let mut overrides = Vec::new();
         if let Some(v) = self.max_gap_ms {
             overrides.push(quote!(t.max_gap_ms = #v;));
@@ -231,6 +238,8 @@ impl TestAttr {
                     thresholds
                 },
                 scenario: #scenario_fn,
+                programs: &[#(#programs),*],
+                files: #files,
             }
         }
     }

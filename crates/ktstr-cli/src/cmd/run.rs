@@ -67,6 +67,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<Status> {
         timeout_s: None,
         thresholds: |_| {},
         scenario: chosen,
+        programs: &[],
+        files: &[],
     };
     match try_run(&test) {
         Ok(outcome) => {

@@ -63,11 +63,12 @@ pub fn backend_needs() -> Vec<Need> {
     }
 }
 
-/// What running `t` needs here: the kernel, its scheduler, and what the
-/// backend `ktstr_backend::choose` picks needs.
+/// What running `t` needs here: the kernel, its scheduler, the programs it
+/// packs, and what the backend `ktstr_backend::choose` picks needs.
 pub fn needs(t: &KtstrTest) -> Vec<Need> {
     let mut needs = vec![Need::Kernel];
     needs.extend(t.scheduler.map(Need::Scheduler));
+    needs.extend(t.programs.iter().map(|p| Need::GuestProgram(p)));
     needs.extend(backend_needs());
     needs
 }
