@@ -27,7 +27,7 @@ use crate::session::{BootTimings, Session, SessionConfig};
 
 pub mod registry;
 
-pub use registry::{KTSTR_TESTS, Registered, backend_needs, needs, test_main};
+pub use registry::{KTSTR_TESTS, Registered, backend_needs, needs, test_main, test_main_with};
 
 /// One declared test (what `#[ktstr_test]` expands to).
 #[derive(Clone, Copy)]
