@@ -62,11 +62,7 @@ pub fn find_program(name: &str) -> Result<PathBuf, HarnessError> {
 
 /// Where host program `host` lands in the guest.
 pub fn program_guest_path(host: &Path) -> String {
-    let name = host
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    format!("{GUEST_PROGRAM_DIR}/{name}")
+    crate::image::in_guest_dir(GUEST_PROGRAM_DIR, host)
 }
 
 /// The programs and files a `#[ktstr_test]` declared, resolved on this host.

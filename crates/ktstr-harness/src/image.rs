@@ -80,11 +80,7 @@ impl GuestImage {
 
     /// Guest path of scheduler `host`.
     pub fn guest_path(host: &Path) -> String {
-        let name = host
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        format!("/{SCHED_DIR}/{name}")
+        in_guest_dir(&format!("/{SCHED_DIR}"), host)
     }
 
     /// The archive bytes (uncompressed).
@@ -150,6 +146,15 @@ impl GuestImage {
             reused: false,
         })
     }
+}
+
+/// `host`'s file name under guest directory `dir` (where a packed binary lands).
+pub(crate) fn in_guest_dir(dir: &str, host: &Path) -> String {
+    let name = host
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!("{dir}/{name}")
 }
 
 /// Remove all but the `keep` most recently used archives in `dir`.
