@@ -1,7 +1,8 @@
 //! Programs nobody here wrote, run in the guest as payloads: the scheduler
 //! survives stress-ng (as the sched_ext CI defines it: ~30 s of stress-ng,
 //! then still attached), cyclictest's wake-up latency lands in the report,
-//! and a payload that fails fails the verdict naming it.
+//! a payload that fails fails the verdict naming it, and a declared file is
+//! in the guest.
 //!
 //! stress-ng (Debian) links 27 shared libraries (libcrypto, libEGL, libjpeg,
 //! ...): `programs = ["stress-ng"]` packs it with all of them, no packing
@@ -97,6 +98,15 @@ fn eevdf_cyclictest_wakeup_latency() -> Scenario {
 #[ktstr_test(topology = "1n1l2c1t", scheduler = "scx_simple", programs = ["cyclictest"], max_gap_ms = 3000)]
 fn scx_simple_cyclictest_wakeup_latency() -> Scenario {
     cyclictest_beside_spinners()
+}
+
+/// A declared file is in the guest at its path: busybox `grep` finds this
+/// file's own `fn main` there, or exits 1 and fails the verdict.
+#[ktstr_test(topology = "1n1l2c1t", files = [("tests/payloads.rs", "/opt/ktstr/payloads.rs")])]
+fn a_declared_file_is_in_the_guest() -> Scenario {
+    PayloadSpec::new("/bin/grep", ["-q", "^fn main", "/opt/ktstr/payloads.rs"])
+        .timeout_ms(30_000)
+        .into_scenario()
 }
 
 fn no_overrides(_: &mut ktstr_harness::workload::Thresholds) {}
