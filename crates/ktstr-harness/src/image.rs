@@ -219,12 +219,17 @@ fn hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn same_inputs_reuse_one_file_and_different_inputs_do_not() {
-        let dir = tempfile::tempdir().unwrap();
+    /// `/bin/true` as init, nothing else, as is; and a cache directory.
+    fn bare_image() -> (tempfile::TempDir, GuestImage) {
         let mut img = GuestImage::new("/bin/true");
         img.busybox = None;
         img.strip_debug = false;
+        (tempfile::tempdir().unwrap(), img)
+    }
+
+    #[test]
+    fn same_inputs_reuse_one_file_and_different_inputs_do_not() {
+        let (dir, mut img) = bare_image();
         let a = img.build_cached(dir.path()).unwrap();
         assert!(!a.reused);
         let b = img.build_cached(dir.path()).unwrap();
@@ -244,10 +249,7 @@ mod tests {
 
     #[test]
     fn programs_come_with_their_libraries_and_programs_and_files_change_the_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut img = GuestImage::new("/bin/true");
-        img.busybox = None;
-        img.strip_debug = false;
+        let (dir, mut img) = bare_image();
         let bare = img.build_cached(dir.path()).unwrap();
         // ls links libselinux (which links libpcre2): the closure comes along.
         img.programs.push("/bin/ls".into());
