@@ -64,19 +64,17 @@ fn digest_file(path: &Path) -> Result<String> {
     use std::collections::HashMap;
     use std::os::unix::fs::MetadataExt;
     use std::sync::Mutex;
-    static SEEN: Mutex<Option<HashMap<(PathBuf, String), String>>> = Mutex::new(None);
+    type Identity = (PathBuf, u64, u64, u64, i64, i64);
+    static SEEN: Mutex<Option<HashMap<Identity, String>>> = Mutex::new(None);
     let m =
         std::fs::metadata(path).map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
     let id = (
-        path.to_path_buf(),
-        format!(
-            "{}:{}:{}:{}.{}",
-            m.dev(),
-            m.ino(),
-            m.len(),
-            m.mtime(),
-            m.mtime_nsec()
-        ),
+        path.into(),
+        m.dev(),
+        m.ino(),
+        m.len(),
+        m.mtime(),
+        m.mtime_nsec(),
     );
     let remembered = SEEN.lock().ok().and_then(|s| s.as_ref()?.get(&id).cloned());
     if let Some(d) = remembered {
