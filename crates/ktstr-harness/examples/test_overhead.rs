@@ -25,6 +25,8 @@ use ktstr_harness::test::Phase;
 use serde_json::Value;
 
 struct Run {
+    /// The verdict failed (under load a fairness check can): its timings still count.
+    failed: bool,
     wall_ms: f64,
     scenario_ms: f64,
     phases: Option<Value>,
@@ -81,21 +83,22 @@ fn run_once(binary: &Path, test: &str) -> anyhow::Result<Run> {
         .output()
         .with_context(|| format!("run {}", binary.display()))?;
     let wall_ms = started.elapsed().as_secs_f64() * 1e3;
-    if !out.status.success() {
+    // A test that could not run writes no JSON; one whose verdict failed does.
+    let Ok(bytes) = std::fs::read(&json) else {
         bail!(
-            "{} {test} failed:\n{}{}",
+            "{} {test} wrote no {}:\n{}{}",
             binary.display(),
+            json.display(),
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-    }
-    let v: Value = serde_json::from_slice(
-        &std::fs::read(&json).with_context(|| format!("{} (did {test} run?)", json.display()))?,
-    )?;
+    };
+    let v: Value = serde_json::from_slice(&bytes)?;
     let scenario_ms = v["report"]["wall_ms"]
         .as_f64()
         .with_context(|| format!("no report.wall_ms in {}", json.display()))?;
     Ok(Run {
+        failed: !out.status.success(),
         wall_ms,
         scenario_ms,
         phases: v.get("phases").cloned(),
@@ -123,11 +126,12 @@ fn main() -> anyhow::Result<()> {
         for (b, r) in binaries.iter().zip(&mut results) {
             let run = run_once(b, &test)?;
             println!(
-                "run {i} {}: wall {:.0} ms, scenario {:.0} ms, overhead {:.0} ms",
+                "run {i} {}: wall {:.0} ms, scenario {:.0} ms, overhead {:.0} ms{}",
                 b.display(),
                 run.wall_ms,
                 run.scenario_ms,
-                run.wall_ms - run.scenario_ms
+                run.wall_ms - run.scenario_ms,
+                if run.failed { " (verdict failed)" } else { "" }
             );
             r.push(run);
         }
@@ -136,8 +140,9 @@ fn main() -> anyhow::Result<()> {
     for (b, r) in binaries.iter().zip(&results) {
         let m = |f: &dyn Fn(&Run) -> f64| median(r.iter().map(f).collect());
         println!(
-            "{}\n  process wall {:.0} ms, scenario wall_ms {:.0} ms, overhead (wall - scenario) {:.0} ms",
+            "{} ({} of {runs} verdicts failed)\n  process wall {:.0} ms, scenario wall_ms {:.0} ms, overhead (wall - scenario) {:.0} ms",
             b.display(),
+            r.iter().filter(|x| x.failed).count(),
             m(&|x| x.wall_ms),
             m(&|x| x.scenario_ms),
             m(&|x| x.wall_ms - x.scenario_ms)
