@@ -34,4 +34,4 @@ mod resolve;
 
 pub use archive::{Archive, Entry};
 pub use error::Error;
-pub use resolve::DEFAULT_LIB_DIRS;
+pub use resolve::{DEFAULT_LIB_DIRS, elf_closure};

@@ -166,6 +166,13 @@ fn file_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
+/// The host files [`Archive::add_elf_with_libs`] packs for `host`: the
+/// binary, its interpreter and every library it needs, in that order (what
+/// a cache of archives must watch to know one is still current).
+pub fn elf_closure(host: &Path) -> Result<Vec<PathBuf>, Error> {
+    Ok(plan("", host)?.into_iter().map(|p| p.host).collect())
+}
+
 impl Archive {
     /// Add the host ELF binary `host` at `guest`, plus its `PT_INTERP` and
     /// every `DT_NEEDED` library (recursively) at the paths the guest's

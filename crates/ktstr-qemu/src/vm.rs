@@ -169,22 +169,12 @@ pub struct RunningVm {
 fn load_snapshot_ram(cfg: &QemuConfig, snap: &QemuSnapshot, ram: &[(File, usize)]) -> Result<()> {
     let mut plain = cfg.clone();
     plain.restore_from = None;
-    let saved = snap.ram_files();
-    if snapshot::snapshot_key(&plain)? != snap.key() || saved.len() != ram.len() {
+    if snapshot::snapshot_key(&plain)? != snap.key() {
         return Err(Error::SnapshotKeyMismatch {
             dir: snap.dir().to_path_buf(),
         });
     }
-    for ((from, bytes), (to, len)) in saved.iter().zip(ram) {
-        if *bytes != *len as u64 {
-            return Err(Error::SnapshotKeyMismatch {
-                dir: snap.dir().to_path_buf(),
-            });
-        }
-        let src = File::open(from).map_err(|e| Error::io(format!("open {}", from.display()), e))?;
-        snapshot::sparse_copy(&src, to, &format!("restore RAM from {}", from.display()))?;
-    }
-    Ok(())
+    snap.load_ram(ram)
 }
 
 impl RunningVm {
@@ -373,8 +363,9 @@ impl RunningVm {
             let to = dir.join(format!("ram{i}"));
             let file =
                 File::create(&to).map_err(|e| Error::io(format!("create {}", to.display()), e))?;
-            snapshot::sparse_copy(from, &file, &format!("copy RAM to {}", to.display()))?;
-            ram.push(to);
+            let copied =
+                snapshot::sparse_copy(from, &file, &format!("copy RAM to {}", to.display()))?;
+            ram.push((to, copied));
         }
         let snap = snapshot::write_manifest(dir, &key, &ram)?;
         if then == AfterSnapshot::Continue {

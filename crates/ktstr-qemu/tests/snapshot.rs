@@ -142,12 +142,18 @@ fn a_snapshot_is_refused_for_another_machine_or_when_corrupt() {
         QemuSnapshot::open(snap.dir(), "another key"),
         Err(Error::SnapshotKeyMismatch { .. })
     ));
-    // One flipped byte in guest RAM: detected by the manifest's CRC.
+    // One flipped byte in guest RAM: detected by the manifest's CRC as the
+    // restore loads RAM, before QEMU starts.
     let ram = snap.dir().join("ram0");
     let mut bytes = std::fs::read(&ram).expect("read ram");
     bytes[1 << 20] ^= 0xff;
     std::fs::write(&ram, bytes).expect("write ram");
-    let e = QemuSnapshot::open(snap.dir(), &key).expect_err("corrupt");
+    let opened = QemuSnapshot::open(snap.dir(), &key).expect("RAM is checked as it loads");
+    let e = builder(&env, initrd.path())
+        .restore(opened)
+        .spawn()
+        .err()
+        .expect("corrupt");
     assert!(matches!(e, Error::SnapshotInvalid { .. }), "{e:?}");
     assert!(e.to_string().contains("ram0"), "{e}");
 }

@@ -76,8 +76,9 @@ impl Session {
             }
             snapshots::discard(&dir);
         }
-        let s = Self::cold_boot(cfg, &spec, image, image_time)?;
+        let mut s = Self::cold_boot(cfg, &spec, image, image_time)?;
         // The guest idles in its request loop: snapshot it for the next session.
+        let saving = Instant::now();
         let building = dir.with_extension("building");
         snapshots::discard(&building);
         let saved = s
@@ -97,6 +98,7 @@ impl Session {
             tracing::warn!(error = %e, "could not snapshot the booted guest; later sessions boot");
             snapshots::discard(&building);
         }
+        s.timings.snapshot_save = saving.elapsed();
         Ok(s)
     }
 
@@ -149,6 +151,7 @@ impl Session {
                 detail: "backend has no bulk channel".into(),
             });
         };
+        let up = started.elapsed();
         Ok(Session {
             guest: Some(guest),
             ended: None,
@@ -166,7 +169,9 @@ impl Session {
             logs: Vec::new(),
             timings: BootTimings {
                 image: image_time,
-                boot: started.elapsed(),
+                boot: up,
+                vm_start: up,
+                snapshot_save: Duration::ZERO,
                 restored: false,
             },
         })

@@ -52,6 +52,15 @@ impl Session {
         self.finish()
     }
 
+    /// End the VM from the host, without the guest's power-off: for a caller
+    /// that has every result it wants (the guest, resumed from a snapshot or
+    /// not, is thrown away either way). How the guest ended is still
+    /// classified, so a death before the kill shows as that death.
+    pub fn end(self) -> Result<RunResult, HarnessError> {
+        self.kill();
+        self.finish()
+    }
+
     /// Make init panic (tests the panic path) and collect the end.
     pub fn trigger_init_panic(self, message: &str) -> Result<RunResult, HarnessError> {
         self.fatal(&Request::Panic {

@@ -127,8 +127,24 @@ pub struct BootTimings {
     pub image: Duration,
     /// From starting the VM to the guest's `SysReady` (or, restored, to the guest running).
     pub boot: Duration,
+    /// The part of `boot` until the VM ran (QEMU up, snapshot loaded).
+    pub vm_start: Duration,
+    /// After a cold boot: writing the snapshot later sessions resume.
+    pub snapshot_save: Duration,
     /// The guest resumed a snapshot instead of booting.
     pub restored: bool,
+}
+
+impl BootTimings {
+    /// The start-up phases inside [`Session::boot`] other than starting the VM.
+    pub fn phases(&self) -> [(crate::test::Phase, Duration); 3] {
+        use crate::test::Phase;
+        [
+            (Phase::Image, self.image),
+            (Phase::GuestReady, self.boot.saturating_sub(self.vm_start)),
+            (Phase::SnapshotSave, self.snapshot_save),
+        ]
+    }
 }
 
 impl Session {

@@ -25,8 +25,10 @@ use ktstr_workload::{Scenario, ScenarioReport, Thresholds, Verdict, evaluate};
 use crate::error::HarnessError;
 use crate::session::{BootTimings, Session, SessionConfig};
 
+pub mod phases;
 pub mod registry;
 
+pub use phases::{Phase, PhaseTimings};
 pub use registry::{KTSTR_TESTS, Registered, backend_needs, needs, test_main, test_main_with};
 
 /// One declared test (what `#[ktstr_test]` expands to).
@@ -72,6 +74,8 @@ pub struct TestOutcome {
     pub boot: BootTimings,
     /// The rendered verdict and per-cgroup table.
     pub rendered: String,
+    /// Where the test's wall time went (also in the JSON, as `"phases"`).
+    pub phases: PhaseTimings,
 }
 
 /// Runs `t` and panics with the verdict (headline + table) if it failed.
@@ -98,6 +102,7 @@ fn context(t: &KtstrTest) -> String {
 
 /// Runs `t`: checks inputs, boots (or resumes), attaches, runs, evaluates.
 pub fn try_run(t: &KtstrTest) -> Result<TestOutcome, HarnessError> {
+    let mut clock = phases::PhaseClock::start();
     let kernel = find_kernel()?;
     let topo: NumaTopology = t
         .topology
@@ -121,9 +126,11 @@ pub fn try_run(t: &KtstrTest) -> Result<TestOutcome, HarnessError> {
             reason: e.to_string(),
         })?;
     let steps_ms: u64 = scenario.longest_ms();
+    clock.lap(Phase::Inputs);
 
     let _slot =
         ktstr_testenv::VmSlot::acquire().map_err(|e| HarnessError::io("take a VM slot", e))?;
+    clock.lap(Phase::Slot);
     let mut cfg = SessionConfig::new(&kernel);
     cfg.topology = Some(topo.clone());
     cfg.memory_mib = memory_mib;
@@ -134,16 +141,25 @@ pub fn try_run(t: &KtstrTest) -> Result<TestOutcome, HarnessError> {
         Duration::from_secs,
     );
     let mut session = Session::boot(&cfg)?;
+    let boot = session.timings();
+    clock.lap(Phase::VmStart);
+    clock.split(Phase::VmStart, &boot.phases());
     if let Some(path) = &scheduler {
         session.start_scheduler(path, t.args, Duration::from_secs(60))?;
     }
+    clock.lap(Phase::SchedulerAttach);
     let report = session.run_scenario(&scenario)?;
+    clock.lap(Phase::Scenario);
     let sched_exit = session.scheduler_exit().map(|e| e.to_string());
     if scheduler.is_some() && sched_exit.is_none() {
         session.stop_scheduler(Duration::from_secs(2))?;
     }
-    let boot = session.timings();
-    session.shutdown()?;
+    clock.lap(Phase::SchedulerStop);
+    // Everything the verdict needs has arrived: end the VM instead of
+    // waiting for the guest to power off.
+    session.end()?;
+    clock.lap(Phase::Shutdown);
+    clock.note(boot.restored, Duration::from_millis(report.wall_ms));
 
     let mut thresholds = Thresholds::default();
     (t.thresholds)(&mut thresholds);
@@ -151,11 +167,15 @@ pub fn try_run(t: &KtstrTest) -> Result<TestOutcome, HarnessError> {
     let context = context(t);
     let rendered = verdict.render(t.name, &context, &report);
     let json = result_path(t.name);
-    ktstr_workload::report::json(
-        &json,
-        &TestResult::new(t.name, &context, verdict.clone(), report.clone()),
-    )
-    .map_err(|e| HarnessError::io("write the JSON result", std::io::Error::other(e)))?;
+    let result = TestResult::new(t.name, &context, verdict.clone(), report.clone());
+    let mut value = serde_json::to_value(&result)
+        .map_err(|e| HarnessError::io("encode the JSON result", std::io::Error::other(e)))?;
+    // Timed up to the write itself, which is the one step the file cannot include.
+    clock.lap(Phase::Result);
+    value["phases"] = clock.timings().to_json();
+    ktstr_workload::report::json(&json, &value)
+        .map_err(|e| HarnessError::io("write the JSON result", std::io::Error::other(e)))?;
+    clock.lap(Phase::Result);
     Ok(TestOutcome {
         context,
         verdict,
@@ -163,6 +183,7 @@ pub fn try_run(t: &KtstrTest) -> Result<TestOutcome, HarnessError> {
         json,
         boot,
         rendered,
+        phases: clock.timings(),
     })
 }
 

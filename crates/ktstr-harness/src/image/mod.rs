@@ -6,7 +6,10 @@
 //! The cache key is the SHA-256 of the uncompressed archive bytes (the
 //! archive is deterministic: sorted entries, mtime 0), so identical inputs
 //! map to one file under `target/ktstr/initramfs/` and are written (and
-//! compressed) once; later sessions only re-read and hash the inputs.
+//! compressed) once. Later sessions whose inputs are unchanged find it
+//! without packing or hashing anything (see [`inputs`]).
+
+mod inputs;
 
 use std::path::{Path, PathBuf};
 
@@ -112,14 +115,22 @@ impl GuestImage {
 
     /// Build into `cache_dir`, or reuse the file already there.
     pub fn build_cached(&self, cache_dir: &Path) -> Result<CachedImage, HarnessError> {
+        if let Some(hit) = inputs::lookup(self, cache_dir) {
+            touch(&hit.path);
+            return Ok(hit);
+        }
+        let built = self.pack_cached(cache_dir)?;
+        inputs::record(self, cache_dir, &built);
+        Ok(built)
+    }
+
+    /// Pack and hash the archive; write it unless a file of that hash is there.
+    fn pack_cached(&self, cache_dir: &Path) -> Result<CachedImage, HarnessError> {
         let bytes = self.archive()?;
         let hash = hex(&Sha256::digest(&bytes));
         let path = cache_dir.join(format!("{hash}.{}", self.compression.suffix()));
         if let Ok(meta) = std::fs::metadata(&path) {
-            // Mark as used for the pruning order (best effort).
-            if let Ok(f) = std::fs::File::options().append(true).open(&path) {
-                let _ = f.set_modified(std::time::SystemTime::now());
-            }
+            touch(&path);
             return Ok(CachedImage {
                 path,
                 hash,
@@ -155,6 +166,13 @@ pub(crate) fn in_guest_dir(dir: &str, host: &Path) -> String {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     format!("{dir}/{name}")
+}
+
+/// Marks an archive as used for the pruning order (best effort).
+fn touch(path: &Path) {
+    if let Ok(f) = std::fs::File::options().append(true).open(path) {
+        let _ = f.set_modified(std::time::SystemTime::now());
+    }
 }
 
 /// Remove all but the `keep` most recently used archives in `dir`.
