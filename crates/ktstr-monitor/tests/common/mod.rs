@@ -7,23 +7,10 @@ use std::sync::Arc;
 use ktstr_harness::{Session, SessionConfig};
 use ktstr_monitor::{GuestMemoryReader, MemoryError, Monitor, Placement, Vmlinux};
 
-/// The ELF vmlinux of the test kernel: `KTSTR_KERNEL` itself, or the
-/// `vmlinux` beside it when that is a bzImage.
+/// The ELF vmlinux of the test kernel.
 pub fn vmlinux_path() -> PathBuf {
     let kernel = ktstr_testenv::test_env().kernel;
-    let is_elf = std::fs::read(&kernel)
-        .map(|b| b.starts_with(b"\x7fELF"))
-        .unwrap_or(false);
-    if is_elf {
-        return kernel;
-    }
-    let beside = kernel.with_file_name("vmlinux");
-    assert!(
-        beside.is_file(),
-        "{} is not an ELF vmlinux and no vmlinux is beside it",
-        kernel.display()
-    );
-    beside
+    Vmlinux::find_for(&kernel).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The guest's memory through a harness session.
