@@ -26,6 +26,7 @@
 pub mod catalogue;
 pub mod cgroup;
 pub mod cpuset;
+pub mod monitor_finding;
 pub mod protocol;
 pub mod report;
 pub mod runner;
@@ -34,6 +35,7 @@ pub mod spec;
 pub mod verdict;
 pub mod worker;
 
+pub use monitor_finding::{MonitorDetector, MonitorFinding};
 pub use report::{ScenarioReport, WorkerTelemetry};
 pub use runner::{RunError, RunOptions, run_scenario};
 pub use spec::{CgroupSpec, CpusetSpec, Op, Scenario, SpecError, Step, WorkKind};

@@ -7,6 +7,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::MonitorFinding;
 use crate::report::{ScenarioReport, WorkerTelemetry};
 
 /// Limits; `Default` is the stock policy, tests override fields.
@@ -106,6 +107,9 @@ pub enum Failure {
         /// Limit, µs.
         limit_us: u64,
     },
+    /// The host-side monitor saw the guest kernel misbehave (a detector
+    /// the test made fatal; see [`MonitorFinding`]).
+    Monitor(MonitorFinding),
     /// The worker reported an error about itself.
     WorkerError {
         /// `cgroup/index`.
@@ -164,6 +168,7 @@ impl fmt::Display for Failure {
                 f,
                 "worker {worker} wake-up p99 {p99_us} us over {limit_us} us"
             ),
+            Failure::Monitor(finding) => finding.fmt(f),
             Failure::WorkerError { worker, error } => write!(f, "worker {worker} error: {error}"),
         }
     }
