@@ -2,7 +2,7 @@
 //! test with the kernel's reason, and a stopped worker fails the starvation
 //! check naming it.
 
-use ktstr_harness::test::{KtstrTest, needs, try_run};
+use ktstr_harness::test::{KtstrTest, MonitorSpec, needs, try_run};
 use ktstr_harness::workload::{Failure, Scenario, catalogue};
 use ktstr_testenv::Test;
 
@@ -23,6 +23,7 @@ const QMAP_STALL: KtstrTest = KtstrTest {
     timeout_s: None,
     thresholds: no_overrides,
     scenario: steady,
+    monitor: MonitorSpec::DEFAULT,
 };
 
 fn a_scheduler_kicked_out_mid_run_fails_the_verdict_with_the_kernels_reason() {

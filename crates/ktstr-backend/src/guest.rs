@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use ktstr_topology::NumaTopology;
 
-use crate::{BackendError, PhysMemory};
 use crate::death::{GuestDeath, exit_after};
+use crate::{BackendError, PhysMemory};
 
 /// What to boot. The command line is appended to the backend's defaults.
 #[derive(Clone, Debug)]

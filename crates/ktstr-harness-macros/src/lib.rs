@@ -35,6 +35,7 @@ use quote::{format_ident, quote};
 use syn::parse::Parser;
 use syn::{Expr, ExprArray, ExprLit, ItemFn, Lit, LitStr, meta::ParseNestedMeta};
 
+mod monitor;
 mod spec;
 
 #[cfg(test)]
@@ -240,11 +241,37 @@ mod tests {
                 "does not meet",
             ),
             (r#"max_spread_pct = "x""#, "expected a number"),
+            (
+                r#"monitor = "loud""#,
+                "monitor must be \"fail\", \"report\" or \"off\"",
+            ),
+            (r#"monitor_stall = 1"#, "expected a string literal"),
         ];
         for (attr, want) in cases {
             let e = expand_str(attr).expect_err(attr);
             assert!(e.contains(want), "{attr}: {e}");
         }
+    }
+
+    #[test]
+    fn a_specific_monitor_key_wins_over_monitor_in_any_order() {
+        let policy = |p: &str| format!(":: ktstr_harness :: test :: MonitorPolicy :: {p}");
+        let out = expand_str(r#"monitor_stall = "fail", monitor = "off""#).unwrap();
+        assert!(
+            out.contains(&format!("stall : {}", policy("Fail"))),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("deep_dsq : {}", policy("Off"))),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("imbalance : {}", policy("Off"))),
+            "{out}"
+        );
+        // Nothing said: the harness's defaults.
+        let out = expand_str(r#"topology = "1n1l2c1t""#).unwrap();
+        assert!(out.contains("MonitorSpec :: DEFAULT . stall"), "{out}");
     }
 
     #[test]

@@ -67,6 +67,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<Status> {
         timeout_s: None,
         thresholds: |_| {},
         scenario: chosen,
+        monitor: ktstr_harness::test::MonitorSpec::DEFAULT,
     };
     match try_run(&test) {
         Ok(outcome) => {

@@ -25,7 +25,10 @@ use ktstr_workload::{Scenario, ScenarioReport, Thresholds, Verdict, evaluate};
 use crate::error::HarnessError;
 use crate::session::{BootTimings, Session, SessionConfig};
 
+mod monitor;
 pub mod registry;
+
+pub use monitor::{MonitorPolicy, MonitorRecord, MonitorSpec, Monitored};
 
 pub use registry::{KTSTR_TESTS, Registered, backend_needs, needs, test_main};
 
@@ -50,6 +53,8 @@ pub struct KtstrTest {
     pub thresholds: fn(&mut Thresholds),
     /// Builds the scenario.
     pub scenario: fn() -> Scenario,
+    /// What the host-side monitor's findings do to the verdict.
+    pub monitor: MonitorSpec,
 }
 
 /// What a test run produced.
@@ -67,6 +72,8 @@ pub struct TestOutcome {
     pub boot: BootTimings,
     /// The rendered verdict and per-cgroup table.
     pub rendered: String,
+    /// What the host-side monitor saw (its record is in the JSON too).
+    pub monitored: Monitored,
 }
 
 /// Runs `t` and panics with the verdict (headline + table) if it failed.
@@ -127,10 +134,13 @@ pub fn try_run(t: &KtstrTest) -> Result<TestOutcome, HarnessError> {
         Duration::from_secs,
     );
     let mut session = Session::boot(&cfg)?;
+    let watch = monitor::Watch::start(&session, &kernel, t.monitor);
     if let Some(path) = &scheduler {
         session.start_scheduler(path, t.args, Duration::from_secs(60))?;
     }
     let report = session.run_scenario(&scenario)?;
+    let json = result_path(t.name);
+    let monitored = watch.finish(t.name, &json);
     let sched_exit = session.scheduler_exit().map(|e| e.to_string());
     if scheduler.is_some() && sched_exit.is_none() {
         session.stop_scheduler(Duration::from_secs(2))?;
@@ -140,13 +150,17 @@ pub fn try_run(t: &KtstrTest) -> Result<TestOutcome, HarnessError> {
 
     let mut thresholds = Thresholds::default();
     (t.thresholds)(&mut thresholds);
-    let verdict = evaluate(&report, &thresholds, sched_exit.as_deref());
+    let mut verdict = evaluate(&report, &thresholds, sched_exit.as_deref());
+    verdict.add_monitor_failures(monitored.failures.iter().cloned());
     let context = context(t);
-    let rendered = verdict.render(t.name, &context, &report);
-    let json = result_path(t.name);
+    let rendered = verdict.render(t.name, &context, &report) + &monitored.notes();
+    let result = TestResult::new(t.name, &context, verdict.clone(), report.clone());
     ktstr_workload::report::json(
         &json,
-        &TestResult::new(t.name, &context, verdict.clone(), report.clone()),
+        &monitor::ResultFile {
+            result: &result,
+            monitor: &monitored.record,
+        },
     )
     .map_err(|e| HarnessError::io("write the JSON result", std::io::Error::other(e)))?;
     Ok(TestOutcome {
@@ -156,6 +170,7 @@ pub fn try_run(t: &KtstrTest) -> Result<TestOutcome, HarnessError> {
         json,
         boot,
         rendered,
+        monitored,
     })
 }
 

@@ -142,9 +142,10 @@ impl TestResult {
     }
 }
 
-/// Write `result` as pretty JSON to `path` (parents created; written to a
-/// temporary sibling and renamed so readers never see half a file).
-pub fn json(path: &Path, result: &TestResult) -> Result<(), ReportError> {
+/// Write `result` (a [`TestResult`], or a caller's record around one) as
+/// pretty JSON to `path` (parents created; written to a temporary sibling
+/// and renamed so readers never see half a file).
+pub fn json<T: Serialize + ?Sized>(path: &Path, result: &T) -> Result<(), ReportError> {
     let io = |p: &Path| {
         let p = p.display().to_string();
         move |source| ReportError::Io { path: p, source }
