@@ -134,10 +134,14 @@ pub enum StallKind {
 }
 
 impl StallKind {
-    const ALL: [StallKind; 3] = [
+    /// Most telling first: where runs of two kinds overlap on one CPU
+    /// (an idle CPU whose queued task waits is both), only the first is
+    /// reported. A stopped clock says the CPU does nothing at all; a
+    /// waiting task names who starves.
+    const BY_PRECEDENCE: [StallKind; 3] = [
         StallKind::ClockStopped,
-        StallKind::IdleWhileRunnable,
         StallKind::TaskWaiting,
+        StallKind::IdleWhileRunnable,
     ];
 }
 
@@ -150,7 +154,9 @@ impl StallKind {
 fn stalls(samples: &[Sample], t: &Thresholds) -> Vec<Finding> {
     let mut out = Vec::new();
     for cpu in 0..cpus(samples) {
-        for kind in StallKind::ALL {
+        // Sample index ranges already reported on this CPU.
+        let mut reported: Vec<std::ops::Range<usize>> = Vec::new();
+        for kind in StallKind::BY_PRECEDENCE {
             let stuck = |x: &CpuSample, y: &CpuSample| {
                 let runnable = x.nr_running > 0 && y.nr_running > 0;
                 runnable
@@ -170,6 +176,14 @@ fn stalls(samples: &[Sample], t: &Thresholds) -> Vec<Finding> {
             }));
             for (first, len) in runs(continues, t.stall_samples.saturating_sub(1)) {
                 let start = first - 1;
+                let span = start..first + len;
+                if reported
+                    .iter()
+                    .any(|r| r.start < span.end && span.start < r.end)
+                {
+                    continue;
+                }
+                reported.push(span);
                 if let Some(Some(c)) = samples[start].cpus.get(cpu) {
                     out.push(Finding::Stall {
                         cpu,
@@ -407,6 +421,22 @@ mod tests {
         let found = detect(&s, &few(4));
         assert!(
             matches!(&found[..], [Finding::Stall { cpu: 0, kind: StallKind::TaskWaiting, samples: 4, waiting: Some(w), .. }] if *w == waiter),
+            "{found:?}"
+        );
+        // Idle while it waits: one finding, the one naming the task.
+        let mut idle = s.clone();
+        for sample in &mut idle {
+            sample.cpus[0].as_mut().expect("cpu 0").curr.pid = 0;
+        }
+        let found = detect(&idle, &few(4));
+        assert!(
+            matches!(
+                &found[..],
+                [Finding::Stall {
+                    kind: StallKind::TaskWaiting,
+                    ..
+                }]
+            ),
             "{found:?}"
         );
         // It ran and became runnable again (a new runnable_at): no stall.

@@ -190,6 +190,9 @@ impl Watch {
                 _ => reported.push(v),
             }
         }
+        // Earliest first: the headline names where things went wrong first.
+        failures.sort_by_key(|f: &MonitorFinding| f.from_ms);
+        reported.sort_by_key(|f: &MonitorFinding| f.from_ms);
         Monitored {
             record: MonitorRecord {
                 state,
