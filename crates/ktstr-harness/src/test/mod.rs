@@ -28,7 +28,7 @@ use crate::session::{BootTimings, Session, SessionConfig};
 mod monitor;
 pub mod registry;
 
-pub use monitor::{MonitorPolicy, MonitorRecord, MonitorSpec, Monitored};
+pub use monitor::{BackendMemory, MonitorPolicy, MonitorRecord, MonitorSpec, Monitored};
 
 pub use registry::{KTSTR_TESTS, Registered, backend_needs, needs, test_main};
 

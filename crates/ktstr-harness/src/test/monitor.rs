@@ -80,8 +80,9 @@ impl Default for MonitorSpec {
     }
 }
 
-/// Guest memory through the backend's shareable handle.
-struct BackendMemory(Arc<dyn PhysMemory>);
+/// Guest memory through the backend's shareable handle
+/// ([`Session::guest_memory`]), as the monitor reads it.
+pub struct BackendMemory(pub Arc<dyn PhysMemory>);
 
 impl GuestMemoryReader for BackendMemory {
     fn read_phys(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
