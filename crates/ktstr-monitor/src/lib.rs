@@ -9,6 +9,10 @@
 //! offset is written by hand). KASLR stays on: the guest reports where
 //! `_text` runs and where it was loaded ([`Placement`]).
 //!
+//! ktstr-harness runs it in every `#[ktstr_test]` and draws each recording
+//! with [`render_svg`]. Figures (cost per sample, sustainable rate, a test's
+//! wall time with and without it) are in this crate's README.
+//!
 //! ```no_run
 //! # fn demo(mem: impl ktstr_monitor::GuestMemoryReader + Send + 'static,
 //! #         text: u64, phys_base: u64) -> anyhow::Result<()> {

@@ -379,3 +379,69 @@ pub(crate) struct ResultFile<'a> {
     pub(crate) result: &'a ktstr_workload::report::TestResult,
     pub(crate) monitor: &'a MonitorRecord,
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use ktstr_monitor::CurrentTask;
+
+    use super::*;
+
+    fn task(pid: i32, comm: &str) -> CurrentTask {
+        CurrentTask {
+            pid,
+            comm: comm.into(),
+        }
+    }
+
+    #[test]
+    fn a_waiting_task_stall_reads_with_cpu_time_and_both_tasks() {
+        let stall = Finding::Stall {
+            cpu: 1,
+            kind: StallKind::TaskWaiting,
+            from: Duration::from_millis(2100),
+            samples: 20,
+            nr_running: 2,
+            curr: task(0, "swapper/1"),
+            waiting: Some(task(52, "scx_qmap")),
+        };
+        assert_eq!(MonitorSpec::DEFAULT.policy(&stall), MonitorPolicy::Fail);
+        assert_eq!(
+            verdict_finding(&stall).to_string(),
+            "monitor: stall on cpu1 from +2100 ms for 2000 ms: \
+             scx_qmap[52] runnable but not run; current swapper/1[0]"
+        );
+        let imbalance = Finding::Imbalance {
+            from: Duration::ZERO,
+            samples: 20,
+            busiest: (0, 8),
+            idlest: (1, 0),
+        };
+        assert_eq!(
+            MonitorSpec::DEFAULT.policy(&imbalance),
+            MonitorPolicy::Report
+        );
+        assert_eq!(
+            verdict_finding(&imbalance).to_string(),
+            "monitor: imbalance on all cpus from +0 ms for 2000 ms: cpu0 had 8 runnable, cpu1 0"
+        );
+    }
+
+    #[test]
+    fn only_an_all_off_spec_skips_sampling() {
+        let off = MonitorSpec {
+            stall: MonitorPolicy::Off,
+            deep_dsq: MonitorPolicy::Off,
+            imbalance: MonitorPolicy::Off,
+        };
+        assert!(!off.samples());
+        assert!(
+            MonitorSpec {
+                imbalance: MonitorPolicy::Report,
+                ..off
+            }
+            .samples()
+        );
+    }
+}

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ktstr_harness::test::BackendMemory;
 use ktstr_harness::{Session, SessionConfig};
@@ -37,6 +38,9 @@ pub fn boot_watched(vcpus: usize, schedulers: Vec<PathBuf>) -> anyhow::Result<Wa
         .tempdir()?;
     let mut cfg = SessionConfig::new(ktstr_testenv::test_env().kernel);
     cfg.vcpus = vcpus;
+    // Single-threaded TCG boots one vCPU after another: ~2.5 s each here.
+    cfg.boot_timeout = Duration::from_secs(120 + 8 * vcpus as u64);
+    cfg.deadline = cfg.boot_timeout + Duration::from_secs(600);
     cfg.cache_dir = cache.path().to_owned();
     cfg.snapshots = false;
     cfg.schedulers = schedulers;
