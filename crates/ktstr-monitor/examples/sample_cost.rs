@@ -60,14 +60,13 @@ fn main() -> anyhow::Result<()> {
             _ => RATE_WINDOW,
         };
         let rate = (rec.samples.len().saturating_sub(1)) as f64 / span.as_secs_f64();
-        let asked = if us == 0 {
-            f64::INFINITY
+        let kept = if us == 0 {
+            "back to back".to_string()
         } else {
-            1e6 / us as f64
+            format!("{:.0}% of asked", 100.0 * rate * us as f64 / 1e6)
         };
         println!(
-            "period {period:>8.1?}: {rate:>7.0} samples/s achieved ({:.0}% of asked), {} torn CPU readings of {}",
-            100.0 * rate / asked,
+            "period {period:>8.1?}: {rate:>7.0} samples/s achieved ({kept}), {} torn CPU readings of {}",
             rec.torn,
             rec.samples.len() * mon.cpus()
         );

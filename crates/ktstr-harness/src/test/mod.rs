@@ -13,7 +13,8 @@
 //! VMs from all tests of all test processes (libtest threads or nextest
 //! processes) share `ktstr_testenv`'s machine-wide VM slots: at most
 //! `KTSTR_MAX_VMS` (default: host CPUs / 2, at least 1) run at once. A result
-//! lands in `target/ktstr/<test>.json`.
+//! lands in `target/ktstr/<test>.json`, with the host-side monitor's samples
+//! and findings (see [`monitor`](MonitorSpec)) and a timeline SVG beside it.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
