@@ -131,6 +131,7 @@ const STRESS_NG_FAILS: KtstrTest = KtstrTest {
     scenario: stress_ng_bad_option,
     programs: &["stress-ng"],
     files: &[],
+    monitor: ktstr_harness::test::MonitorSpec::DEFAULT,
 };
 
 fn a_failing_payload_fails_the_verdict_naming_it() {

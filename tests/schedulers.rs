@@ -6,6 +6,9 @@
 //! (a directory holding `scx_simple` and `scx_qmap`); `.ci/run` sets both.
 //! Without them the tests are reported ignored (see `Cargo.toml`: this target
 //! runs `ktstr_harness::test::test_main`).
+//!
+//! `monitor = "fail"`: a passing scheduler raises no monitor finding at all,
+//! so any (stall, deep local DSQ, imbalance) fails these tests.
 
 use ktstr_harness::ktstr_test;
 use ktstr_harness::workload::{CgroupSpec, CpusetSpec, Scenario, Step, WorkKind, catalogue};
@@ -36,27 +39,32 @@ fn two_cgroups() -> Scenario {
     }
 }
 
-#[ktstr_test(topology = "1n1l2c1t")]
+#[ktstr_test(topology = "1n1l2c1t", monitor = "fail")]
 fn eevdf_two_cgroups() -> Scenario {
     two_cgroups()
 }
 
-#[ktstr_test(topology = "1n1l2c1t", scheduler = "scx_simple")]
+#[ktstr_test(topology = "1n1l2c1t", scheduler = "scx_simple", monitor = "fail")]
 fn scx_simple_two_cgroups() -> Scenario {
     two_cgroups()
 }
 
-#[ktstr_test(topology = "1n2l2c1t", scheduler = "scx_simple")]
+#[ktstr_test(topology = "1n2l2c1t", scheduler = "scx_simple", monitor = "fail")]
 fn scx_simple_cpuset_split() -> Scenario {
     catalogue::cpuset_split()
 }
 
-#[ktstr_test(topology = "1n1l2c1t", scheduler = "scx_qmap", args = ["-s", "20000"])]
+#[ktstr_test(
+    topology = "1n1l2c1t",
+    scheduler = "scx_qmap",
+    args = ["-s", "20000"],
+    monitor = "fail"
+)]
 fn scx_qmap_two_cgroups() -> Scenario {
     two_cgroups()
 }
 
-#[ktstr_test(topology = "1n2l2c1t", scheduler = "scx_qmap")]
+#[ktstr_test(topology = "1n2l2c1t", scheduler = "scx_qmap", monitor = "fail")]
 fn scx_qmap_cpuset_split() -> Scenario {
     catalogue::cpuset_split()
 }
@@ -66,7 +74,8 @@ fn scx_qmap_cpuset_split() -> Scenario {
     gauntlet = ["1n1l1c1t", "1n1l2c1t", "1n2l2c1t", "1n1l1c2t", "2n2l1c1t"],
     scheduler = "scx_simple",
     min_cpus = 2,
-    step_ms = 1500
+    step_ms = 1500,
+    monitor = "fail"
 )]
 fn steady() -> Scenario {
     catalogue::steady()

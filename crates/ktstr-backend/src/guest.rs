@@ -2,13 +2,14 @@
 //! read-only view of guest memory, snapshots, and a classified outcome.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 use ktstr_topology::NumaTopology;
 
-use crate::BackendError;
 use crate::death::{GuestDeath, exit_after};
+use crate::{BackendError, PhysMemory};
 
 /// What to boot. The command line is appended to the backend's defaults.
 #[derive(Clone, Debug)]
@@ -105,8 +106,14 @@ pub trait Guest: Send {
     /// Ends the run now; [`Guest::wait`] then reports [`Exit::Killed`].
     fn kill(&self);
 
+    /// A handle reading guest-physical memory from any thread while the
+    /// guest runs (and its last contents after it ended).
+    fn memory(&self) -> Arc<dyn PhysMemory>;
+
     /// Reads guest-physical memory while the guest runs.
-    fn read_memory(&self, addr: u64, buf: &mut [u8]) -> Result<(), BackendError>;
+    fn read_memory(&self, addr: u64, buf: &mut [u8]) -> Result<(), BackendError> {
+        self.memory().read(addr, buf)
+    }
 
     /// Pauses the guest, writes a snapshot into `dir` (created) and resumes
     /// it. A later [`BootSpec::restore_from`] with the same spec continues

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 mod choice;
 pub mod death;
 mod guest;
+mod memory;
 mod qemu;
 mod vmm;
 
@@ -18,6 +19,7 @@ pub use choice::{BackendKind, Choice, choose, choose_from, host_kvm};
 pub use death::GuestDeath;
 pub use guest::{BootSpec, Exit, Guest, Outcome};
 pub use ktstr_qemu::KvmKind;
+pub use memory::PhysMemory;
 pub use qemu::QemuGuest;
 pub use vmm::{VmmGuest, snapshot_key as vmm_snapshot_key};
 

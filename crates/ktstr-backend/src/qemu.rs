@@ -1,13 +1,14 @@
 //! The QEMU backend: a ktstr-qemu `RunningVm` behind the [`Guest`] interface.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 
 use ktstr_qemu::{
     Accel, AfterSnapshot, ExitKind, GuestMemoryView, KillHandle, PortSender, QemuBuilder, RunningVm,
 };
 
-use crate::BackendError;
+use crate::{BackendError, PhysMemory};
 
 use crate::guest::{BootSpec, Exit, Guest, Outcome};
 
@@ -103,11 +104,8 @@ impl Guest for QemuGuest {
         self.kill.kill();
     }
 
-    fn read_memory(&self, addr: u64, buf: &mut [u8]) -> Result<(), BackendError> {
-        let len = buf.len();
-        self.memory
-            .read(addr, buf)
-            .map_err(|e| BackendError::memory(addr, len, e))
+    fn memory(&self) -> Arc<dyn PhysMemory> {
+        Arc::new(self.memory.clone())
     }
 
     fn snapshot(&self, dir: &Path) -> Result<(), BackendError> {

@@ -9,6 +9,7 @@
 //! virtio-console host side, wired to the restored device state.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 use std::thread::JoinHandle;
 
@@ -17,9 +18,9 @@ use ktstr_vmm::{
     ConsoleHost, ConsoleSender, ExitKind, InterruptHandle, PORT_BULK, RestoreOptions, Vm,
     VmBuilder, VmmError,
 };
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::GuestMemoryMmap;
 
-use crate::BackendError;
+use crate::{BackendError, PhysMemory};
 
 use crate::guest::{BootSpec, Exit, Guest, Outcome};
 
@@ -155,11 +156,8 @@ impl Guest for VmmGuest {
         self.handle.kill();
     }
 
-    fn read_memory(&self, addr: u64, buf: &mut [u8]) -> Result<(), BackendError> {
-        let len = buf.len();
-        self.memory
-            .read_slice(buf, GuestAddress(addr))
-            .map_err(|e| BackendError::memory(addr, len, e))
+    fn memory(&self) -> Arc<dyn PhysMemory> {
+        Arc::new(self.memory.clone())
     }
 
     fn snapshot(&self, dir: &Path) -> Result<(), BackendError> {

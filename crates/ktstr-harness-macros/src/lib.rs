@@ -44,6 +44,7 @@ use syn::parse::Parser;
 use syn::{Expr, ExprArray, ExprLit, ItemFn, Lit, LitStr, meta::ParseNestedMeta};
 
 mod guest;
+mod monitor;
 mod spec;
 
 #[cfg(test)]
@@ -257,6 +258,11 @@ mod tests {
                 r#"files = [("a", "/opt/a"), ("b", "/opt/a")]"#,
                 "given twice",
             ),
+            (
+                r#"monitor = "loud""#,
+                "monitor must be \"fail\", \"report\" or \"off\"",
+            ),
+            (r#"monitor_stall = 1"#, "expected a string literal"),
         ];
         for (attr, want) in cases {
             let e = expand_str(attr).expect_err(attr);
@@ -273,6 +279,27 @@ mod tests {
         assert!(out.contains(r#"programs : & ["stress-ng"]"#), "{out}");
         assert!(out.contains("CARGO_MANIFEST_DIR"), "{out}");
         assert!(out.contains(r#"("/etc/hostname" , "/opt/h")"#), "{out}");
+    }
+
+    #[test]
+    fn a_specific_monitor_key_wins_over_monitor_in_any_order() {
+        let policy = |p: &str| format!(":: ktstr_harness :: test :: MonitorPolicy :: {p}");
+        let out = expand_str(r#"monitor_stall = "fail", monitor = "off""#).unwrap();
+        assert!(
+            out.contains(&format!("stall : {}", policy("Fail"))),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("deep_dsq : {}", policy("Off"))),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("imbalance : {}", policy("Off"))),
+            "{out}"
+        );
+        // Nothing said: the harness's defaults.
+        let out = expand_str(r#"topology = "1n1l2c1t""#).unwrap();
+        assert!(out.contains("MonitorSpec :: DEFAULT . stall"), "{out}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use syn::{Expr, ExprArray, ExprLit, Ident, Lit, LitStr};
 
 use ktstr_topology::Topology;
 
+use crate::monitor::MonitorKeys;
 use crate::{err, int, lit_str, str_array, value};
 
 /// Gauntlet constraints: presets that do not meet them are not generated.
@@ -46,6 +47,7 @@ pub struct TestAttr {
     max_wake_p99_us: Option<u64>,
     require_isolation: Option<bool>,
     require_scheduler_attached: Option<bool>,
+    monitor: MonitorKeys,
     constraints: Constraints,
     programs: Vec<LitStr>,
     files: Vec<(LitStr, LitStr)>,
@@ -120,6 +122,9 @@ impl TestAttr {
             "max_wake_p99_us" => self.max_wake_p99_us = Some(int(&meta)?),
             "require_isolation" => self.require_isolation = Some(boolean(&meta)?),
             "require_scheduler_attached" => self.require_scheduler_attached = Some(boolean(&meta)?),
+            "monitor" | "monitor_stall" | "monitor_dsq" | "monitor_imbalance" => {
+                self.monitor.parse_key(&key, &meta)?
+            }
             "min_cpus" => self.constraints.min_cpus = Some(small(&meta)?),
             "max_cpus" => self.constraints.max_cpus = Some(small(&meta)?),
             "min_llcs" => self.constraints.min_llcs = Some(small(&meta)?),
@@ -132,7 +137,8 @@ impl TestAttr {
                     "unknown #[ktstr_test] key `{other}`; expected one of topology, gauntlet, \
                      scheduler, args, flags, memory_mib, step_ms, timeout_s, max_gap_ms, \
                      max_spread_pct, max_wake_p99_us, require_isolation, \
-                     require_scheduler_attached, min_cpus, max_cpus, min_llcs, min_nodes, needs_smt, \
+                     require_scheduler_attached, monitor, monitor_stall, monitor_dsq, \
+                     monitor_imbalance, min_cpus, max_cpus, min_llcs, min_nodes, needs_smt, \
                      programs, files"
                 )));
             }
@@ -221,6 +227,7 @@ impl TestAttr {
         if let Some(v) = self.require_scheduler_attached {
             overrides.push(quote!(t.require_scheduler_attached = #v;));
         }
+        let monitor = self.monitor.spec();
         quote! {
             ::ktstr_harness::test::KtstrTest {
                 name: #test_name,
@@ -240,6 +247,7 @@ impl TestAttr {
                 scenario: #scenario_fn,
                 programs: &[#(#programs),*],
                 files: #files,
+                monitor: #monitor,
             }
         }
     }

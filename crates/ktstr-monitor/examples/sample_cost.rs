@@ -1,6 +1,9 @@
 //! Prints what one monitor sample costs on a booted guest: boots the test
 //! kernel (`KTSTR_KERNEL`; `KTSTR_BACKEND` picks the backend) with N vCPUs (first argument,
 //! default 2) through ktstr-harness, then times back-to-back samples.
+//! Then runs the sampler thread at shorter and shorter periods for
+//! `RATE_WINDOW` each and prints the rate it achieved: the highest
+//! sustainable rate is where it stops keeping its period.
 //! This executable is the guest's `/init` too (ktstr-harness packs it).
 //!
 //! `cargo run -p ktstr-monitor --example sample_cost -- 2`
@@ -14,6 +17,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 const SAMPLES: usize = 500;
+const RATE_WINDOW: Duration = Duration::from_secs(2);
+/// Sampler periods to try, µs (0: back to back).
+const PERIODS_US: [u64; 5] = [10_000, 1_000, 500, 100, 0];
 
 fn main() -> anyhow::Result<()> {
     let vcpus: usize = match std::env::args().nth(1) {
@@ -44,6 +50,27 @@ fn main() -> anyhow::Result<()> {
         times[SAMPLES - 1],
         1.0 / mean.as_secs_f64(),
     );
+    for us in PERIODS_US {
+        let period = Duration::from_micros(us);
+        let sampler = ktstr_monitor::SamplerHandle::spawn(mon.clone(), w.memory(), period)?;
+        std::thread::sleep(RATE_WINDOW);
+        let rec = sampler.stop()?;
+        let span = match (rec.samples.first(), rec.samples.last()) {
+            (Some(a), Some(b)) if rec.samples.len() > 1 => b.at - a.at,
+            _ => RATE_WINDOW,
+        };
+        let rate = (rec.samples.len().saturating_sub(1)) as f64 / span.as_secs_f64();
+        let kept = if us == 0 {
+            "back to back".to_string()
+        } else {
+            format!("{:.0}% of asked", 100.0 * rate * us as f64 / 1e6)
+        };
+        println!(
+            "period {period:>8.1?}: {rate:>7.0} samples/s achieved ({kept}), {} torn CPU readings of {}",
+            rec.torn,
+            rec.samples.len() * mon.cpus()
+        );
+    }
     w.session.shutdown()?;
     Ok(())
 }

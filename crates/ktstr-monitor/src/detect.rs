@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use serde::Serialize;
+
 use crate::{CpuSample, CurrentTask, Sample};
 
 /// When each detector fires. Runs are counted in samples, so at the
@@ -39,28 +41,34 @@ impl Default for Thresholds {
 }
 
 /// Something a detector saw.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "detector", rename_all = "snake_case")]
 pub enum Finding {
     /// The CPU had runnable tasks but did not run them (see [`StallKind`])
     /// while the guest's jiffies advanced.
     Stall {
         cpu: usize,
         kind: StallKind,
+        #[serde(rename = "from_ms", serialize_with = "crate::serde_ms")]
         from: Duration,
         samples: usize,
         nr_running: u32,
         /// The task current when the stall began.
         curr: CurrentTask,
+        /// [`StallKind::TaskWaiting`]: the task that waited.
+        waiting: Option<CurrentTask>,
     },
     /// The CPU's local dispatch queue stayed deeper than the limit.
     DeepLocalDsq {
         cpu: usize,
+        #[serde(rename = "from_ms", serialize_with = "crate::serde_ms")]
         from: Duration,
         samples: usize,
         max_depth: u32,
     },
     /// Runnable tasks stayed unevenly spread across CPUs.
     Imbalance {
+        #[serde(rename = "from_ms", serialize_with = "crate::serde_ms")]
         from: Duration,
         samples: usize,
         /// (CPU, nr_running) of the busiest and idlest CPU when it began.
@@ -109,7 +117,8 @@ pub fn detect(samples: &[Sample], t: &Thresholds) -> Vec<Finding> {
 }
 
 /// How a CPU with runnable tasks failed to run them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum StallKind {
     /// Its rq clock stood still: the CPU does no scheduler work at all
     /// (wedged with interrupts off, or stuck in the scheduler).
@@ -118,6 +127,22 @@ pub enum StallKind {
     /// scheduler does not hand them over (what sched_ext's watchdog
     /// calls a runnable task stall).
     IdleWhileRunnable,
+    /// The same sched_ext task stayed first in line on its runnable list,
+    /// never run, while the CPU ran others (what sched_ext's watchdog
+    /// checks, seen from the host before its timeout).
+    TaskWaiting,
+}
+
+impl StallKind {
+    /// Most telling first: where runs of two kinds overlap on one CPU
+    /// (an idle CPU whose queued task waits is both), only the first is
+    /// reported. A stopped clock says the CPU does nothing at all; a
+    /// waiting task names who starves.
+    const BY_PRECEDENCE: [StallKind; 3] = [
+        StallKind::ClockStopped,
+        StallKind::TaskWaiting,
+        StallKind::IdleWhileRunnable,
+    ];
 }
 
 /// Sample `i` continues a stall on `cpu` when it and sample `i - 1` both
@@ -129,13 +154,16 @@ pub enum StallKind {
 fn stalls(samples: &[Sample], t: &Thresholds) -> Vec<Finding> {
     let mut out = Vec::new();
     for cpu in 0..cpus(samples) {
-        for kind in [StallKind::ClockStopped, StallKind::IdleWhileRunnable] {
+        // Sample index ranges already reported on this CPU.
+        let mut reported: Vec<std::ops::Range<usize>> = Vec::new();
+        for kind in StallKind::BY_PRECEDENCE {
             let stuck = |x: &CpuSample, y: &CpuSample| {
                 let runnable = x.nr_running > 0 && y.nr_running > 0;
                 runnable
                     && match kind {
                         StallKind::ClockStopped => x.clock_ns == y.clock_ns,
                         StallKind::IdleWhileRunnable => x.curr.pid == 0 && y.curr.pid == 0,
+                        StallKind::TaskWaiting => x.waiting.is_some() && x.waiting == y.waiting,
                     }
             };
             let continues = std::iter::once(false).chain(samples.windows(2).map(|w| {
@@ -148,6 +176,14 @@ fn stalls(samples: &[Sample], t: &Thresholds) -> Vec<Finding> {
             }));
             for (first, len) in runs(continues, t.stall_samples.saturating_sub(1)) {
                 let start = first - 1;
+                let span = start..first + len;
+                if reported
+                    .iter()
+                    .any(|r| r.start < span.end && span.start < r.end)
+                {
+                    continue;
+                }
+                reported.push(span);
                 if let Some(Some(c)) = samples[start].cpus.get(cpu) {
                     out.push(Finding::Stall {
                         cpu,
@@ -156,6 +192,10 @@ fn stalls(samples: &[Sample], t: &Thresholds) -> Vec<Finding> {
                         samples: len + 1,
                         nr_running: c.nr_running,
                         curr: c.curr.clone(),
+                        waiting: match kind {
+                            StallKind::TaskWaiting => c.waiting.as_ref().map(|w| w.task.clone()),
+                            _ => None,
+                        },
                     });
                 }
             }
@@ -245,6 +285,7 @@ mod tests {
                                 pid: 100,
                                 comm: "spin".into(),
                             },
+                            waiting: None,
                         })
                     })
                     .collect(),
@@ -294,6 +335,7 @@ mod tests {
                     pid: 100,
                     comm: "spin".into()
                 },
+                waiting: None,
             }]
         );
         // One sample short of the threshold: nothing.
@@ -344,6 +386,7 @@ mod tests {
                 samples: 4,
                 nr_running: 2,
                 curr: swapper.clone(),
+                waiting: None,
             }]
         );
         // A task ran in between: the queued work was served.
@@ -355,6 +398,53 @@ mod tests {
             sample.cpus[0].as_mut().expect("cpu 0").nr_running = 0;
         }
         assert_eq!(detect(&s, &few(2)), vec![]);
+    }
+
+    #[test]
+    fn a_task_first_in_line_across_samples_is_a_stall_naming_it() {
+        // CPU 0 keeps running "spin" (its clock advances) while the same
+        // task waits, never run, since jiffy 5.
+        let busy: [Cpu; 1] = [Some((2, 0, 0))];
+        let mut s = series(&[(10, &busy), (20, &busy), (30, &busy), (40, &busy)]);
+        let waiter = CurrentTask {
+            pid: 7,
+            comm: "stalled".into(),
+        };
+        for (i, sample) in s.iter_mut().enumerate() {
+            let c = sample.cpus[0].as_mut().expect("cpu 0");
+            c.clock_ns = 100 * i as u64;
+            c.waiting = Some(crate::WaitingTask {
+                task: waiter.clone(),
+                since_jiffies: 5,
+            });
+        }
+        let found = detect(&s, &few(4));
+        assert!(
+            matches!(&found[..], [Finding::Stall { cpu: 0, kind: StallKind::TaskWaiting, samples: 4, waiting: Some(w), .. }] if *w == waiter),
+            "{found:?}"
+        );
+        // Idle while it waits: one finding, the one naming the task.
+        let mut idle = s.clone();
+        for sample in &mut idle {
+            sample.cpus[0].as_mut().expect("cpu 0").curr.pid = 0;
+        }
+        let found = detect(&idle, &few(4));
+        assert!(
+            matches!(
+                &found[..],
+                [Finding::Stall {
+                    kind: StallKind::TaskWaiting,
+                    ..
+                }]
+            ),
+            "{found:?}"
+        );
+        // It ran and became runnable again (a new runnable_at): no stall.
+        s[2].cpus[0].as_mut().expect("cpu 0").waiting = Some(crate::WaitingTask {
+            task: waiter.clone(),
+            since_jiffies: 25,
+        });
+        assert_eq!(detect(&s, &few(3)), vec![]);
     }
 
     #[test]

@@ -12,6 +12,11 @@ pub enum LoadError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "{kernel} is not an ELF vmlinux and no vmlinux is beside it: the monitor needs its \
+         symbols and BTF (point KTSTR_KERNEL at the vmlinux, or keep it next to the bzImage)"
+    )]
+    NoVmlinux { kernel: PathBuf },
     #[error("not an ELF kernel image: {0}")]
     Elf(#[from] object::Error),
     #[error("vmlinux has no symbol `{0}`")]

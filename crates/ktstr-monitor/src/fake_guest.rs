@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::btf::Field;
-use crate::layout::{KernelLayout, RqLayout, ScxRqLayout, TaskLayout};
+use crate::layout::{KernelLayout, RqLayout, ScxRqLayout, ScxTaskLayout, TaskLayout};
 use crate::memory::fake::VecMemory;
 use crate::{AttachError, KernelSymbols, Monitor, Placement, SamplerHandle, Vmlinux};
 
@@ -49,11 +49,18 @@ fn vmlinux() -> Vmlinux {
                 scx: Some(ScxRqLayout {
                     nr_running: f(32, 4),
                     local_dsq_nr: f(40, 4),
+                    runnable_first: f(48, 8),
+                    runnable_list: f(48, 16),
                 }),
             },
             task: TaskLayout {
                 pid: f(8, 4),
                 comm: f(16, 16),
+                scx: Some(ScxTaskLayout {
+                    runnable_node: f(64, 16),
+                    runnable_next: f(64, 8),
+                    runnable_at: f(80, 8),
+                }),
             },
             ops_name: Some(f(0, 8)),
             enable_states: vec![
@@ -104,6 +111,20 @@ fn memory() -> VecMemory {
         m.put(at + 40, &depth.to_le_bytes());
     };
     rq(&mut m, RQ0, 3, 1_000_000, 0x38_0000, 2);
+    // CPU 0's runnable list: head -> "late" (runnable since jiffy 4100)
+    // -> "waiter" (since 4000) -> head.
+    task(&mut m, 0x38_2000, 90, b"waiter\0");
+    task(&mut m, 0x38_3000, 91, b"late\0");
+    let (head, waiter, late) = (
+        PAGE_OFFSET + RQ0 + 48,
+        PAGE_OFFSET + 0x38_2000 + 64,
+        PAGE_OFFSET + 0x38_3000 + 64,
+    );
+    m.put_u64(RQ0 + 48, late);
+    m.put_u64(0x38_3000 + 64, waiter);
+    m.put_u64(0x38_3000 + 80, 4100);
+    m.put_u64(0x38_2000 + 64, head);
+    m.put_u64(0x38_2000 + 80, 4000);
     rq(&mut m, RQ1, 0, 2_000_000, 0x38_1000, 0);
     m
 }
@@ -138,10 +159,17 @@ fn attach_finds_each_cpus_run_queue_and_a_sample_reads_them() {
         (3, Some(3), 1_000_000, Some(2))
     );
     assert_eq!((c0.curr.pid, c0.curr.comm.as_str()), (77, "spin"));
+    // The longest-waiting runnable task, not merely the first listed.
+    let w = c0.waiting.as_ref().expect("cpu 0 has waiting tasks");
+    assert_eq!(
+        (w.task.pid, w.task.comm.as_str(), w.since_jiffies),
+        (90, "waiter", 4000)
+    );
     // CPU 1's rq is only reachable through the page tables.
     let c1 = s.cpus[1].as_ref().expect("cpu 1");
     assert_eq!((c1.nr_running, c1.clock_ns), (0, 2_000_000));
     assert_eq!(c1.curr.comm, "swapper/1");
+    assert_eq!(c1.waiting, None);
     assert_eq!(s.scx.state.as_deref(), Some("SCX_OPS_ENABLED"));
     assert!(s.scx.enabled());
     assert_eq!(s.scx.ops_name.as_deref(), Some("qmap"));

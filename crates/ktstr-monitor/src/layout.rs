@@ -21,6 +21,22 @@ pub struct ScxRqLayout {
     pub nr_running: Field,
     /// `scx.local_dsq.nr`: the local dispatch queue's depth.
     pub local_dsq_nr: Field,
+    /// `scx.runnable_list.next`: the first of the CPU's runnable, not
+    /// running sched_ext tasks (what the kernel's watchdog walks).
+    pub runnable_first: Field,
+    /// `scx.runnable_list`: the list head itself (an empty list points here).
+    pub runnable_list: Field,
+}
+
+/// `struct sched_ext_entity` inside `struct task_struct`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScxTaskLayout {
+    /// `scx.runnable_node`: the task's link in its rq's runnable list.
+    pub runnable_node: Field,
+    /// `scx.runnable_node.next`.
+    pub runnable_next: Field,
+    /// `scx.runnable_at`: jiffies when it last became runnable.
+    pub runnable_at: Field,
 }
 
 /// `struct task_struct`.
@@ -28,6 +44,8 @@ pub struct ScxRqLayout {
 pub struct TaskLayout {
     pub pid: Field,
     pub comm: Field,
+    /// `task_struct.scx`, on kernels with sched_ext.
+    pub scx: Option<ScxTaskLayout>,
 }
 
 /// What the monitor reads, located.
@@ -50,9 +68,19 @@ impl KernelLayout {
             Ok(_) => Some(ScxRqLayout {
                 nr_running: btf.int_field("rq", "scx.nr_running")?,
                 local_dsq_nr: btf.int_field("rq", "scx.local_dsq.nr")?,
+                runnable_first: btf.int_field("rq", "scx.runnable_list.next")?,
+                runnable_list: btf.field("rq", "scx.runnable_list")?,
             }),
             Err(LoadError::MissingMember { .. }) => None,
             Err(e) => return Err(e),
+        };
+        let task_scx = match &scx {
+            Some(_) => Some(ScxTaskLayout {
+                runnable_node: btf.field("task_struct", "scx.runnable_node")?,
+                runnable_next: btf.int_field("task_struct", "scx.runnable_node.next")?,
+                runnable_at: btf.int_field("task_struct", "scx.runnable_at")?,
+            }),
+            None => None,
         };
         let rq = RqLayout {
             nr_running: btf.int_field("rq", "nr_running")?,
@@ -63,6 +91,7 @@ impl KernelLayout {
         let task = TaskLayout {
             pid: btf.int_field("task_struct", "pid")?,
             comm: btf.field("task_struct", "comm")?,
+            scx: task_scx,
         };
         let ops_name = match btf.field("sched_ext_ops", "name") {
             Ok(f) => Some(f),
@@ -85,7 +114,7 @@ impl KernelLayout {
     pub fn rq_span(&self) -> (usize, usize) {
         let mut fields = vec![self.rq.nr_running, self.rq.clock, self.rq.curr];
         if let Some(scx) = &self.rq.scx {
-            fields.extend([scx.nr_running, scx.local_dsq_nr]);
+            fields.extend([scx.nr_running, scx.local_dsq_nr, scx.runnable_first]);
         }
         let start = fields.iter().map(|f| f.offset).min().unwrap_or(0);
         let end = fields.iter().map(Field::end).max().unwrap_or(0);

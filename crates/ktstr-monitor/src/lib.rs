@@ -9,6 +9,10 @@
 //! offset is written by hand). KASLR stays on: the guest reports where
 //! `_text` runs and where it was loaded ([`Placement`]).
 //!
+//! ktstr-harness runs it in every `#[ktstr_test]` and draws each recording
+//! with [`render_svg`]. Figures (cost per sample, sustainable rate, a test's
+//! wall time with and without it) are in this crate's README.
+//!
 //! ```no_run
 //! # fn demo(mem: impl ktstr_monitor::GuestMemoryReader + Send + 'static,
 //! #         text: u64, phys_base: u64) -> anyhow::Result<()> {
@@ -36,17 +40,25 @@ mod monitor;
 mod sample;
 mod sampler;
 mod symbols;
+mod timeline;
 mod translate;
 mod vmlinux;
 
 pub use btf::{Btf, Field};
 pub use detect::{Finding, StallKind, Thresholds, detect};
 pub use error::{AttachError, LoadError, MemoryError, ReadError};
-pub use layout::{KernelLayout, RqLayout, ScxRqLayout, TaskLayout};
+pub use layout::{KernelLayout, RqLayout, ScxRqLayout, ScxTaskLayout, TaskLayout};
 pub use memory::GuestMemoryReader;
 pub use monitor::{Monitor, Placement};
-pub use sample::{CpuSample, CurrentTask, Sample, ScxStatus};
+pub use sample::{CpuSample, CurrentTask, Sample, ScxStatus, WaitingTask};
 pub use sampler::{DEFAULT_PERIOD, Recording, SamplerHandle, SamplerPanicked};
 pub use symbols::KernelSymbols;
+pub use timeline::render_svg;
 pub use translate::{AddressSpace, PagingLevels};
 pub use vmlinux::Vmlinux;
+
+/// A `Duration` in JSON as fractional milliseconds (what a reader of
+/// `target/ktstr/<test>.json` compares with the verdict's times).
+fn serde_ms<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64() * 1e3)
+}

@@ -2,21 +2,39 @@
 
 use std::time::Duration;
 
+use serde::Serialize;
+
 use crate::memory::le_uint;
 use crate::{GuestMemoryReader, Monitor, ReadError};
 
 /// More tasks than the kernel can have (PID_MAX_LIMIT): a torn read.
 const PLAUSIBLE_TASKS: u64 = 4 * 1024 * 1024;
 
-/// The task a CPU was running.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// How many entries of a CPU's sched_ext runnable list one sample walks
+/// looking for the longest-waiting task: tasks are appended as they become
+/// runnable, so it is at or near the head.
+const RUNNABLE_WALK: usize = 8;
+
+/// A task a CPU was running, or one waiting on it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CurrentTask {
     pub pid: i32,
     pub comm: String,
 }
 
+/// The sched_ext task that had waited longest on a CPU's runnable list
+/// (runnable, not running).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WaitingTask {
+    #[serde(flatten)]
+    pub task: CurrentTask,
+    /// `scx.runnable_at`: the guest's jiffies when it became runnable.
+    /// The same value in two samples means it has not run in between.
+    pub since_jiffies: u64,
+}
+
 /// One CPU's run queue at one moment.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CpuSample {
     /// `rq.nr_running`: runnable tasks of every class, the running one included.
     pub nr_running: u32,
@@ -27,10 +45,12 @@ pub struct CpuSample {
     /// `rq.scx.local_dsq.nr`: the local dispatch queue's depth.
     pub local_dsq_depth: Option<u32>,
     pub curr: CurrentTask,
+    /// The longest-waiting runnable sched_ext task, if any (and readable).
+    pub waiting: Option<WaitingTask>,
 }
 
 /// sched_ext's global state.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct ScxStatus {
     /// The enable state's enumerator name (e.g. `SCX_OPS_ENABLED`).
     pub state: Option<String>,
@@ -48,9 +68,10 @@ impl ScxStatus {
 }
 
 /// Every CPU at (nearly) one moment: the reads race with the guest.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Sample {
     /// Since the monitor attached.
+    #[serde(rename = "at_ms", serialize_with = "crate::serde_ms")]
     pub at: Duration,
     /// The guest's `jiffies` (`None` if it could not be read).
     pub jiffies: Option<u64>,
@@ -134,6 +155,16 @@ fn read_cpu(
     let Some(curr) = read_task(m, mem, curr_ptr)? else {
         return Ok(None);
     };
+    let waiting = layout
+        .rq
+        .scx
+        .as_ref()
+        .and_then(|s| read_waiting(m, mem, cpu, field(s.runnable_first)).transpose())
+        .and_then(|w| {
+            // The list changes under us: a torn walk loses this field only.
+            w.inspect_err(|e| tracing::trace!(cpu, "unreadable runnable list: {e}"))
+                .ok()
+        });
     // The plausibility bound above keeps each count within u32.
     Ok(Some(CpuSample {
         nr_running: nr_running as u32,
@@ -141,6 +172,50 @@ fn read_cpu(
         clock_ns: field(layout.rq.clock),
         local_dsq_depth: local_dsq_depth.map(|n| n as u32),
         curr,
+        waiting,
+    }))
+}
+
+/// The task on `cpu`'s sched_ext runnable list (first entry `first`) that
+/// became runnable earliest, among the first [`RUNNABLE_WALK`].
+fn read_waiting(
+    m: &Monitor,
+    mem: &dyn GuestMemoryReader,
+    cpu: usize,
+    first: u64,
+) -> Result<Option<WaitingTask>, ReadError> {
+    let layout = &m.vmlinux.layout;
+    let (Some(rq), Some(t)) = (&layout.rq.scx, &layout.task.scx) else {
+        return Ok(None);
+    };
+    let head = m.rqs[cpu].wrapping_add(rq.runnable_list.offset as u64);
+    let next_in_node = (t.runnable_next.offset - t.runnable_node.offset) as u64;
+    let mut node = first;
+    let mut oldest: Option<(u64, u64)> = None;
+    for _ in 0..RUNNABLE_WALK {
+        if node == head || node == 0 {
+            break;
+        }
+        let task = node.wrapping_sub(t.runnable_node.offset as u64);
+        let at = m.space.read_uint(
+            mem,
+            task.wrapping_add(t.runnable_at.offset as u64),
+            t.runnable_at.size,
+        )?;
+        // Jiffies wrap: compare as the kernel's time_before() does.
+        if oldest.is_none_or(|(_, o)| (at.wrapping_sub(o) as i64) < 0) {
+            oldest = Some((task, at));
+        }
+        node = m
+            .space
+            .read_uint(mem, node.wrapping_add(next_in_node), t.runnable_next.size)?;
+    }
+    let Some((task, since_jiffies)) = oldest else {
+        return Ok(None);
+    };
+    Ok(read_task(m, mem, task)?.map(|task| WaitingTask {
+        task,
+        since_jiffies,
     }))
 }
 
@@ -209,6 +284,7 @@ mod tests {
                 pid: 1,
                 comm: "init".into(),
             },
+            waiting: None,
         })
     }
 

@@ -11,7 +11,7 @@ use crate::{GuestMemoryReader, Monitor, Sample};
 pub const DEFAULT_PERIOD: Duration = Duration::from_millis(100);
 
 /// What a sampler thread collected.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Recording {
     pub samples: Vec<Sample>,
     /// CPU readings dropped as unreadable or torn, over all samples.

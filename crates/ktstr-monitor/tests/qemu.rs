@@ -156,6 +156,21 @@ fn balanced_load_raises_no_finding(w: &common::Watched, scheduler: Option<&str>)
             }
         }
     }
+    // Two spinners per CPU: under a BPF scheduler one of them is usually
+    // waiting on sched_ext's runnable list, and the monitor names it; under
+    // EEVDF that list stays empty.
+    let waiting: Vec<&str> = samples
+        .iter()
+        .flat_map(|s| s.cpus.iter().flatten())
+        .filter_map(|c| Some(c.waiting.as_ref()?.task.comm.as_str()))
+        .collect();
+    match scheduler {
+        Some(_) => assert!(
+            waiting.iter().filter(|c| **c == SPIN_COMM).count() * 4 >= samples.len(),
+            "a spinner waiting in too few samples: {waiting:?}"
+        ),
+        None => assert!(waiting.is_empty(), "{waiting:?}"),
+    }
     let findings = detect(&samples, &Thresholds::default());
     assert!(findings.is_empty(), "{findings:?}");
 }

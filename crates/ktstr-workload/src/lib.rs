@@ -26,6 +26,7 @@
 pub mod catalogue;
 pub mod cgroup;
 pub mod cpuset;
+pub mod monitor_finding;
 pub mod payload;
 pub mod protocol;
 pub mod report;
@@ -35,6 +36,7 @@ pub mod spec;
 pub mod verdict;
 pub mod worker;
 
+pub use monitor_finding::{MonitorDetector, MonitorFinding};
 pub use payload::{Figures, PayloadRecord, PayloadSpec};
 pub use report::{ScenarioReport, WorkerTelemetry};
 pub use runner::{RunError, RunOptions, run_scenario};

@@ -7,6 +7,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::MonitorFinding;
 use crate::report::{ScenarioReport, WorkerTelemetry};
 
 /// Limits; `Default` is the stock policy, tests override fields.
@@ -114,6 +115,9 @@ pub enum Failure {
         /// What happened, with its last line of output.
         why: String,
     },
+    /// The host-side monitor saw the guest kernel misbehave (a detector
+    /// the test made fatal; see [`MonitorFinding`]).
+    Monitor(MonitorFinding),
     /// The worker reported an error about itself.
     WorkerError {
         /// `cgroup/index`.
@@ -173,6 +177,7 @@ impl fmt::Display for Failure {
                 "worker {worker} wake-up p99 {p99_us} us over {limit_us} us"
             ),
             Failure::Payload { name, why } => write!(f, "payload {name} {why}"),
+            Failure::Monitor(finding) => finding.fmt(f),
             Failure::WorkerError { worker, error } => write!(f, "worker {worker} error: {error}"),
         }
     }

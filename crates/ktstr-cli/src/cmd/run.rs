@@ -69,6 +69,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<Status> {
         scenario: chosen,
         programs: &[],
         files: &[],
+        monitor: ktstr_harness::test::MonitorSpec::DEFAULT,
     };
     match try_run(&test) {
         Ok(outcome) => {

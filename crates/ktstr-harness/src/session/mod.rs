@@ -199,6 +199,13 @@ impl Session {
         }
     }
 
+    /// A handle reading guest-physical memory from another thread (the
+    /// monitor's sampler) while this session drives the guest; `None`
+    /// once the VM ended.
+    pub fn guest_memory(&self) -> Option<std::sync::Arc<dyn ktstr_backend::PhysMemory>> {
+        self.guest.as_ref().map(|g| g.memory())
+    }
+
     /// `Log` lines the guest sent (kept after its VM ends).
     pub fn logs(&self) -> &[String] {
         &self.logs

@@ -13,7 +13,8 @@
 //! VMs from all tests of all test processes (libtest threads or nextest
 //! processes) share `ktstr_testenv`'s machine-wide VM slots: at most
 //! `KTSTR_MAX_VMS` (default: host CPUs / 2, at least 1) run at once. A result
-//! lands in `target/ktstr/<test>.json`.
+//! lands in `target/ktstr/<test>.json`, with the host-side monitor's samples
+//! and findings (see [`monitor`](MonitorSpec)) and a timeline SVG beside it.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -25,9 +26,11 @@ use ktstr_workload::{Scenario, ScenarioReport, Thresholds, Verdict, evaluate};
 use crate::error::HarnessError;
 use crate::session::{BootTimings, Session, SessionConfig};
 
+mod monitor;
 pub mod phases;
 pub mod registry;
 
+pub use monitor::{BackendMemory, MonitorPolicy, MonitorRecord, MonitorSpec, Monitored};
 pub use phases::{Phase, PhaseTimings};
 pub use registry::{KTSTR_TESTS, Registered, backend_needs, needs, test_main, test_main_with};
 
@@ -57,6 +60,8 @@ pub struct KtstrTest {
     pub programs: &'static [&'static str],
     /// Host files packed into the guest: `(host path, guest path)`.
     pub files: &'static [(&'static str, &'static str)],
+    /// What the host-side monitor's findings do to the verdict.
+    pub monitor: MonitorSpec,
 }
 
 /// What a test run produced.
@@ -76,6 +81,8 @@ pub struct TestOutcome {
     pub rendered: String,
     /// Where the test's wall time went (also in the JSON, as `"phases"`).
     pub phases: PhaseTimings,
+    /// What the host-side monitor saw (its record is in the JSON too).
+    pub monitored: Monitored,
 }
 
 /// Runs `t` and panics with the verdict (headline + table) if it failed.
@@ -144,12 +151,15 @@ pub fn try_run(t: &KtstrTest) -> Result<TestOutcome, HarnessError> {
     let boot = session.timings();
     clock.lap(Phase::VmStart);
     clock.split(Phase::VmStart, &boot.phases());
+    let watch = monitor::Watch::start(&session, &kernel, t.monitor);
     if let Some(path) = &scheduler {
         session.start_scheduler(path, t.args, Duration::from_secs(60))?;
     }
     clock.lap(Phase::SchedulerAttach);
     let report = session.run_scenario(&scenario)?;
     clock.lap(Phase::Scenario);
+    let json = result_path(t.name);
+    let monitored = watch.finish(t.name, &json);
     let sched_exit = session.scheduler_exit().map(|e| e.to_string());
     if scheduler.is_some() && sched_exit.is_none() {
         session.stop_scheduler(Duration::from_secs(2))?;
@@ -163,12 +173,16 @@ pub fn try_run(t: &KtstrTest) -> Result<TestOutcome, HarnessError> {
 
     let mut thresholds = Thresholds::default();
     (t.thresholds)(&mut thresholds);
-    let verdict = evaluate(&report, &thresholds, sched_exit.as_deref());
+    let mut verdict = evaluate(&report, &thresholds, sched_exit.as_deref());
+    verdict.add_monitor_failures(monitored.failures.iter().cloned());
     let context = context(t);
-    let rendered = verdict.render(t.name, &context, &report);
-    let json = result_path(t.name);
+    let rendered = verdict.render(t.name, &context, &report) + &monitored.notes();
     let result = TestResult::new(t.name, &context, verdict.clone(), report.clone());
-    let mut value = serde_json::to_value(&result)
+    let record = monitor::ResultFile {
+        result: &result,
+        monitor: &monitored.record,
+    };
+    let mut value = serde_json::to_value(&record)
         .map_err(|e| HarnessError::io("encode the JSON result", std::io::Error::other(e)))?;
     // Timed up to the write itself, which is the one step the file cannot include.
     clock.lap(Phase::Result);
@@ -184,6 +198,7 @@ pub fn try_run(t: &KtstrTest) -> Result<TestOutcome, HarnessError> {
         boot,
         rendered,
         phases: clock.timings(),
+        monitored,
     })
 }
 

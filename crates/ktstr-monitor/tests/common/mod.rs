@@ -3,43 +3,16 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
+use ktstr_harness::test::BackendMemory;
 use ktstr_harness::{Session, SessionConfig};
-use ktstr_monitor::{GuestMemoryReader, MemoryError, Monitor, Placement, Vmlinux};
+use ktstr_monitor::{Monitor, Placement, Vmlinux};
 
-/// The ELF vmlinux of the test kernel: `KTSTR_KERNEL` itself, or the
-/// `vmlinux` beside it when that is a bzImage.
+/// The ELF vmlinux of the test kernel.
 pub fn vmlinux_path() -> PathBuf {
     let kernel = ktstr_testenv::test_env().kernel;
-    let is_elf = std::fs::read(&kernel)
-        .map(|b| b.starts_with(b"\x7fELF"))
-        .unwrap_or(false);
-    if is_elf {
-        return kernel;
-    }
-    let beside = kernel.with_file_name("vmlinux");
-    assert!(
-        beside.is_file(),
-        "{} is not an ELF vmlinux and no vmlinux is beside it",
-        kernel.display()
-    );
-    beside
-}
-
-/// The guest's memory through a harness session.
-pub struct SessionMemory<'a>(pub &'a Session);
-
-impl GuestMemoryReader for SessionMemory<'_> {
-    fn read_phys(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
-        let len = buf.len();
-        self.0
-            .read_guest_memory(addr, buf)
-            .map_err(|e| MemoryError {
-                addr,
-                len,
-                source: Box::new(e),
-            })
-    }
+    Vmlinux::find_for(&kernel).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A booted guest with the monitor attached to it.
@@ -51,9 +24,9 @@ pub struct Watched {
 }
 
 impl Watched {
-    /// The guest's memory, for [`Monitor::sample`].
-    pub fn memory(&self) -> SessionMemory<'_> {
-        SessionMemory(&self.session)
+    /// The guest's memory, for [`Monitor::sample`] or a sampler thread.
+    pub fn memory(&self) -> BackendMemory {
+        BackendMemory(self.session.guest_memory().expect("the guest runs"))
     }
 }
 
@@ -65,6 +38,9 @@ pub fn boot_watched(vcpus: usize, schedulers: Vec<PathBuf>) -> anyhow::Result<Wa
         .tempdir()?;
     let mut cfg = SessionConfig::new(ktstr_testenv::test_env().kernel);
     cfg.vcpus = vcpus;
+    // Single-threaded TCG boots one vCPU after another: ~2.5 s each here.
+    cfg.boot_timeout = Duration::from_secs(120 + 8 * vcpus as u64);
+    cfg.deadline = cfg.boot_timeout + Duration::from_secs(600);
     cfg.cache_dir = cache.path().to_owned();
     cfg.snapshots = false;
     cfg.schedulers = schedulers;
@@ -75,7 +51,12 @@ pub fn boot_watched(vcpus: usize, schedulers: Vec<PathBuf>) -> anyhow::Result<Wa
         text: sys.kernel_text,
         phys_base: sys.kernel_phys_base,
     };
-    let monitor = Monitor::attach(vmlinux, placement, &SessionMemory(&session))?;
+    let memory = BackendMemory(
+        session
+            .guest_memory()
+            .ok_or_else(|| anyhow::anyhow!("the guest ended at boot"))?,
+    );
+    let monitor = Monitor::attach(vmlinux, placement, &memory)?;
     anyhow::ensure!(
         monitor.cpus() == sys.online_cpus as usize,
         "the monitor sees {} CPUs, the guest {}",

@@ -146,7 +146,7 @@ impl TestResult {
     }
 }
 
-/// Write `result` (a [`TestResult`], or one extended by its caller) as
+/// Write `result` (a [`TestResult`], or a caller's record around one) as
 /// pretty JSON to `path` (parents created; written to a temporary sibling
 /// and renamed so readers never see half a file).
 pub fn json<T: Serialize + ?Sized>(path: &Path, result: &T) -> Result<(), ReportError> {

@@ -1,0 +1,123 @@
+//! What the host-side monitor (ktstr-monitor, reading the guest kernel's
+//! run queues) saw, in the verdict's vocabulary: plain data the harness
+//! fills in, so this crate needs no monitor and the verdict can rank a
+//! finding below a crash or a scheduler exit and above a workload check.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::verdict::{Failure, Verdict};
+
+/// Which monitor detector fired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MonitorDetector {
+    /// A CPU with runnable tasks did not run them.
+    Stall,
+    /// A CPU's local dispatch queue stayed deep.
+    DeepLocalDsq,
+    /// Runnable tasks stayed unevenly spread over CPUs.
+    Imbalance,
+}
+
+impl fmt::Display for MonitorDetector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MonitorDetector::Stall => "stall",
+            MonitorDetector::DeepLocalDsq => "deep local DSQ",
+            MonitorDetector::Imbalance => "imbalance",
+        })
+    }
+}
+
+/// One finding of the monitor.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MonitorFinding {
+    /// The detector.
+    pub detector: MonitorDetector,
+    /// The CPU it is about (`None`: all of them, as for imbalance).
+    pub cpu: Option<u32>,
+    /// When it began, ms after the monitor attached.
+    pub from_ms: u64,
+    /// How long it held, ms (sampled: a multiple of the period).
+    pub lasted_ms: u64,
+    /// What the monitor saw, e.g. `idle while 2 runnable; current swapper/1[0]`.
+    pub detail: String,
+}
+
+impl fmt::Display for MonitorFinding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "monitor: {} on ", self.detector)?;
+        match self.cpu {
+            Some(cpu) => write!(f, "cpu{cpu}")?,
+            None => f.write_str("all cpus")?,
+        }
+        write!(
+            f,
+            " from +{} ms for {} ms: {}",
+            self.from_ms, self.lasted_ms, self.detail
+        )
+    }
+}
+
+impl Verdict {
+    /// Adds monitor findings that fail the test: after a scheduler
+    /// detach (the root cause when both happen), before the workload's
+    /// own checks, whose stuck workers the finding usually explains.
+    pub fn add_monitor_failures(&mut self, findings: impl IntoIterator<Item = MonitorFinding>) {
+        let at = self
+            .failures
+            .iter()
+            .take_while(|f| matches!(f, Failure::SchedulerDetached { .. }))
+            .count();
+        let added: Vec<Failure> = findings.into_iter().map(Failure::Monitor).collect();
+        self.passed &= added.is_empty();
+        self.failures.splice(at..at, added);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stall() -> MonitorFinding {
+        MonitorFinding {
+            detector: MonitorDetector::Stall,
+            cpu: Some(1),
+            from_ms: 2300,
+            lasted_ms: 2000,
+            detail: "idle while 2 runnable; current swapper/1[0]".into(),
+        }
+    }
+
+    #[test]
+    fn a_monitor_failure_ranks_after_a_detach_and_before_workload_checks() {
+        let detached = Failure::SchedulerDetached {
+            reason: "runnable task stall".into(),
+        };
+        let stuck = Failure::NoProgress {
+            worker: "cg_0/0".into(),
+        };
+        let mut v = Verdict {
+            passed: false,
+            failures: vec![detached.clone(), stuck.clone()],
+        };
+        v.add_monitor_failures([stall()]);
+        assert_eq!(v.failures, vec![detached, Failure::Monitor(stall()), stuck]);
+
+        let mut clean = Verdict {
+            passed: true,
+            failures: Vec::new(),
+        };
+        clean.add_monitor_failures([]);
+        assert!(clean.passed);
+        clean.add_monitor_failures([stall()]);
+        assert!(!clean.passed);
+        assert_eq!(
+            clean.headline("t", "1n1l2c1t eevdf"),
+            "t [1n1l2c1t eevdf] failed: monitor: stall on cpu1 from +2300 ms for 2000 ms: \
+             idle while 2 runnable; current swapper/1[0]"
+        );
+    }
+}
