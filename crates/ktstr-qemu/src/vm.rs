@@ -7,7 +7,6 @@ use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -457,7 +456,6 @@ impl RunningVm {
         let total = self.started.elapsed();
         obs.killed = self.kill.kill_requested();
         self.join_threads();
-        obs.panic_on_com1 = self.com1.panic_seen.load(Ordering::SeqCst);
         obs.events = std::mem::take(&mut self.early_events);
         if let Some(rx) = &self.events_rx {
             obs.events.extend(rx.try_iter());
