@@ -3,12 +3,13 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::sync::mpsc::{Sender, channel};
+use std::sync::mpsc::{RecvTimeoutError, Sender, channel};
 use std::time::Duration;
 
-use ktstr_qemu::{Accel, ExitKind, QemuBuilder};
+use ktstr_qemu::{Accel, ExitKind, Monitor, QemuBuilder};
 
 use crate::error::Error;
+use crate::watchdog::{Heartbeat, Stall};
 
 /// How L1 runs.
 #[derive(Clone, Debug)]
@@ -42,17 +43,29 @@ impl Default for L1Machine {
     }
 }
 
+/// How an L1 run ended.
+#[derive(Clone, Debug)]
+pub enum L1End {
+    /// QEMU ended on its own, or at the deadline.
+    Exited(ExitKind),
+    /// L1 stopped beating (see [`crate::watchdog`]) and was killed.
+    Stalled(Stall),
+}
+
 /// Boots `vmlinuz` with `initramfs`, calls `on_line` with each COM1 line as
-/// it arrives, and returns how L1 ended. The initramfs file is removed as
-/// soon as L1 runs (QEMU has read it by then), so even a killed run leaves
-/// no hundreds of MiB behind.
+/// it arrives, and returns how L1 ended; L1 silent for `stall_after` (no
+/// heartbeat on COM2) is killed and reported as [`L1End::Stalled`]. The
+/// initramfs file is removed as soon as L1 runs (QEMU has read it by then),
+/// so even a killed run leaves no hundreds of MiB behind.
 pub fn run(
     machine: &L1Machine,
     vmlinuz: &Path,
     initramfs: tempfile::TempPath,
+    stall_after: Duration,
     on_line: &mut dyn FnMut(&str),
-) -> Result<ExitKind, Error> {
+) -> Result<L1End, Error> {
     let (tx, rx) = channel();
+    let heartbeat = Heartbeat::new();
     let vm = QemuBuilder::new(vmlinuz)
         .initramfs(initramfs.to_path_buf())
         .accel(Accel::Tcg)
@@ -68,20 +81,68 @@ pub fn run(
             partial: Vec::new(),
             lines: tx,
         }))
+        .com2_sink(Box::new(heartbeat.sink()))
         .spawn()?;
     drop(initramfs);
+    let kill = vm.kill_handle();
+    let monitor = vm.monitor();
     let waiter = std::thread::Builder::new()
         .name("nested-l1".into())
         .spawn(move || vm.wait())
         .map_err(|e| Error::io("spawn the L1 waiter thread", "nested-l1", e))?;
+    let mut stall = None;
     // The sink (and with it the channel) goes when QEMU's COM1 closes.
-    for line in rx {
-        on_line(&line);
+    loop {
+        match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(line) => on_line(&line),
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        let silent = heartbeat.silent_for();
+        if stall.is_none() && silent >= stall_after {
+            tracing::warn!(
+                ?silent,
+                "L1 stopped beating; dumping its vCPU state, then killing it"
+            );
+            stall = Some(Stall {
+                silent_s: silent.as_secs(),
+                last_uptime: heartbeat.last_uptime(),
+                diagnostics: monitor.as_ref().map(diagnose).unwrap_or_default(),
+            });
+            kill.kill();
+        }
     }
     let outcome = waiter
         .join()
         .map_err(|_| Error::io("join", "nested-l1", std::io::Error::other("panicked")))??;
-    Ok(outcome.exit)
+    Ok(match stall {
+        Some(s) => L1End::Stalled(s),
+        None => L1End::Exited(outcome.exit),
+    })
+}
+
+/// QEMU's view of a stuck L1: its vCPU registers twice (does it still move,
+/// and is it in guest mode running L2?) and its local APIC (is a timer
+/// interrupt pending but never taken?).
+fn diagnose(monitor: &Monitor) -> Vec<String> {
+    let timeout = Duration::from_secs(10);
+    let mut out = Vec::new();
+    for (i, cmd) in ["info registers", "info registers", "info lapic"]
+        .iter()
+        .enumerate()
+    {
+        if i == 1 {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        match monitor.human(cmd, timeout) {
+            Ok(text) => {
+                out.push(format!("({cmd})"));
+                out.extend(text.lines().map(str::to_owned));
+            }
+            Err(e) => out.push(format!("({cmd}) failed: {e}")),
+        }
+    }
+    out
 }
 
 /// A `Write` that sends each complete line (lossy UTF-8) over a channel.

@@ -7,6 +7,7 @@ use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -155,7 +156,7 @@ pub struct RunningVm {
     bulk_tx: Option<PortSender>,
     events_rx: Option<Receiver<QmpEvent>>,
     early_events: Vec<QmpEvent>,
-    qmp: Option<QmpCommands>,
+    qmp: Option<Arc<QmpCommands>>,
     config: QemuConfig,
     streams: Vec<UnixStream>,
     threads: Vec<JoinHandle<()>>,
@@ -319,7 +320,7 @@ impl RunningVm {
             )?;
         }
         commands.execute("cont", serde_json::Value::Null, remaining)?;
-        vm.qmp = Some(commands);
+        vm.qmp = Some(Arc::new(commands));
         vm.startup = started.elapsed();
         tracing::debug!(startup = ?vm.startup, "guest resumed");
         Ok(vm)
@@ -384,6 +385,12 @@ impl RunningVm {
 
     pub fn kill_handle(&self) -> KillHandle {
         self.kill.clone()
+    }
+
+    /// A handle for QEMU's human monitor, usable from another thread while
+    /// [`RunningVm::wait`] runs (e.g. to dump a stuck guest's vCPU state).
+    pub fn monitor(&self) -> Option<Monitor> {
+        self.qmp.clone().map(Monitor)
     }
 
     pub fn memory(&self) -> GuestMemoryView {
@@ -490,6 +497,23 @@ impl RunningVm {
                 tracing::warn!("a QEMU reader thread panicked");
             }
         }
+    }
+}
+
+/// QEMU's human monitor (HMP) over the run's QMP connection.
+#[derive(Clone)]
+pub struct Monitor(Arc<QmpCommands>);
+
+impl Monitor {
+    /// Runs one HMP command (`info registers`, `info lapic`, ...) and
+    /// returns its text; fails once QEMU is gone or after `timeout`.
+    pub fn human(&self, command_line: &str, timeout: Duration) -> Result<String> {
+        let reply = self.0.execute(
+            "human-monitor-command",
+            serde_json::json!({ "command-line": command_line }),
+            timeout,
+        )?;
+        Ok(reply.as_str().unwrap_or_default().to_owned())
     }
 }
 
