@@ -3,13 +3,13 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::sync::mpsc::{RecvTimeoutError, Sender, channel};
+use std::sync::mpsc::{RecvTimeoutError, channel};
 use std::time::Duration;
 
 use ktstr_qemu::{Accel, ExitKind, Monitor, QemuBuilder};
 
 use crate::error::Error;
-use crate::watchdog::{Heartbeat, Stall};
+use crate::watchdog::{Heartbeat, STALL_AFTER, Stall};
 
 /// How L1 runs.
 #[derive(Clone, Debug)]
@@ -23,6 +23,8 @@ pub struct L1Machine {
     pub deadline: Duration,
     /// QEMU's `-cpu` for L1 (TCG): see [`L1_CPU`].
     pub cpu: String,
+    /// L1 silent this long (no heartbeat) is killed as stalled.
+    pub stall_after: Duration,
 }
 
 /// TCG's `max` CPU (AMD, with SVM and NPT), presented as a Zen 3 (family
@@ -39,6 +41,7 @@ impl Default for L1Machine {
             memory_mib: ktstr_qemu::MAX_MEMORY_MIB,
             deadline: Duration::from_secs(30 * 60),
             cpu: L1_CPU.to_owned(),
+            stall_after: STALL_AFTER,
         }
     }
 }
@@ -53,15 +56,14 @@ pub enum L1End {
 }
 
 /// Boots `vmlinuz` with `initramfs`, calls `on_line` with each COM1 line as
-/// it arrives, and returns how L1 ended; L1 silent for `stall_after` (no
-/// heartbeat on COM2) is killed and reported as [`L1End::Stalled`]. The
+/// it arrives, and returns how L1 ended; L1 silent for its `stall_after`
+/// (no heartbeat on COM2) is killed and reported as [`L1End::Stalled`]. The
 /// initramfs file is removed as soon as L1 runs (QEMU has read it by then),
 /// so even a killed run leaves no hundreds of MiB behind.
 pub fn run(
     machine: &L1Machine,
     vmlinuz: &Path,
     initramfs: tempfile::TempPath,
-    stall_after: Duration,
     on_line: &mut dyn FnMut(&str),
 ) -> Result<L1End, Error> {
     let (tx, rx) = channel();
@@ -77,11 +79,14 @@ pub fn run(
         .extra_qemu_arg(machine.cpu.clone())
         // Kernel warnings only: L1's log would interleave with the tests' output.
         .cmdline("quiet")
-        .com1_sink(Box::new(LineSink {
-            partial: Vec::new(),
-            lines: tx,
-        }))
-        .com2_sink(Box::new(heartbeat.sink()))
+        // A gone receiver means nobody reads any more: the line is dropped.
+        .com1_sink(Box::new(LineSink::new(move |l: &str| {
+            let _ = tx.send(l.to_owned());
+        })))
+        .com2_sink(Box::new(LineSink::new({
+            let heartbeat = heartbeat.clone();
+            move |l: &str| heartbeat.feed(l)
+        })))
         .spawn()?;
     drop(initramfs);
     let kill = vm.kill_handle();
@@ -99,7 +104,7 @@ pub fn run(
             Err(RecvTimeoutError::Timeout) => {}
         }
         let silent = heartbeat.silent_for();
-        if stall.is_none() && silent >= stall_after {
+        if stall.is_none() && silent >= machine.stall_after {
             tracing::warn!(
                 ?silent,
                 "L1 stopped beating; dumping its vCPU state, then killing it"
@@ -145,22 +150,28 @@ fn diagnose(monitor: &Monitor) -> Vec<String> {
     out
 }
 
-/// A `Write` that sends each complete line (lossy UTF-8) over a channel.
-struct LineSink {
+/// A `Write` that hands each complete line (lossy UTF-8, without `\r\n`)
+/// to a callback, and the unterminated rest when it drops.
+struct LineSink<F: FnMut(&str)> {
     partial: Vec<u8>,
-    lines: Sender<String>,
+    on_line: F,
 }
 
-impl Write for LineSink {
+impl<F: FnMut(&str)> LineSink<F> {
+    fn new(on_line: F) -> Self {
+        LineSink {
+            partial: Vec::new(),
+            on_line,
+        }
+    }
+}
+
+impl<F: FnMut(&str)> Write for LineSink<F> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.partial.extend_from_slice(buf);
         while let Some(end) = self.partial.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = self.partial.drain(..=end).collect();
-            let text = String::from_utf8_lossy(&line[..end])
-                .trim_end_matches('\r')
-                .to_owned();
-            // A gone receiver means nobody reads any more: drop the line.
-            let _ = self.lines.send(text);
+            (self.on_line)(String::from_utf8_lossy(&line[..end]).trim_end_matches('\r'));
         }
         Ok(buf.len())
     }
@@ -170,12 +181,10 @@ impl Write for LineSink {
     }
 }
 
-impl Drop for LineSink {
+impl<F: FnMut(&str)> Drop for LineSink<F> {
     fn drop(&mut self) {
         if !self.partial.is_empty() {
-            let _ = self
-                .lines
-                .send(String::from_utf8_lossy(&self.partial).into_owned());
+            (self.on_line)(&String::from_utf8_lossy(&self.partial));
         }
     }
 }
@@ -187,10 +196,7 @@ mod tests {
     #[test]
     fn lines_are_split_across_writes_and_the_rest_flushed_on_drop() {
         let (tx, rx) = channel();
-        let mut sink = LineSink {
-            partial: Vec::new(),
-            lines: tx,
-        };
+        let mut sink = LineSink::new(move |l: &str| tx.send(l.to_owned()).expect("send"));
         sink.write_all(b"ab").expect("write");
         sink.write_all(b"c\r\nd\ne").expect("write");
         drop(sink);

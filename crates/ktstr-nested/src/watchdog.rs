@@ -5,7 +5,6 @@
 //! where none of L1's own timeouts fire), and the host says so instead of
 //! waiting out the tier's deadline.
 
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -63,40 +62,11 @@ impl Heartbeat {
             };
         }
     }
-
-    /// A `Write` for L1's COM2 that feeds each complete line here.
-    pub fn sink(&self) -> BeatSink {
-        BeatSink {
-            heartbeat: self.clone(),
-            partial: Vec::new(),
-        }
-    }
 }
 
 impl Default for Heartbeat {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-/// See [`Heartbeat::sink`].
-pub struct BeatSink {
-    heartbeat: Heartbeat,
-    partial: Vec<u8>,
-}
-
-impl Write for BeatSink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.partial.extend_from_slice(buf);
-        while let Some(end) = self.partial.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.partial.drain(..=end).collect();
-            self.heartbeat.feed(&String::from_utf8_lossy(&line));
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 
@@ -119,13 +89,11 @@ mod tests {
     #[test]
     fn beats_reset_the_silence_and_other_lines_do_not() {
         let h = Heartbeat::new();
-        let mut sink = h.sink();
         std::thread::sleep(Duration::from_millis(20));
-        sink.write_all(b"noise\r\n").expect("write");
+        h.feed("noise");
         assert!(h.silent_for() >= Duration::from_millis(20));
         assert_eq!(h.last_uptime(), None);
-        sink.write_all(b"NESTED-BEAT 12.").expect("write");
-        sink.write_all(b"34\r\n").expect("write");
+        h.feed("NESTED-BEAT 12.34");
         assert!(h.silent_for() < Duration::from_millis(20));
         assert_eq!(h.last_uptime().as_deref(), Some("12.34"));
     }

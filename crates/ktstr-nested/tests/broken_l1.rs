@@ -36,10 +36,11 @@ fn boot_l1(init: String, stall_after: Duration) -> (Vec<String>, L1End) {
     let machine = L1Machine {
         memory_mib: L1_MEMORY_MIB,
         deadline: L1_DEADLINE,
+        stall_after,
         ..L1Machine::default()
     };
     let mut lines = Vec::new();
-    let end = l1_boot::run(&machine, &kernel.vmlinuz, cpio, stall_after, &mut |l| {
+    let end = l1_boot::run(&machine, &kernel.vmlinuz, cpio, &mut |l| {
         eprintln!("L1| {l}");
         lines.push(l.to_owned());
     })

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use ktstr_nested::figures::{self, Groups, KERNEL_SNAPSHOT_FIGURE, Row};
 use ktstr_nested::l1_boot::{self, L1End, L1Machine};
 use ktstr_nested::markers::{FAIL, FIGURE};
-use ktstr_nested::watchdog::STALL_AFTER;
 use ktstr_nested::{Error, init_script, l1_initramfs, l1_kernel, suite};
 
 struct Options {
@@ -107,27 +106,21 @@ fn run(o: &Options, started: Instant) -> Result<(Vec<Row>, Vec<String>), Error> 
     );
     let mut rows = Vec::new();
     let mut notes = vec![format!("host load at L1's start: {}", host_load())];
-    let end = l1_boot::run(
-        &o.machine,
-        &kernel.vmlinuz,
-        cpio,
-        STALL_AFTER,
-        &mut |line| {
-            println!("L1| {line}");
-            if let Some(row) = Row::parse(line) {
-                progress(
-                    started,
-                    &format!("figure {}: median {:?} ms", row.name, row.median_ms),
-                );
-                rows.push(row);
-            } else if line.starts_with(KERNEL_SNAPSHOT_FIGURE)
-                || line.starts_with(&format!("{FIGURE}-LOAD"))
-                || line.starts_with(FAIL)
-            {
-                notes.push(line.to_owned());
-            }
-        },
-    )?;
+    let end = l1_boot::run(&o.machine, &kernel.vmlinuz, cpio, &mut |line| {
+        println!("L1| {line}");
+        if let Some(row) = Row::parse(line) {
+            progress(
+                started,
+                &format!("figure {}: median {:?} ms", row.name, row.median_ms),
+            );
+            rows.push(row);
+        } else if line.starts_with(KERNEL_SNAPSHOT_FIGURE)
+            || line.starts_with(&format!("{FIGURE}-LOAD"))
+            || line.starts_with(FAIL)
+        {
+            notes.push(line.to_owned());
+        }
+    })?;
     notes.push(format!("host load at L1's end: {}", host_load()));
     match end {
         L1End::Exited(ktstr_qemu::ExitKind::Shutdown) => {}

@@ -11,7 +11,7 @@
 //! the schedulers come from `KTSTR_SCHEDULERS`. Prints a progress line per
 //! phase, L1's console as `L1| ...`, and one `nested tier: N passed, M
 //! failed, K ignored` line; exits non-zero on any failure. An L1 that stops
-//! making progress (no heartbeat for [`STALL_AFTER`]) is killed with its
+//! making progress (no heartbeat for 120 s) is killed with its
 //! vCPU state printed (`L1-STALL| ...`), and what it left unfinished runs
 //! once more in a fresh L1 (`--stall-retries`, 1); the stall is reported
 //! (`nested tier RETRIED:`), and one more fails the tier.
@@ -26,7 +26,6 @@ use ktstr_nested::l1_initramfs::{self, Contents};
 use ktstr_nested::l1_kernel::{self, L1Kernel};
 use ktstr_nested::suite::{self, Suite};
 use ktstr_nested::summary::{Summary, TierFailure};
-use ktstr_nested::watchdog::STALL_AFTER;
 use ktstr_qemu::ExitKind;
 
 /// Fresh L1s for the suites a stalled L1 left unfinished (each stall
@@ -221,29 +220,23 @@ fn run_l1(
         started,
         &format!(
             "boot L1 ({} vCPU, {} MiB, initramfs {mib} MiB, deadline {:?}, stalled after {:?} without a heartbeat)",
-            o.machine.vcpus, o.machine.memory_mib, o.machine.deadline, STALL_AFTER
+            o.machine.vcpus, o.machine.memory_mib, o.machine.deadline, o.machine.stall_after
         ),
     );
     let mut summary = Summary::default();
-    let end = l1_boot::run(
-        &o.machine,
-        &kernel.vmlinuz,
-        cpio,
-        STALL_AFTER,
-        &mut |line| {
-            println!("L1| {line}");
-            let before = summary.suites.len();
-            summary.feed(line);
-            if summary.suites.len() > before {
-                if let Some(s) = summary.suites.last() {
-                    progress(started, &format!("test binary {}", s.name));
-                }
+    let end = l1_boot::run(&o.machine, &kernel.vmlinuz, cpio, &mut |line| {
+        println!("L1| {line}");
+        let before = summary.suites.len();
+        summary.feed(line);
+        if summary.suites.len() > before {
+            if let Some(s) = summary.suites.last() {
+                progress(started, &format!("test binary {}", s.name));
             }
-            if let Some(ready) = line.strip_prefix(ktstr_nested::markers::READY) {
-                progress(started, &format!("L1 has KVM:{ready}"));
-            }
-        },
-    )?;
+        }
+        if let Some(ready) = line.strip_prefix(ktstr_nested::markers::READY) {
+            progress(started, &format!("L1 has KVM:{ready}"));
+        }
+    })?;
     Ok((summary, end))
 }
 
