@@ -25,6 +25,9 @@ pub struct L1Machine {
     pub cpu: String,
     /// L1 silent this long (no heartbeat) is killed as stalled.
     pub stall_after: Duration,
+    /// Appended to L1's kernel command line (e.g. KVM module parameters,
+    /// `kvm_amd.vgif=0`, to compare L1 set-ups).
+    pub cmdline: String,
 }
 
 /// TCG's `max` CPU (AMD, with SVM and NPT), presented as a Zen 3 (family
@@ -42,6 +45,7 @@ impl Default for L1Machine {
             deadline: Duration::from_secs(30 * 60),
             cpu: L1_CPU.to_owned(),
             stall_after: STALL_AFTER,
+            cmdline: String::new(),
         }
     }
 }
@@ -79,6 +83,7 @@ pub fn run(
         .extra_qemu_arg(machine.cpu.clone())
         // Kernel warnings only: L1's log would interleave with the tests' output.
         .cmdline("quiet")
+        .cmdline(&machine.cmdline)
         // A gone receiver means nobody reads any more: the line is dropped.
         .com1_sink(Box::new(LineSink::new(move |l: &str| {
             let _ = tx.send(l.to_owned());

@@ -3,6 +3,7 @@
 //! ```text
 //! ktstr-nested [--suite PACKAGE/TEST[=ARGS]]... [--release] [--package DEB]
 //!              [--l1-vcpus N] [--l1-memory-mib M] [--l1-cpu QEMU-CPU]
+//!              [--l1-cmdline KERNEL-ARGS]
 //!              [--deadline-min MIN] [--repeat N] [--stall-retries N]
 //! ```
 //! Without `--suite`, every suite that needs hardware KVM. `--repeat N` runs
@@ -63,6 +64,7 @@ fn parse_args() -> Result<Options, String> {
             "--l1-vcpus" => o.machine.vcpus = number(value()?)? as u32,
             "--l1-memory-mib" => o.machine.memory_mib = number(value()?)?,
             "--l1-cpu" => o.machine.cpu = value()?,
+            "--l1-cmdline" => o.machine.cmdline = value()?,
             "--deadline-min" => o.machine.deadline = Duration::from_secs(60 * number(value()?)?),
             _ => {
                 return Err(format!(
