@@ -19,7 +19,9 @@ pub struct L1Machine {
     pub vcpus: u32,
     /// Guest RAM: the unpacked initramfs plus the L2 guests.
     pub memory_mib: u64,
-    /// L1 is killed and reported after this.
+    /// L1 is killed and reported after this. Generous: a frozen L1 is
+    /// the watchdog's ([`L1Machine::stall_after`]); this bounds a live but
+    /// slow one (the default tier ran past 30 min at host load 7-10 on 2 cores).
     pub deadline: Duration,
     /// QEMU's `-cpu` for L1 (TCG): see [`L1_CPU`].
     pub cpu: String,
@@ -42,7 +44,7 @@ impl Default for L1Machine {
         L1Machine {
             vcpus: 1,
             memory_mib: ktstr_qemu::MAX_MEMORY_MIB,
-            deadline: Duration::from_secs(30 * 60),
+            deadline: Duration::from_secs(45 * 60),
             cpu: L1_CPU.to_owned(),
             stall_after: STALL_AFTER,
             cmdline: String::new(),
