@@ -350,7 +350,9 @@ fn a_kernel_panic_is_classified(kind: BackendKind) {
     let kernel = test_env().kernel;
     let _slot = vm_slot();
     let cpio = initramfs(PANIC_INIT);
-    let outcome = boot_with_init(kind, kernel, &cpio).wait().expect("outcome");
+    let outcome = boot_with_init(kind, kernel.clone(), &cpio)
+        .wait()
+        .expect("outcome");
     assert_eq!(
         outcome.exit,
         Exit::GuestPanic,
@@ -382,7 +384,29 @@ fn a_kernel_panic_is_classified(kind: BackendKind) {
         }
         other => panic!("{kind:?}: {other}"),
     }
+    // PID 1 exiting panics the kernel too; panic=-1 turns that into a reset,
+    // which the classifier reads as the panic it was (on either backend).
+    let cpio = initramfs(EXIT_INIT);
+    let outcome = boot_with_init(kind, kernel, &cpio).wait().expect("outcome");
+    assert_eq!(
+        outcome.exit,
+        Exit::GuestPanic,
+        "{kind:?}: {}",
+        outcome.death
+    );
+    assert!(
+        matches!(&outcome.death, GuestDeath::KernelCrash(c)
+            if c.panic_message.as_deref().is_some_and(|m| m.starts_with("Attempted to kill init"))),
+        "{kind:?}: {}",
+        outcome.death
+    );
 }
+
+/// An /init that exits: the kernel panics ("Attempted to kill init!").
+const EXIT_INIT: &str = "#!/bin/sh
+echo EXITING
+exit 3
+";
 
 /// An /init that never ends, so only kill or the deadline can stop the guest.
 const SLEEP_INIT: &str = "#!/bin/sh

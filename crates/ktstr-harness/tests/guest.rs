@@ -354,7 +354,11 @@ fn init_panic_reaches_the_host_as_a_com2_line() {
         GuestExit::Died(GuestDeath::InitPanic(m)) => {
             assert!(m.starts_with("boom 42 | second line at "), "{m}")
         }
-        other => panic!("wrong exit {other:?}\nCOM1:\n{}", end.outcome.com1_text()),
+        other => panic!(
+            "wrong exit {other:?}\nCOM2: \"{}\"\nCOM1:\n{}",
+            end.outcome.com2.escape_ascii(),
+            end.outcome.com1_text()
+        ),
     }
     // A fatal signal takes the async-signal-safe path to the same report.
     let s = Session::boot(&cfg).expect("boot again");
@@ -362,7 +366,8 @@ fn init_panic_reaches_the_host_as_a_com2_line() {
     assert_eq!(
         end.exit,
         GuestExit::Died(GuestDeath::InitPanic("init killed by SIGSEGV".into())),
-        "COM1:\n{}",
+        "COM2: \"{}\"\nCOM1:\n{}",
+        end.outcome.com2.escape_ascii(),
         end.outcome.com1_text()
     );
 }

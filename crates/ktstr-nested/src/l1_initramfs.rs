@@ -21,6 +21,9 @@ pub struct Contents<'a> {
     pub schedulers: &'a [PathBuf],
     /// The test binaries, run in this order.
     pub suites: &'a [Built],
+    /// How many times L1 runs the whole list (1 for the tier; more to
+    /// measure how often something intermittent happens).
+    pub repeat: usize,
 }
 
 /// Builds the archive.
@@ -35,11 +38,9 @@ pub fn build(kernel: &L1Kernel, contents: &Contents<'_>) -> Result<Archive, Erro
     }
     let paths = add_suites(&mut a, contents.suites)?;
     let names: Vec<String> = contents.suites.iter().map(|b| b.suite.name()).collect();
-    let steps: Vec<Step<'_>> = contents
-        .suites
-        .iter()
-        .zip(&paths)
-        .zip(&names)
+    let once = contents.suites.iter().zip(&paths).zip(&names);
+    let steps: Vec<Step<'_>> = (0..contents.repeat.max(1))
+        .flat_map(|_| once.clone())
         .map(|((b, path), name)| Step {
             name,
             path,

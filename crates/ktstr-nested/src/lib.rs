@@ -8,8 +8,9 @@
 //! kernel package; [`suite`] builds the chosen test binaries;
 //! [`l1_initramfs`] packs them with busybox, the modules, the L2 kernel and
 //! the schedulers under an [`init_script`]; [`l1_boot`] boots L1 and streams
-//! its console; [`summary`] reads the console into per-binary results and
-//! the tier's verdict. The `ktstr-nested` binary runs them in order.
+//! its console while [`watchdog`] checks that L1 still makes progress;
+//! [`summary`] reads the console into per-binary results and the tier's
+//! verdict. The `ktstr-nested` binary runs them in order.
 
 #![warn(missing_docs)]
 
@@ -23,5 +24,6 @@ pub mod l1_kernel;
 pub mod markers;
 pub mod suite;
 pub mod summary;
+pub mod watchdog;
 
 pub use error::Error;

@@ -17,3 +17,7 @@ pub const END: &str = "NESTED-END";
 /// <name> run=<i> ms=<ms> ok=<bool>` per run, then `NESTED-FIGURE <name>
 /// median_ms=<ms> runs_ms=<a,b,..> failed=<n>`.
 pub const FIGURE: &str = "NESTED-FIGURE";
+/// L1 is alive: `NESTED-BEAT <uptime s>`, every
+/// [`crate::init_script::BEAT_PERIOD_S`] on L1's COM2, from a loop that
+/// needs L1's timers and scheduler (see [`crate::watchdog`]).
+pub const BEAT: &str = "NESTED-BEAT";

@@ -37,6 +37,15 @@ pub enum TierFailure {
     /// L1 ended (deadline, crash, reset) before its `/init` finished.
     #[error("L1 ended before running every test binary: {0}")]
     L1Ended(String),
+    /// L1 stopped making progress (no heartbeat, see [`crate::watchdog`])
+    /// and the host killed it.
+    #[error("L1 stopped making progress (no heartbeat for {silent_s} s) during {during}")]
+    L1Stalled {
+        /// Seconds without a heartbeat.
+        silent_s: u64,
+        /// What ran then ([`Summary::running`]).
+        during: String,
+    },
     /// A suite was never started.
     #[error("{0}: never ran")]
     NotRun(String),
@@ -88,6 +97,8 @@ pub struct Summary {
     pub ready: Option<String>,
     /// Whether [`END`] was seen.
     pub ended: bool,
+    /// The last libtest `test NAME ...` line's test, in the last suite.
+    pub last_test: Option<String>,
 }
 
 impl Summary {
@@ -104,6 +115,7 @@ impl Summary {
                 name: name.trim().to_owned(),
                 ..SuiteResult::default()
             });
+            self.last_test = None;
         } else if let Some(rest) = line.strip_prefix(DONE) {
             if let Some(s) = self.suites.last_mut() {
                 s.exit_code = field(rest, "rc=");
@@ -115,7 +127,32 @@ impl Summary {
             if let Some(s) = self.suites.last_mut() {
                 s.counts = Some(counts);
             }
+        } else if let Some((test, _)) = line
+            .strip_prefix("test ")
+            .and_then(|rest| rest.split_once(" ..."))
+        {
+            self.last_test = Some(test.trim().to_owned());
         }
+    }
+
+    /// What L1 was running, for a stall's message: the suite still without
+    /// its [`DONE`] line and its last test, else L1's own start or end.
+    pub fn running(&self) -> String {
+        match self.suites.last() {
+            Some(s) if s.exit_code.is_none() => match &self.last_test {
+                Some(t) => format!("{} (test {t})", s.name),
+                None => format!("{} (before its first test)", s.name),
+            },
+            Some(_) if self.ended => "L1's power-off".to_owned(),
+            Some(s) => format!("L1's init, after {}", s.name),
+            None if self.ready.is_some() => "L1's init, before the first test binary".to_owned(),
+            None => "L1's boot (KVM not up yet)".to_owned(),
+        }
+    }
+
+    /// The suites that ran to their [`DONE`] line.
+    pub fn finished(&self) -> impl Iterator<Item = &SuiteResult> {
+        self.suites.iter().filter(|s| s.exit_code.is_some())
     }
 
     /// Total counts over every suite.
@@ -131,16 +168,17 @@ impl Summary {
     }
 
     /// Every reason the tier failed, given the suites that were meant to run
-    /// and, if L1 did not power off cleanly, how it ended. Empty = passed.
-    pub fn failures(&self, expected: &[String], l1_ended: Option<String>) -> Vec<TierFailure> {
+    /// and, if L1 did not power off cleanly, how it ended
+    /// ([`TierFailure::L1Ended`] or [`TierFailure::L1Stalled`]). Empty = passed.
+    pub fn failures(&self, expected: &[String], l1_end: Option<TierFailure>) -> Vec<TierFailure> {
         let mut out: Vec<TierFailure> = self
             .broken
             .iter()
             .cloned()
             .map(TierFailure::L1Broken)
             .collect();
-        if let Some(how) = l1_ended {
-            out.push(TierFailure::L1Ended(how));
+        if let Some(how) = l1_end {
+            out.push(how);
         } else if !self.ended && out.is_empty() {
             out.push(TierFailure::L1Ended("without the end marker".into()));
         }
@@ -304,7 +342,11 @@ mod tests {
         let want: Vec<String> = ["a/x", "a/y", "a/z", "a/w", "a/v"]
             .map(String::from)
             .to_vec();
-        let f = s.failures(&want, Some("deadline exceeded".into()));
+        assert_eq!(s.running(), "a/w (before its first test)");
+        let f = s.failures(
+            &want,
+            Some(TierFailure::L1Ended("deadline exceeded".into())),
+        );
         assert_eq!(
             f,
             [

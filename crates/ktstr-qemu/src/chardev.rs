@@ -4,15 +4,11 @@
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crate::error::{Error, Result};
-
-/// What the kernel prints when it panics; seen on COM1 it makes the outcome a guest panic.
-pub(crate) const PANIC_NEEDLE: &[u8] = b"Kernel panic - not syncing";
 
 /// A connected pair: (host end, QEMU's end). Both are close-on-exec; the spawn makes
 /// QEMU's end inheritable in the child only.
@@ -32,10 +28,11 @@ fn spawn_named(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHand
 }
 
 /// Captured serial output shared between its reader thread and the run.
+/// Reading what the guest printed (a kernel panic, say) is the caller's job:
+/// `ktstr-backend`'s `death` module is the one classifier.
 #[derive(Clone, Default)]
 pub(crate) struct Capture {
     pub(crate) bytes: Arc<Mutex<Vec<u8>>>,
-    pub(crate) panic_seen: Arc<AtomicBool>,
 }
 
 impl Capture {
@@ -62,15 +59,10 @@ pub(crate) fn spawn_serial_reader(
                     sink = None;
                 }
             }
-            let mut all = cap.bytes.lock().unwrap_or_else(|e| e.into_inner());
-            let from = all.len().saturating_sub(PANIC_NEEDLE.len() - 1);
-            all.extend_from_slice(chunk);
-            if all[from..]
-                .windows(PANIC_NEEDLE.len())
-                .any(|w| w == PANIC_NEEDLE)
-            {
-                cap.panic_seen.store(true, Ordering::SeqCst);
-            }
+            cap.bytes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend_from_slice(chunk);
         }
     })
 }

@@ -29,4 +29,4 @@ pub use outcome::{ExitKind, Outcome, Timings};
 pub use process::KillHandle;
 pub use snapshot::{AfterSnapshot, QemuSnapshot, snapshot_key};
 pub use topology::{Machine, ShapeError};
-pub use vm::{QemuBuilder, RunningVm};
+pub use vm::{Monitor, QemuBuilder, RunningVm};

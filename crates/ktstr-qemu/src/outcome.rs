@@ -12,7 +12,10 @@ pub enum ExitKind {
     Reboot,
     /// The guest powered off (QMP SHUTDOWN reason guest-shutdown, ACPI S5).
     Shutdown,
-    /// The kernel panicked ("Kernel panic - not syncing" on COM1, or QMP GUEST_PANICKED).
+    /// QEMU saw the guest panic (QMP GUEST_PANICKED, or SHUTDOWN reason
+    /// guest-panic: a paravirtual panic device). A panic the guest only
+    /// printed (`panic=-1` then resets) is a [`ExitKind::Reboot`] here;
+    /// reading the console is `ktstr-backend`'s `death` module's job.
     GuestPanic,
     /// [`crate::KillHandle::kill`] was called.
     Killed,
@@ -70,7 +73,6 @@ impl Outcome {
 pub(crate) struct Observed {
     pub killed: bool,
     pub deadline: bool,
-    pub panic_on_com1: bool,
     pub events: Vec<QmpEvent>,
 }
 
@@ -87,7 +89,7 @@ pub(crate) fn classify(obs: &Observed, status: ExitStatus, stderr: &str) -> Exit
         QmpEvent::GuestPanicked => true,
         QmpEvent::Shutdown { reason } => reason == "guest-panic",
     });
-    if obs.panic_on_com1 || guest_panicked {
+    if guest_panicked {
         return ExitKind::GuestPanic;
     }
     let reason = obs.events.iter().rev().find_map(|e| match e {
@@ -133,8 +135,7 @@ mod tests {
             classify(&obs(vec![shutdown("guest-panic")]), ok, ""),
             ExitKind::GuestPanic
         );
-        let mut o = obs(vec![shutdown("guest-reset")]);
-        o.panic_on_com1 = true;
+        let mut o = obs(vec![QmpEvent::GuestPanicked, shutdown("guest-reset")]);
         assert_eq!(classify(&o, ok, ""), ExitKind::GuestPanic);
         o.deadline = true;
         assert_eq!(classify(&o, ok, ""), ExitKind::DeadlineExceeded);

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -156,7 +156,7 @@ pub struct RunningVm {
     bulk_tx: Option<PortSender>,
     events_rx: Option<Receiver<QmpEvent>>,
     early_events: Vec<QmpEvent>,
-    qmp: Option<QmpCommands>,
+    qmp: Option<Arc<QmpCommands>>,
     config: QemuConfig,
     streams: Vec<UnixStream>,
     threads: Vec<JoinHandle<()>>,
@@ -310,7 +310,7 @@ impl RunningVm {
             )?;
         }
         commands.execute("cont", serde_json::Value::Null, remaining)?;
-        vm.qmp = Some(commands);
+        vm.qmp = Some(Arc::new(commands));
         vm.startup = started.elapsed();
         tracing::debug!(startup = ?vm.startup, "guest resumed");
         Ok(vm)
@@ -376,6 +376,12 @@ impl RunningVm {
 
     pub fn kill_handle(&self) -> KillHandle {
         self.kill.clone()
+    }
+
+    /// A handle for QEMU's human monitor, usable from another thread while
+    /// [`RunningVm::wait`] runs (e.g. to dump a stuck guest's vCPU state).
+    pub fn monitor(&self) -> Option<Monitor> {
+        self.qmp.clone().map(Monitor)
     }
 
     pub fn memory(&self) -> GuestMemoryView {
@@ -448,7 +454,6 @@ impl RunningVm {
         let total = self.started.elapsed();
         obs.killed = self.kill.kill_requested();
         self.join_threads();
-        obs.panic_on_com1 = self.com1.panic_seen.load(Ordering::SeqCst);
         obs.events = std::mem::take(&mut self.early_events);
         if let Some(rx) = &self.events_rx {
             obs.events.extend(rx.try_iter());
@@ -483,6 +488,23 @@ impl RunningVm {
                 tracing::warn!("a QEMU reader thread panicked");
             }
         }
+    }
+}
+
+/// QEMU's human monitor (HMP) over the run's QMP connection.
+#[derive(Clone)]
+pub struct Monitor(Arc<QmpCommands>);
+
+impl Monitor {
+    /// Runs one HMP command (`info registers`, `info lapic`, ...) and
+    /// returns its text; fails once QEMU is gone or after `timeout`.
+    pub fn human(&self, command_line: &str, timeout: Duration) -> Result<String> {
+        let reply = self.0.execute(
+            "human-monitor-command",
+            serde_json::json!({ "command-line": command_line }),
+            timeout,
+        )?;
+        Ok(reply.as_str().unwrap_or_default().to_owned())
     }
 }
 

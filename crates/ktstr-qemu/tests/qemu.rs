@@ -346,7 +346,7 @@ fn shm_files() -> Vec<String> {
     v
 }
 
-fn poweroff_is_shutdown_and_init_exit_is_panic() {
+fn poweroff_is_shutdown_and_init_exit_resets_after_its_panic() {
     let _slot = vm_slot();
     let env = test_env();
     // poweroff goes through microvm's ACPI GED (S5): QMP SHUTDOWN reason guest-shutdown.
@@ -354,10 +354,12 @@ fn poweroff_is_shutdown_and_init_exit_is_panic() {
     let out = builder(&env, initrd.path()).run().expect("run");
     assert_eq!(out.exit, ExitKind::Shutdown, "{}", out.com1_text());
     // PID 1 exiting panics the kernel ("Attempted to kill init!"), which panic=-1 turns
-    // into a reset; COM1 shows it was a panic.
+    // into a reset: QEMU sees the reset, COM1 shows it was a panic. Calling that a
+    // guest panic is ktstr-backend's death classifier's job (its conformance suite
+    // asserts it on both backends), not a second text match here.
     let initrd = initramfs("echo EXITING\nexit 3");
     let out = builder(&env, initrd.path()).run().expect("run");
-    assert_eq!(out.exit, ExitKind::GuestPanic, "{}", out.com1_text());
+    assert_eq!(out.exit, ExitKind::Reboot, "{}", out.com1_text());
     assert!(
         out.com1_text().contains("Attempted to kill init"),
         "{}",
@@ -551,7 +553,7 @@ fn a_sigkilled_caller_leaves_no_qemu_no_files_no_fds() {
 
 fn main() -> std::process::ExitCode {
     let tests = [
-        ktstr_testenv::tests![NEEDS; boots_to_init_and_reboots_with_n_vcpus, virtio_serial_round_trip, host_reads_guest_memory_while_running, kill_from_another_thread, a_sigkilled_qemu_is_a_qemu_failure_at_once, deadline_after_boot, typed_errors, topology_one_socket_two_cores, caller_panic_kills_and_cleans_up, poweroff_is_shutdown_and_init_exit_is_panic, a_sigkilled_caller_leaves_no_qemu_no_files_no_fds],
+        ktstr_testenv::tests![NEEDS; boots_to_init_and_reboots_with_n_vcpus, virtio_serial_round_trip, host_reads_guest_memory_while_running, kill_from_another_thread, a_sigkilled_qemu_is_a_qemu_failure_at_once, deadline_after_boot, typed_errors, topology_one_socket_two_cores, caller_panic_kills_and_cleans_up, poweroff_is_shutdown_and_init_exit_resets_after_its_panic, a_sigkilled_caller_leaves_no_qemu_no_files_no_fds],
     ];
     ktstr_testenv::run(tests.into_iter().flatten().collect())
 }

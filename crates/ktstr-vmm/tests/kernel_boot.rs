@@ -20,10 +20,17 @@ fn boot_deadline() -> Duration {
 
 const TOKEN: &str = "KTSTR-TOKEN-7f3a online=";
 
+/// What the busybox init writes to COM2 (`/dev/ttyS1`) from user space:
+/// the interrupt-driven UART path the guest init's `PANIC:` line takes.
+const COM2_TOKEN: &str = "KTSTR-COM2-5c1e";
+
 const BUSYBOX_INIT: &str = "#!/bin/sh
 /bin/busybox mount -t proc proc /proc
 /bin/busybox mount -t sysfs sysfs /sys
+/bin/busybox mount -t devtmpfs devtmpfs /dev
 echo \"KTSTR-TOKEN-7f3a online=$(/bin/busybox cat /sys/devices/system/cpu/online) nproc=$(/bin/busybox nproc)\"
+echo KTSTR-COM2-5c1e > /dev/ttyS1
+/bin/busybox cat /proc/tty/driver/serial /proc/interrupts
 /bin/busybox reboot -f
 ";
 
@@ -131,6 +138,16 @@ fn boot_and_count_cpus(init: Init, vcpus: usize) {
         assert!(
             com1.contains(&format!("nproc={vcpus}")),
             "busybox nproc; COM1 tail:\n{tail}"
+        );
+        // Exactly the line, nothing lost: before it only the 0xFF that Linux
+        // writes to a legacy port it found without firmware tables, to probe
+        // its IRQ (8250 autoconfig_irq; ktstr-vmm boots without ACPI here).
+        let com2 = &outcome.com2;
+        assert_eq!(
+            com2.strip_prefix(b"\xff").unwrap_or(com2),
+            format!("{COM2_TOKEN}\r\n").as_bytes(),
+            "user space's line on COM2: \"{}\"; COM1 tail:\n{tail}",
+            com2.escape_ascii()
         );
     }
 }

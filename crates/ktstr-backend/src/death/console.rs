@@ -251,10 +251,14 @@ pub fn requested_reset(console: &str) -> Option<String> {
     })
 }
 
-/// The guest init's last words on COM2, if it wrote them.
+/// The guest init's last words on COM2, if it wrote them. Bytes that are
+/// not text before them on their line are skipped: a UART carries such
+/// bytes before the first line, e.g. the 0xFF (`\u{fffd}` here) that
+/// Linux writes to each legacy port it finds without firmware tables, to
+/// probe its IRQ (8250 `autoconfig_irq`, `CONFIG_SERIAL_8250_DETECT_IRQ`).
 pub fn init_panic(com2: &str) -> Option<String> {
     com2.lines().find_map(|l| {
-        l.trim_start_matches('\0')
+        l.trim_start_matches(|c: char| c == char::REPLACEMENT_CHARACTER || c.is_control())
             .strip_prefix(ktstr_wire::INIT_PANIC_PREFIX)
             .map(|m| m.trim_end().to_owned())
     })
@@ -375,6 +379,14 @@ mod tests {
             Some("boom at src/x.rs:3")
         );
         assert_eq!(init_panic("nothing"), None);
+        // COM2 of a ktstr-vmm guest without ACPI, as read in the nested
+        // tier: the kernel's IRQ-probe byte runs into the init's line.
+        let probed = b"\xffPANIC: boom 42 | second line at crates/ktstr-guest/src/dispatch.rs:90\n";
+        assert_eq!(
+            init_panic(&String::from_utf8_lossy(probed)).as_deref(),
+            Some("boom 42 | second line at crates/ktstr-guest/src/dispatch.rs:90")
+        );
+        assert_eq!(init_panic("text PANIC: not at the start"), None);
         assert_eq!(body("[   12.5] x y"), "x y");
         assert_eq!(body("MODE sysrq"), "MODE sysrq");
         assert_eq!(

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use ktstr_nested::figures::{self, Groups, KERNEL_SNAPSHOT_FIGURE, Row};
-use ktstr_nested::l1_boot::{self, L1Machine};
+use ktstr_nested::l1_boot::{self, L1End, L1Machine};
 use ktstr_nested::markers::{FAIL, FIGURE};
 use ktstr_nested::{Error, init_script, l1_initramfs, l1_kernel, suite};
 
@@ -106,7 +106,7 @@ fn run(o: &Options, started: Instant) -> Result<(Vec<Row>, Vec<String>), Error> 
     );
     let mut rows = Vec::new();
     let mut notes = vec![format!("host load at L1's start: {}", host_load())];
-    let exit = l1_boot::run(&o.machine, &kernel.vmlinuz, cpio, &mut |line| {
+    let end = l1_boot::run(&o.machine, &kernel.vmlinuz, cpio, &mut |line| {
         println!("L1| {line}");
         if let Some(row) = Row::parse(line) {
             progress(
@@ -122,8 +122,13 @@ fn run(o: &Options, started: Instant) -> Result<(Vec<Row>, Vec<String>), Error> 
         }
     })?;
     notes.push(format!("host load at L1's end: {}", host_load()));
-    if exit != ktstr_qemu::ExitKind::Shutdown {
-        notes.push(format!("L1 ended with {exit:?}"));
+    match end {
+        L1End::Exited(ktstr_qemu::ExitKind::Shutdown) => {}
+        L1End::Exited(exit) => notes.push(format!("L1 ended with {exit:?}")),
+        L1End::Stalled(s) => notes.push(format!(
+            "L1 stopped making progress (no heartbeat for {} s) and was killed",
+            s.silent_s
+        )),
     }
     Ok((rows, notes))
 }
