@@ -26,6 +26,8 @@
 pub mod catalogue;
 pub mod cgroup;
 pub mod cpuset;
+pub mod evidence;
+pub mod hotplug;
 pub mod protocol;
 pub mod report;
 pub mod runner;
@@ -34,7 +36,8 @@ pub mod spec;
 pub mod verdict;
 pub mod worker;
 
+pub use evidence::{RunEvidence, SchedulerRun, judge};
 pub use report::{ScenarioReport, WorkerTelemetry};
 pub use runner::{RunError, RunOptions, run_scenario};
 pub use spec::{CgroupSpec, CpusetSpec, Op, Scenario, SpecError, Step, WorkKind};
-pub use verdict::{Failure, Thresholds, Verdict, evaluate};
+pub use verdict::{Failure, FailureKind, MonitorFinding, Thresholds, Verdict, evaluate};
