@@ -8,6 +8,8 @@ use syn::{Expr, ExprArray, ExprLit, Ident, Lit, LitStr};
 
 use ktstr_topology::Topology;
 
+use crate::expect::Expectations;
+
 use crate::{err, int, lit_str, str_array, value};
 
 /// Gauntlet constraints: presets that do not meet them are not generated.
@@ -47,6 +49,7 @@ pub struct TestAttr {
     require_isolation: Option<bool>,
     require_scheduler_attached: Option<bool>,
     constraints: Constraints,
+    expect: Expectations,
 }
 
 fn float(meta: &ParseNestedMeta) -> syn::Result<f64> {
@@ -123,16 +126,26 @@ impl TestAttr {
             "min_llcs" => self.constraints.min_llcs = Some(small(&meta)?),
             "min_nodes" => self.constraints.min_nodes = Some(small(&meta)?),
             "needs_smt" => self.constraints.needs_smt = boolean(&meta)?,
+            "expect_fail" | "expect_scx_error" | "watchdog_timeout_ms" | "duration_ms" => {
+                self.expect.parse_key(&key, &meta)?
+            }
             other => {
                 return Err(meta.error(format!(
                     "unknown #[ktstr_test] key `{other}`; expected one of topology, gauntlet, \
                      scheduler, args, flags, memory_mib, step_ms, timeout_s, max_gap_ms, \
                      max_spread_pct, max_wake_p99_us, require_isolation, \
-                     require_scheduler_attached, min_cpus, max_cpus, min_llcs, min_nodes, needs_smt"
+                     require_scheduler_attached, min_cpus, max_cpus, min_llcs, min_nodes, needs_smt, \
+                     expect_fail, expect_scx_error, watchdog_timeout_ms, duration_ms"
                 )));
             }
         }
         Ok(())
+    }
+
+    /// Checks between keys (each key's own value is checked as it is parsed).
+    pub fn check(&self) -> syn::Result<()> {
+        self.expect
+            .check(self.scheduler.is_some(), self.step_ms.is_some())
     }
 
     /// The topologies to generate tests for, each checked and filtered.
@@ -198,6 +211,7 @@ impl TestAttr {
         let memory = opt_u64(self.memory_mib);
         let step = opt_u64(self.step_ms);
         let timeout = opt_u64(self.timeout_s);
+        let expect_fields = self.expect.fields();
         let mut overrides = Vec::new();
         if let Some(v) = self.max_gap_ms {
             overrides.push(quote!(t.max_gap_ms = #v;));
@@ -223,6 +237,7 @@ impl TestAttr {
                 memory_mib: #memory,
                 step_ms: #step,
                 timeout_s: #timeout,
+                #expect_fields
                 thresholds: {
                     fn thresholds(t: &mut ::ktstr_harness::workload::Thresholds) {
                         let _ = &t;

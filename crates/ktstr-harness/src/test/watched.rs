@@ -1,0 +1,127 @@
+//! One test's run, watched: the scheduler started, the scenario run, and
+//! everything that can end it early (the scheduler not attaching, the
+//! kernel kicking it out, the guest dying) kept as evidence for the verdict
+//! instead of aborting it. Only what says nothing about the scheduler
+//! (bad input, a backend failure) stays an error.
+
+use std::path::Path;
+use std::time::Duration;
+
+use ktstr_topology::GuestTopology;
+use ktstr_wire::SchedState;
+use ktstr_workload::{RunEvidence, Scenario, ScenarioReport, SchedulerRun};
+
+use crate::error::HarnessError;
+use crate::session::Session;
+
+/// How long a scheduler may take to attach.
+const ATTACH_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The guest's report (empty when the scenario did not run) and the rest.
+pub(super) struct Watched {
+    pub report: ScenarioReport,
+    pub evidence: RunEvidence,
+}
+
+/// Start `scheduler` (if any), run `scenario`, stop the scheduler.
+pub(super) fn run(
+    session: &mut Session,
+    scheduler: Option<&Path>,
+    args: &[&str],
+    scenario: &Scenario,
+    topology: &GuestTopology,
+) -> Result<Watched, HarnessError> {
+    let not_run = |why: &str| ScenarioReport::not_run(&scenario.name, topology.clone(), why);
+    let mut evidence = RunEvidence::default();
+    if let Some(path) = scheduler {
+        if let Err(e) = session.start_scheduler(path, args, ATTACH_DEADLINE) {
+            let why = e.to_string();
+            match e {
+                HarnessError::SchedulerExitedBeforeAttach {
+                    name,
+                    exit,
+                    stderr,
+                    kernel_log,
+                } => {
+                    evidence.scheduler = Some(SchedulerRun {
+                        name,
+                        ended: Some(format!("{exit} before attaching")),
+                        kernel_lines: kernel_log,
+                        stderr,
+                        restarts: Vec::new(),
+                    })
+                }
+                HarnessError::AttachTimeout {
+                    name,
+                    deadline,
+                    stderr,
+                } => {
+                    evidence.scheduler = Some(SchedulerRun {
+                        name,
+                        ended: Some(format!("did not attach within {deadline:?}")),
+                        stderr,
+                        ..SchedulerRun::default()
+                    })
+                }
+                other => evidence.crash = Some(crash(other)?),
+            }
+            return Ok(Watched {
+                report: not_run(&why),
+                evidence,
+            });
+        }
+    }
+    let report = match session.run_scenario(scenario) {
+        Ok(r) => r,
+        Err(e) => {
+            let why = e.to_string();
+            evidence.crash = Some(crash(e)?);
+            not_run(&why)
+        }
+    };
+    if scheduler.is_some() {
+        let run = scheduler_run(session);
+        if run.ended.is_none() && evidence.crash.is_none() {
+            session.stop_scheduler(Duration::from_secs(2))?;
+        }
+        evidence.scheduler = Some(run);
+    }
+    Ok(Watched { report, evidence })
+}
+
+/// The guest died (a verdict: the scheduler may have crashed it), or an
+/// error that says nothing about the scheduler.
+fn crash(e: HarnessError) -> Result<String, HarnessError> {
+    match e {
+        HarnessError::GuestDied { death, .. } => Ok(death.summary()),
+        HarnessError::GuestPanic(message) => Ok(format!("guest init panicked: {message}")),
+        other => Err(other),
+    }
+}
+
+/// The attached scheduler's run from the session's `SchedulerState` reports.
+fn scheduler_run(session: &Session) -> SchedulerRun {
+    let mut run = SchedulerRun {
+        stderr: session.scheduler_stderr().unwrap_or_default(),
+        ..SchedulerRun::default()
+    };
+    for e in session.scheduler_events() {
+        match e.state {
+            SchedState::Attached if run.name.is_empty() => run.name = e.name.clone(),
+            // Attached again: sched_ext asked it to restart (reason = the
+            // kernel's disable line).
+            SchedState::Attached => run.restarts.push(e.reason.clone()),
+            SchedState::Exited if run.ended.is_none() => {
+                run.ended = Some(format!("exit code {}", e.exit_code));
+                run.kernel_lines = e
+                    .reason
+                    .lines()
+                    .filter(|l| l.starts_with("sched_ext:"))
+                    .map(str::to_string)
+                    .collect();
+            }
+            _ => {}
+        }
+    }
+    run
+}
