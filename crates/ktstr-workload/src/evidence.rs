@@ -60,10 +60,19 @@ impl SchedulerRun {
     /// The scheduler's last stderr lines, then the kernel's sched_ext lines.
     fn explanation(&self) -> Vec<String> {
         let mut out = Vec::new();
-        let lines: Vec<&str> = self.stderr.lines().filter(|l| !l.is_empty()).collect();
+        let (lines, dump) = without_debug_dump(&self.stderr);
         if !lines.is_empty() {
             let tail = &lines[lines.len().saturating_sub(STDERR_TAIL_LINES)..];
-            out.push(format!("{} stderr, last {} lines:", self.name, tail.len()));
+            let dump = if dump > 0 {
+                format!(" (its {dump}-line sched_ext debug dump left out)")
+            } else {
+                String::new()
+            };
+            out.push(format!(
+                "{} stderr, last {} lines{dump}:",
+                self.name,
+                tail.len()
+            ));
             out.extend(tail.iter().map(|l| format!("  {l}")));
         }
         if !self.kernel_lines.is_empty() {
@@ -72,6 +81,40 @@ impl SchedulerRun {
         }
         out
     }
+}
+
+/// Non-empty stderr lines without the debug dump tools/sched_ext's
+/// `UEI_REPORT` prints before its `EXIT:` line (`DEBUG DUMP`, a rule, the
+/// dump, a rule), and how many lines the dump had: hundreds of lines of
+/// task state that would push the scheduler's own last words out of a tail.
+fn without_debug_dump(stderr: &str) -> (Vec<&str>, usize) {
+    #[derive(Clone, Copy, PartialEq)]
+    enum At {
+        Outside,
+        Header,
+        Dump,
+    }
+    let mut kept = Vec::new();
+    let mut dumped = 0;
+    let mut at = At::Outside;
+    for line in stderr.lines() {
+        let rule = line.starts_with("=====");
+        let next = match at {
+            At::Outside if line.trim() == "DEBUG DUMP" => At::Header,
+            At::Header if rule => At::Dump,
+            At::Dump if rule => At::Outside,
+            other => other,
+        };
+        if at == At::Outside && next == At::Outside {
+            if !line.is_empty() {
+                kept.push(line);
+            }
+        } else {
+            dumped += 1;
+        }
+        at = next;
+    }
+    (kept, dumped)
 }
 
 /// Judge a watched run: the crash, the scheduler's end, the monitor's
@@ -155,7 +198,9 @@ mod tests {
                 "sched_ext: BPF scheduler \"qmap\" disabled (scx_bpf_error)".into(),
                 "sched_ext: qmap: test triggering error".into(),
             ],
-            stderr: "stats 1\nstats 2\nEXIT: scx_bpf_error (test triggering error)\n".into(),
+            stderr: "stats 1\nstats 2\n\nDEBUG DUMP\n=====\n\ntask a\ntask b\n\n=====\n\n\
+                     EXIT: scx_bpf_error (test triggering error)\n"
+                .into(),
             restarts: vec![],
         }
     }
@@ -177,7 +222,10 @@ mod tests {
             lines[0],
             "t [ctx] failed: the kernel kicked scheduler qmap out: scx_bpf_error: test triggering error (+1 more)"
         );
-        assert_eq!(lines[1], "  qmap stderr, last 3 lines:");
+        assert_eq!(
+            lines[1],
+            "  qmap stderr, last 3 lines (its 7-line sched_ext debug dump left out):"
+        );
         assert_eq!(lines[4], "    EXIT: scx_bpf_error (test triggering error)");
         assert_eq!(lines[5], "  kernel:");
         assert!(
