@@ -8,18 +8,11 @@
 //! runs `ktstr_harness::test::test_main`).
 
 use ktstr_harness::ktstr_test;
-use ktstr_harness::workload::{CgroupSpec, CpusetSpec, Scenario, Step, WorkKind, catalogue};
+use ktstr_harness::workload::{CpusetSpec, Scenario, Step, WorkKind, catalogue};
 
-fn spinners(name: &str, workers: u32, cpuset: CpusetSpec) -> CgroupSpec {
-    CgroupSpec {
-        name: name.into(),
-        workers,
-        work: WorkKind::Spin,
-        cpuset,
-        weight: None,
-        children: Vec::new(),
-    }
-}
+mod scenarios;
+
+use scenarios::cgroup;
 
 /// Two cgroups of two spinners sharing every CPU.
 fn two_cgroups() -> Scenario {
@@ -29,8 +22,8 @@ fn two_cgroups() -> Scenario {
             duration_ms: 2000,
             ops_before: Vec::new(),
             cgroups: vec![
-                spinners("cg_0", 2, CpusetSpec::All),
-                spinners("cg_1", 2, CpusetSpec::All),
+                cgroup("cg_0", 2, WorkKind::Spin, CpusetSpec::All),
+                cgroup("cg_1", 2, WorkKind::Spin, CpusetSpec::All),
             ],
         }],
     }
@@ -70,6 +63,26 @@ fn scx_qmap_cpuset_split() -> Scenario {
 )]
 fn steady() -> Scenario {
     catalogue::steady()
+}
+
+/// The scheduler must be disabled by the kernel with this `scx_bpf_error`
+/// text (`scx_qmap -e 1000` errors after 1000 enqueues), or the test fails.
+#[ktstr_test(topology = "1n1l2c1t", scheduler = "scx_qmap", args = ["-e", "1000"],
+             expect_scx_error = "test triggering error", duration_ms = 4000)]
+fn scx_qmap_error_is_expected() -> Scenario {
+    two_cgroups()
+}
+
+#[ktstr_test(topology = "1n1l2c1t")]
+fn eevdf_cpu_hotplug() -> Scenario {
+    scenarios::cpu_hotplug()
+}
+
+/// scx_qmap handles hotplug itself (ops.cpu_online/offline); scx_simple,
+/// which sched_ext restarts instead, is checked in tests/verdicts.rs.
+#[ktstr_test(topology = "1n1l2c1t", scheduler = "scx_qmap")]
+fn scx_qmap_cpu_hotplug() -> Scenario {
+    scenarios::cpu_hotplug()
 }
 
 fn main() -> std::process::ExitCode {
