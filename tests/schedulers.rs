@@ -8,11 +8,9 @@
 //! runs `ktstr_harness::test::test_main`).
 
 use ktstr_harness::ktstr_test;
-use ktstr_harness::workload::{CpusetSpec, Scenario, Step, WorkKind, catalogue};
+use ktstr_harness::workload::{CgroupSpec, CpusetSpec, Scenario, Step, WorkKind, catalogue};
 
 mod scenarios;
-
-use scenarios::cgroup;
 
 /// Two cgroups of two spinners sharing every CPU.
 fn two_cgroups() -> Scenario {
@@ -22,8 +20,8 @@ fn two_cgroups() -> Scenario {
             duration_ms: 2000,
             ops_before: Vec::new(),
             cgroups: vec![
-                cgroup("cg_0", 2, WorkKind::Spin, CpusetSpec::All),
-                cgroup("cg_1", 2, WorkKind::Spin, CpusetSpec::All),
+                CgroupSpec::new("cg_0", 2, WorkKind::Spin, CpusetSpec::All),
+                CgroupSpec::new("cg_1", 2, WorkKind::Spin, CpusetSpec::All),
             ],
         }],
     }
@@ -66,11 +64,12 @@ fn steady() -> Scenario {
 }
 
 /// The scheduler must be disabled by the kernel with this `scx_bpf_error`
-/// text (`scx_qmap -e 1000` errors after 1000 enqueues), or the test fails.
+/// text (`scx_qmap -e 1000` errors after 1000 enqueues; ping-pong wake-ups
+/// enqueue often, spinners rarely), or the test fails.
 #[ktstr_test(topology = "1n1l2c1t", scheduler = "scx_qmap", args = ["-e", "1000"],
              expect_scx_error = "test triggering error", duration_ms = 4000)]
 fn scx_qmap_error_is_expected() -> Scenario {
-    two_cgroups()
+    catalogue::ping_pong()
 }
 
 #[ktstr_test(topology = "1n1l2c1t")]

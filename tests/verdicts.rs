@@ -5,7 +5,7 @@
 
 use ktstr_harness::test::{Expect, KtstrTest, needs, try_run};
 use ktstr_harness::workload::{
-    CpusetSpec, Failure, FailureKind, Scenario, Step, WorkKind, catalogue,
+    CgroupSpec, CpusetSpec, Failure, FailureKind, Scenario, Step, WorkKind, catalogue,
 };
 use ktstr_testenv::Test;
 
@@ -63,7 +63,7 @@ fn yielders() -> Scenario {
         steps: vec![Step {
             duration_ms: 4000,
             ops_before: Vec::new(),
-            cgroups: vec![scenarios::cgroup("cg", 2, WorkKind::Yield, CpusetSpec::All)],
+            cgroups: vec![CgroupSpec::new("cg", 2, WorkKind::Yield, CpusetSpec::All)],
         }],
     }
 }

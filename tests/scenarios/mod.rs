@@ -2,23 +2,11 @@
 
 use ktstr_harness::workload::{CgroupSpec, CpusetSpec, Op, Scenario, Step, WorkKind};
 
-/// A cgroup of `workers` doing `work` on `cpuset`, no weight, no children.
-pub fn cgroup(name: &str, workers: u32, work: WorkKind, cpuset: CpusetSpec) -> CgroupSpec {
-    CgroupSpec {
-        name: name.into(),
-        workers,
-        work,
-        cpuset,
-        weight: None,
-        children: Vec::new(),
-    }
-}
-
 /// Spinners on every CPU and one confined to cpu1, while cpu1 goes
 /// offline and comes back (not in the catalogue: the catalogue also runs
 /// on hosts, and this one would take a host CPU offline).
 pub fn cpu_hotplug() -> Scenario {
-    let cg = |name: &str, workers, cpuset| cgroup(name, workers, WorkKind::Spin, cpuset);
+    let cg = |name: &str, workers, cpuset| CgroupSpec::new(name, workers, WorkKind::Spin, cpuset);
     let step = |ops_before, cgroups| Step {
         duration_ms: 1500,
         ops_before,

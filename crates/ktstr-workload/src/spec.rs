@@ -60,6 +60,20 @@ pub struct CgroupSpec {
     pub children: Vec<CgroupSpec>,
 }
 
+impl CgroupSpec {
+    /// A cgroup of `workers` doing `work` on `cpuset`: default weight, no children.
+    pub fn new(name: &str, workers: u32, work: WorkKind, cpuset: CpusetSpec) -> Self {
+        CgroupSpec {
+            name: name.into(),
+            workers,
+            work,
+            cpuset,
+            weight: None,
+            children: Vec::new(),
+        }
+    }
+}
+
 /// Which CPUs, expressed against the guest topology.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CpusetSpec {
