@@ -31,6 +31,8 @@ const QMAP_STALL: KtstrTest = KtstrTest {
     expect: Expect::PASS,
     thresholds: no_overrides,
     scenario: steady,
+    programs: &[],
+    files: &[],
 };
 
 fn a_scheduler_kicked_out_mid_run_fails_the_verdict_with_the_kernels_reason() {

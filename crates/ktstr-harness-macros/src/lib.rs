@@ -19,6 +19,14 @@
 //! zero memory size and gauntlets where no preset meets the constraints are
 //! compile errors.
 //!
+//! `programs = ["stress-ng", "cyclictest"]` packs host programs (names on
+//! `PATH`, or paths) with their shared libraries into the guest at
+//! `/usr/bin/<name>`, for the scenario's payloads to run;
+//! `files = [("data/in.txt", "/opt/in.txt")]` packs host files (relative to
+//! the package's `Cargo.toml`) at guest paths. A program that is not
+//! installed makes the test ignored (or, run directly, fail) naming the
+//! package that installs it.
+//!
 //! # Tests whose prerequisites are missing
 //!
 //! Under the default test harness a `#[ktstr_test]` without a kernel (or its
@@ -36,6 +44,7 @@ use syn::parse::Parser;
 use syn::{Expr, ExprArray, ExprLit, ItemFn, Lit, LitStr, meta::ParseNestedMeta};
 
 mod expect;
+mod guest;
 mod spec;
 
 #[cfg(test)]
@@ -265,6 +274,14 @@ mod tests {
             ),
             (r#"duration_ms = 0"#, "at least 1"),
             (r#"duration_ms = 10, step_ms = 5"#, "either"),
+            (r#"programs = ["stress ng"]"#, "without spaces"),
+            (r#"programs = "stress-ng""#, "array of string literals"),
+            (r#"files = [("a", "opt/a")]"#, "must be absolute"),
+            (r#"files = ["a"]"#, "(host path, guest path) pairs"),
+            (
+                r#"files = [("a", "/opt/a"), ("b", "/opt/a")]"#,
+                "given twice",
+            ),
         ];
         for (attr, want) in cases {
             let e = expand_str(attr).expect_err(attr);
@@ -290,6 +307,17 @@ mod tests {
         );
         let out = expand_str(r#"expect_fail = "stuck""#).unwrap();
         assert!(out.contains("FailureKind :: Stuck"), "{out}");
+    }
+
+    #[test]
+    fn programs_and_files_reach_the_test_with_host_paths_made_absolute() {
+        let out = expand_str(
+            r#"programs = ["stress-ng"], files = [("data/in.txt", "/opt/in.txt"), ("/etc/hostname", "/opt/h")]"#,
+        )
+        .unwrap();
+        assert!(out.contains(r#"programs : & ["stress-ng"]"#), "{out}");
+        assert!(out.contains("CARGO_MANIFEST_DIR"), "{out}");
+        assert!(out.contains(r#"("/etc/hostname" , "/opt/h")"#), "{out}");
     }
 
     #[test]

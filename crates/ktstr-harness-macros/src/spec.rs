@@ -50,6 +50,8 @@ pub struct TestAttr {
     require_scheduler_attached: Option<bool>,
     constraints: Constraints,
     expect: Expectations,
+    programs: Vec<LitStr>,
+    files: Vec<(LitStr, LitStr)>,
 }
 
 fn float(meta: &ParseNestedMeta) -> syn::Result<f64> {
@@ -129,13 +131,16 @@ impl TestAttr {
             "expect_fail" | "expect_scx_error" | "watchdog_timeout_ms" | "duration_ms" => {
                 self.expect.parse_key(&key, &meta)?
             }
+            "programs" => self.programs = crate::guest::programs(&value(&meta)?)?,
+            "files" => self.files = crate::guest::files(&value(&meta)?)?,
             other => {
                 return Err(meta.error(format!(
                     "unknown #[ktstr_test] key `{other}`; expected one of topology, gauntlet, \
                      scheduler, args, flags, memory_mib, step_ms, timeout_s, max_gap_ms, \
                      max_spread_pct, max_wake_p99_us, require_isolation, \
                      require_scheduler_attached, min_cpus, max_cpus, min_llcs, min_nodes, needs_smt, \
-                     expect_fail, expect_scx_error, watchdog_timeout_ms, duration_ms"
+                     expect_fail, expect_scx_error, watchdog_timeout_ms, duration_ms, \
+                     programs, files"
                 )));
             }
         }
@@ -212,6 +217,8 @@ impl TestAttr {
         let step = opt_u64(self.step_ms);
         let timeout = opt_u64(self.timeout_s);
         let expect_fields = self.expect.fields();
+        let programs = &self.programs;
+        let files = crate::guest::files_value(&self.files);
         let mut overrides = Vec::new();
         if let Some(v) = self.max_gap_ms {
             overrides.push(quote!(t.max_gap_ms = #v;));
@@ -246,6 +253,8 @@ impl TestAttr {
                     thresholds
                 },
                 scenario: #scenario_fn,
+                programs: &[#(#programs),*],
+                files: #files,
             }
         }
     }

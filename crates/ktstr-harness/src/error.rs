@@ -19,6 +19,22 @@ pub enum HarnessError {
     /// the kernel cache, `PATH`); the message says how to build it.
     #[error("no scheduler: {0}")]
     NoScheduler(ktstr_testenv::Missing),
+    /// A program a test declared for its guest resolves nowhere; the
+    /// message names it and how to install it.
+    #[error("no program for the guest: {0}")]
+    NoProgram(ktstr_testenv::Missing),
+    /// A program or file given to the session does not exist (checked
+    /// before any VM boots).
+    #[error("{0} (to be packed into the guest) does not exist")]
+    GuestFileNotFound(PathBuf),
+    /// A file's guest path cannot hold it.
+    #[error("guest path {guest:?} is unusable: {reason}")]
+    BadGuestPath {
+        /// The path given.
+        guest: String,
+        /// Why, and what to do instead.
+        reason: String,
+    },
     /// The test's own declaration cannot run (topology, scenario).
     #[error("test {test} is invalid: {reason}")]
     InvalidTest {

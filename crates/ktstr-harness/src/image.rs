@@ -1,6 +1,7 @@
 //! The guest initramfs: the init (by default the running executable, whose
 //! `.init_array` hook from `ktstr-guest` makes it PID 1), busybox for
-//! `exec`, and the schedulers, cached by content.
+//! `exec`, the schedulers, and a test's own programs and files, cached by
+//! content.
 //!
 //! The cache key is the SHA-256 of the uncompressed archive bytes (the
 //! archive is deterministic: sorted entries, mtime 0), so identical inputs
@@ -14,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::compress::Compression;
 use crate::error::HarnessError;
+use crate::guest_files::GuestFile;
 
 /// Where schedulers live in the guest.
 pub const SCHED_DIR: &str = "sched";
@@ -33,6 +35,10 @@ pub struct GuestImage {
     pub busybox: Option<PathBuf>,
     /// Packed as `/sched/<file name>`.
     pub schedulers: Vec<PathBuf>,
+    /// Packed with their libraries as `/usr/bin/<file name>` (see [`crate::guest_files`]).
+    pub programs: Vec<PathBuf>,
+    /// Packed at their guest paths.
+    pub files: Vec<GuestFile>,
     /// Storage format of the cached file.
     pub compression: Compression,
     /// Pack `init` without its DWARF (`objcopy --strip-debug`, symbols
@@ -65,6 +71,8 @@ impl GuestImage {
             init: init.into(),
             busybox: bb.is_file().then(|| bb.to_owned()),
             schedulers: Vec::new(),
+            programs: Vec::new(),
+            files: Vec::new(),
             compression: Compression::None,
             strip_debug: true,
         }
@@ -72,11 +80,7 @@ impl GuestImage {
 
     /// Guest path of scheduler `host`.
     pub fn guest_path(host: &Path) -> String {
-        let name = host
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        format!("/{SCHED_DIR}/{name}")
+        in_guest_dir(&format!("/{SCHED_DIR}"), host)
     }
 
     /// The archive bytes (uncompressed).
@@ -102,6 +106,7 @@ impl GuestImage {
             let dest = Self::guest_path(s);
             a.add_elf_with_libs(dest.trim_start_matches('/'), s)?;
         }
+        crate::guest_files::pack(&mut a, &self.programs, &self.files)?;
         Ok(a.to_bytes()?)
     }
 
@@ -141,6 +146,15 @@ impl GuestImage {
             reused: false,
         })
     }
+}
+
+/// `host`'s file name under guest directory `dir` (where a packed binary lands).
+pub(crate) fn in_guest_dir(dir: &str, host: &Path) -> String {
+    let name = host
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!("{dir}/{name}")
 }
 
 /// Remove all but the `keep` most recently used archives in `dir`.
@@ -205,12 +219,17 @@ fn hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn same_inputs_reuse_one_file_and_different_inputs_do_not() {
-        let dir = tempfile::tempdir().unwrap();
+    /// `/bin/true` as init, nothing else, as is; and a cache directory.
+    fn bare_image() -> (tempfile::TempDir, GuestImage) {
         let mut img = GuestImage::new("/bin/true");
         img.busybox = None;
         img.strip_debug = false;
+        (tempfile::tempdir().unwrap(), img)
+    }
+
+    #[test]
+    fn same_inputs_reuse_one_file_and_different_inputs_do_not() {
+        let (dir, mut img) = bare_image();
         let a = img.build_cached(dir.path()).unwrap();
         assert!(!a.reused);
         let b = img.build_cached(dir.path()).unwrap();
@@ -226,6 +245,33 @@ mod tests {
             GuestImage::guest_path(Path::new("/x/scx_simple")),
             "/sched/scx_simple"
         );
+    }
+
+    #[test]
+    fn programs_come_with_their_libraries_and_programs_and_files_change_the_key() {
+        let (dir, mut img) = bare_image();
+        let bare = img.build_cached(dir.path()).unwrap();
+        // ls links libselinux (which links libpcre2): the closure comes along.
+        img.programs.push("/bin/ls".into());
+        let with_program = img.build_cached(dir.path()).unwrap();
+        img.files
+            .push(GuestFile::new("/etc/hostname", "/opt/t/hostname").unwrap());
+        let with_file = img.build_cached(dir.path()).unwrap();
+        let hashes = [&bare.hash, &with_program.hash, &with_file.hash];
+        assert!(
+            hashes[0] != hashes[1] && hashes[1] != hashes[2],
+            "{hashes:?}"
+        );
+        let archive = std::fs::read(&with_file.path).unwrap();
+        let has = |n: &[u8]| archive.windows(n.len()).any(|w| w == n);
+        for needle in [
+            &b"usr/bin/ls"[..],
+            b"libselinux.so.1",
+            b"libpcre2-8.so.0",
+            b"opt/t/hostname",
+        ] {
+            assert!(has(needle), "{} missing", String::from_utf8_lossy(needle));
+        }
     }
 
     #[test]

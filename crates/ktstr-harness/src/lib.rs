@@ -35,6 +35,7 @@
 pub mod compress;
 pub mod error;
 pub mod events;
+pub mod guest_files;
 pub mod image;
 pub mod session;
 pub mod shell;

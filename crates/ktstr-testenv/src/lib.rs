@@ -22,7 +22,10 @@ pub use kernel::{FROM_CHECKOUT, KERNEL_BUILD_COMMAND, Missing, SCHED_BUILD_COMMA
 pub use need::Need;
 pub use runner::{Test, TestOutcome, run};
 pub use slots::{VmSlot, max_vms, vm_slot};
-pub use tools::{BUSYBOX, find_busybox, find_program, find_qemu, find_scheduler};
+pub use tools::{
+    BUSYBOX, PROGRAM_PACKAGES, find_busybox, find_guest_program, find_program, find_qemu,
+    find_scheduler,
+};
 
 /// What a kernel-tier test body gets: the prerequisites the runner checked.
 pub struct TestEnv {

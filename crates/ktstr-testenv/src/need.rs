@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::kernel::{Missing, find_kernel};
-use crate::tools::{find_busybox, find_program, find_qemu, find_scheduler};
+use crate::tools::{find_busybox, find_guest_program, find_program, find_qemu, find_scheduler};
 
 /// One prerequisite of a [`crate::Test`].
 #[derive(Clone, Copy, Debug)]
@@ -40,6 +40,9 @@ pub enum Need {
         /// The Debian package that installs it.
         package: &'static str,
     },
+    /// A host program a test packs into its guest, by name or path
+    /// ([`find_guest_program`]; a missing one names its Debian package).
+    GuestProgram(&'static str),
     /// Effective user id 0.
     Root,
     /// An environment variable that opts into a slow test (CI sets it).
@@ -94,6 +97,7 @@ impl Need {
             Need::Program { name, package } => find_program(name)
                 .map(drop)
                 .ok_or_else(|| Missing::new(name, format!("install Debian package {package}"))),
+            Need::GuestProgram(name) => find_guest_program(name).map(drop),
             Need::Root => {
                 // SAFETY: geteuid has no preconditions.
                 if unsafe { libc::geteuid() } == 0 {

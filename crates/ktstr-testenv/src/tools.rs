@@ -16,6 +16,37 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// Debian packages of programs tests commonly run in the guest, so a
+/// missing one is named with its package.
+pub const PROGRAM_PACKAGES: &[(&str, &str)] = &[
+    ("stress-ng", "stress-ng"),
+    ("cyclictest", "rt-tests"),
+    ("hackbench", "rt-tests"),
+    ("perf", "linux-perf"),
+    ("fio", "fio"),
+    ("sysbench", "sysbench"),
+];
+
+/// A host program a test packs into its guest: a path as is, a bare name
+/// on `PATH`. Missing, it says which Debian package installs it.
+pub fn find_guest_program(name: &str) -> Result<PathBuf, Missing> {
+    let found = if name.contains('/') {
+        Some(PathBuf::from(name)).filter(|p| p.is_file())
+    } else {
+        find_program(name)
+    };
+    found.ok_or_else(|| {
+        let how = match PROGRAM_PACKAGES.iter().find(|(p, _)| *p == name) {
+            Some((_, package)) => format!("install Debian package {package} (apt-get install {package})"),
+            None if name.contains('/') => "give the path of an existing program".to_owned(),
+            None => format!(
+                "install the package that provides it (on Debian `apt-file search bin/{name}` names it), or give its path"
+            ),
+        };
+        Missing::new(format!("program {name}"), how)
+    })
+}
+
 /// `qemu-system-x86_64` on `PATH`.
 pub fn find_qemu() -> Result<PathBuf, Missing> {
     find_program("qemu-system-x86_64").ok_or_else(|| {
@@ -72,6 +103,25 @@ pub fn find_scheduler(name: &str) -> Result<PathBuf, Missing> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_guest_program_says_how_to_install_it() {
+        let e = find_guest_program("stress-ng-no-such").expect_err("missing");
+        assert!(
+            e.to_string()
+                .contains("apt-file search bin/stress-ng-no-such"),
+            "{e}"
+        );
+        assert!(find_guest_program("/nonexistent/x").is_err());
+        assert_eq!(
+            find_guest_program("/bin/sh").ok(),
+            Some(PathBuf::from("/bin/sh"))
+        );
+        // Known names carry their package (whether or not installed here).
+        if let Err(e) = find_guest_program("cyclictest") {
+            assert!(e.to_string().contains("rt-tests"), "{e}");
+        }
+    }
 
     #[test]
     fn a_missing_scheduler_path_is_named() {

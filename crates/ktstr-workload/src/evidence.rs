@@ -187,6 +187,7 @@ mod tests {
             }],
             sched_ext: Default::default(),
             notes: vec![],
+            payloads: vec![],
         }
     }
 

@@ -28,6 +28,7 @@ pub mod cgroup;
 pub mod cpuset;
 pub mod evidence;
 pub mod hotplug;
+pub mod payload;
 pub mod protocol;
 pub mod report;
 pub mod runner;
@@ -37,6 +38,7 @@ pub mod verdict;
 pub mod worker;
 
 pub use evidence::{RunEvidence, SchedulerRun, judge};
+pub use payload::{Figures, PayloadRecord, PayloadSpec};
 pub use report::{ScenarioReport, WorkerTelemetry};
 pub use runner::{RunError, RunOptions, run_scenario};
 pub use spec::{CgroupSpec, CpusetSpec, Op, Scenario, SpecError, Step, WorkKind};

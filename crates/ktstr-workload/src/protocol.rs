@@ -83,11 +83,11 @@ pub fn parse_report(text: &[u8]) -> Result<ScenarioReport, ProtoError> {
     })
 }
 
-/// A `RunStep.timeout_ms` for `scenario`: its steps, plus 10 s, plus
-/// 50 ms per worker for spawning and collecting.
+/// A `RunStep.timeout_ms` for `scenario`: its steps (as long as their
+/// payloads may run), plus 10 s, plus 50 ms per worker for spawning and
+/// collecting.
 pub fn suggested_timeout_ms(scenario: &Scenario) -> u64 {
-    let steps: u64 = scenario.steps.iter().map(|s| s.duration_ms).sum();
-    steps + 10_000 + 50 * total_workers(scenario) as u64
+    scenario.longest_ms() + 10_000 + 50 * total_workers(scenario) as u64
 }
 
 /// Guest side in one call: decode `spec`, read the topology under `sysfs`

@@ -16,6 +16,7 @@ use ktstr_topology::GuestTopology;
 use crate::cgroup::{CgroupError, CgroupTree, cgroup2_mount};
 use crate::cpuset::{ResolveCpuset, ResolveError};
 use crate::hotplug::{Hotplug, HotplugError};
+use crate::payload::{LivePayload, PayloadRecord, PayloadSpec, Placement};
 use crate::report::{CgroupRecord, ScenarioReport, StepRecord, WorkerTelemetry};
 use crate::scx::{ScxObservation, sample};
 use crate::spec::{CgroupSpec, CpusetSpec, Op, Scenario, SpecError, WorkKind, total_workers};
@@ -82,9 +83,10 @@ struct LiveWorker {
     allowed: BTreeSet<u32>,
 }
 
-/// Field order is drop order: workers die before their cgroups go.
+/// Field order is drop order: workers and payloads die before their cgroups go.
 struct Run<'a> {
     workers: Vec<LiveWorker>,
+    payloads: Vec<LivePayload>,
     ctl: ControlPage,
     tree: CgroupTree,
     topo: &'a GuestTopology,
@@ -97,6 +99,8 @@ struct Run<'a> {
     stop_timeout: Duration,
     /// Last: CPUs come back online once the workers and cgroups are gone.
     hotplug: Hotplug,
+    step: usize,
+    payload_records: Vec<PayloadRecord>,
 }
 
 /// Run `scenario` on this machine (the guest, or a host for tests).
@@ -118,6 +122,7 @@ pub fn run_scenario(
     let tree = CgroupTree::create(&parent, &name)?;
     let mut run = Run {
         workers: Vec::new(),
+        payloads: Vec::new(),
         ctl,
         tree,
         topo,
@@ -129,6 +134,8 @@ pub fn run_scenario(
         notes: Vec::new(),
         stop_timeout: opts.stop_timeout,
         hotplug: Hotplug::new(&opts.sysfs),
+        step: 0,
+        payload_records: Vec::new(),
     };
     if !run.tree.controllers().cpuset {
         run.notes.push(format!(
@@ -144,6 +151,7 @@ pub fn run_scenario(
     let started = Instant::now();
     let mut steps = Vec::new();
     for (i, step) in scenario.steps.iter().enumerate() {
+        run.step = i;
         for op in &step.ops_before {
             run.apply(op)?;
         }
@@ -156,10 +164,7 @@ pub fn run_scenario(
             started_at_ms: started.elapsed().as_millis() as u64,
             duration_ms: step.duration_ms,
         });
-        let until = t0 + Duration::from_millis(step.duration_ms);
-        while let Some(left) = until.checked_duration_since(Instant::now()) {
-            std::thread::sleep(left);
-        }
+        run.hold_step(t0 + Duration::from_millis(step.duration_ms));
     }
     let all: Vec<usize> = (0..run.workers.len()).collect();
     run.finish_workers(&all);
@@ -173,6 +178,7 @@ pub fn run_scenario(
         mut done,
         cgroups,
         notes,
+        payload_records: payloads,
         ..
     } = run;
     let controllers = tree.controllers();
@@ -196,6 +202,7 @@ pub fn run_scenario(
         workers: done,
         sched_ext,
         notes,
+        payloads,
     })
 }
 
@@ -311,6 +318,52 @@ impl Run<'_> {
         name == root || name.strip_prefix(root).is_some_and(|r| r.starts_with('/'))
     }
 
+    /// Start `spec` in its own cgroup (removed when it ends).
+    fn start_payload(&mut self, spec: &PayloadSpec) -> Result<(), RunError> {
+        let cpus = self.topo.resolve(&spec.cpuset)?;
+        self.tree.add(&spec.name, false)?;
+        let enforced = self.tree.set_cpus(&spec.name, &cpus)?;
+        let procs = self.tree.procs_file(&spec.name)?;
+        let place = Placement {
+            procs: &procs,
+            pin_to: (!enforced).then(|| cpus.clone()),
+            cpus,
+        };
+        let at = self.ms_since_epoch(mono_ns());
+        let live = LivePayload::start(spec, self.step, place, at);
+        self.payloads.push(live);
+        Ok(())
+    }
+
+    /// Hold the current step until `until` and until its payloads ended,
+    /// recording each payload as it ends.
+    fn hold_step(&mut self, until: Instant) {
+        const POLL: Duration = Duration::from_millis(20);
+        loop {
+            for mut p in std::mem::take(&mut self.payloads) {
+                if !p.poll() {
+                    self.payloads.push(p);
+                    continue;
+                }
+                let name = p.name().to_owned();
+                self.payload_records.push(p.finish());
+                // Kills anything it left behind in its cgroup.
+                if let Err(e) = self.tree.remove(&name) {
+                    self.notes.push(format!("payload {name}: {e}"));
+                }
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() && self.payloads.is_empty() {
+                return;
+            }
+            if self.payloads.is_empty() {
+                std::thread::sleep(left);
+            } else {
+                std::thread::sleep(if left.is_zero() { POLL } else { left.min(POLL) });
+            }
+        }
+    }
+
     fn apply(&mut self, op: &Op) -> Result<(), RunError> {
         let cpuset = self.tree.controllers().cpuset;
         match op {
@@ -374,6 +427,7 @@ impl Run<'_> {
                 self.allow_hotplug_fallback();
             }
             Op::CpuOnline { cpu } => self.hotplug.set(*cpu, true)?,
+            Op::Payload(spec) => self.start_payload(spec)?,
         }
         self.notes.push(format!("applied {}", describe_op(op)));
         Ok(())
@@ -509,6 +563,7 @@ fn describe_op(op: &Op) -> String {
         Op::SetAffinity { cgroup, cpus } => format!("affinity {cgroup} := {}", spec(cpus)),
         Op::CpuOffline { cpu } => format!("cpu{cpu} offline"),
         Op::CpuOnline { cpu } => format!("cpu{cpu} online"),
+        Op::Payload(p) => format!("start payload {} ({})", p.name, p.program),
     }
 }
 

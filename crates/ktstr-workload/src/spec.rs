@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cpuset::{ResolveCpuset, ResolveError};
 use crate::hotplug::{self, HotplugProblem};
+use crate::payload::PayloadSpec;
 
 /// Upper bound on workers in one scenario: each is a process on a small guest.
 pub const MAX_WORKERS: usize = 1024;
@@ -127,7 +128,9 @@ pub enum WorkKind {
     Mixed,
     /// `fork()` a child that exits at once, reap it, repeat.
     ForkChurn,
-    /// Run an external binary (restarted if it exits early).
+    /// Run an external binary as background load, restarted if it exits
+    /// early (never judged by its exit; for one judged run with its exit
+    /// status, output and figures, see [`Op::Payload`]).
     Payload {
         /// Absolute path of the binary.
         path: String,
@@ -193,6 +196,9 @@ pub enum Op {
         /// The CPU.
         cpu: u32,
     },
+    /// Run a program once in its own cgroup; the step holding this op
+    /// lasts until it has exited (see [`crate::payload`]).
+    Payload(PayloadSpec),
 }
 
 /// Why a scenario is not runnable.
@@ -295,6 +301,14 @@ pub enum SpecError {
         /// Steps in the scenario.
         steps: usize,
     },
+    /// A payload's own fields do not make sense.
+    #[error("payload {name:?}: {reason}")]
+    BadPayloadSpec {
+        /// Payload name.
+        name: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// Too many workers overall.
     #[error("scenario declares {0} workers, more than {MAX_WORKERS}")]
     TooManyWorkers(usize),
@@ -321,7 +335,26 @@ pub fn total_workers(scenario: &Scenario) -> usize {
         .sum()
 }
 
+impl Step {
+    /// How long the step can last: its duration, or its longest payload's
+    /// deadline if that is later.
+    pub fn longest_ms(&self) -> u64 {
+        self.ops_before
+            .iter()
+            .filter_map(|op| match op {
+                Op::Payload(p) => Some(p.timeout_ms),
+                _ => None,
+            })
+            .fold(self.duration_ms, u64::max)
+    }
+}
+
 impl Scenario {
+    /// How long the scenario can last (each step's [`Step::longest_ms`]).
+    pub fn longest_ms(&self) -> u64 {
+        self.steps.iter().map(Step::longest_ms).sum()
+    }
+
     /// The same scenario with every step lasting `ms` (for short test runs).
     pub fn with_step_ms(mut self, ms: u64) -> Self {
         for s in &mut self.steps {
@@ -448,7 +481,33 @@ fn validate_op(
         }
         Op::CpuOffline { cpu } => hotplug(*cpu, false, offline),
         Op::CpuOnline { cpu } => hotplug(*cpu, true, offline),
+        // Its cgroup is its own: declared (no name clash), never alive for ops.
+        Op::Payload(p) => {
+            check_name(&p.name)?;
+            if !declared.insert(p.name.clone()) {
+                return Err(SpecError::DuplicateCgroup(p.name.clone()));
+            }
+            if let Some(reason) = p.problem() {
+                return Err(SpecError::BadPayloadSpec {
+                    name: p.name.clone(),
+                    reason,
+                });
+            }
+            resolve(&p.name, &p.cpuset)
+        }
     }
+}
+
+/// A cgroup (or payload) name: one non-empty path component.
+fn check_name(name: &str) -> Result<(), SpecError> {
+    if name.is_empty()
+        || name.contains('/')
+        || name.starts_with('.')
+        || name.chars().any(char::is_whitespace)
+    {
+        return Err(SpecError::BadName(name.to_owned()));
+    }
+    Ok(())
 }
 
 fn validate_cgroup(
@@ -460,13 +519,7 @@ fn validate_cgroup(
     alive: &mut BTreeSet<String>,
 ) -> Result<(), SpecError> {
     let name = &cg.name;
-    if name.is_empty()
-        || name.contains('/')
-        || name.starts_with('.')
-        || name.chars().any(char::is_whitespace)
-    {
-        return Err(SpecError::BadName(name.clone()));
-    }
+    check_name(name)?;
     let path = if parent_path.is_empty() {
         name.clone()
     } else {
@@ -679,6 +732,37 @@ mod tests {
                 },
                 SpecError::BadDuration { step: 0, ms: 0 },
             ),
+            (
+                one_step(
+                    vec![cg("stress-ng", 1, WorkKind::Spin)],
+                    vec![Op::Payload(PayloadSpec::new("stress-ng", ["--cpu", "1"]))],
+                ),
+                SpecError::DuplicateCgroup("stress-ng".into()),
+            ),
+            (
+                one_step(
+                    vec![],
+                    vec![Op::Payload(
+                        PayloadSpec::new("/bin/x", [""; 0]).timeout_ms(0),
+                    )],
+                ),
+                SpecError::BadPayloadSpec {
+                    name: "x".into(),
+                    reason: "its timeout_ms is outside 1..=3600000",
+                },
+            ),
+            (
+                one_step(
+                    vec![],
+                    vec![Op::Payload(
+                        PayloadSpec::new("x", ["a"]).cpuset(CpusetSpec::Llc(5)),
+                    )],
+                ),
+                SpecError::Cpuset {
+                    name: "x".into(),
+                    source: ResolveError::LlcOutOfRange { index: 5, count: 2 },
+                },
+            ),
         ];
         for (sc, want) in cases {
             assert_eq!(sc.validate(&t), Err(want), "scenario {sc:?}");
@@ -799,6 +883,22 @@ mod tests {
                 steps: 2
             })
         );
+    }
+
+    #[test]
+    fn a_step_lasts_as_long_as_its_slowest_payload_may() {
+        let mut sc = PayloadSpec::new("stress-ng", ["--cpu", "1"])
+            .timeout_ms(40_000)
+            .into_scenario();
+        assert_eq!(sc.validate(&topo4()), Ok(()));
+        assert_eq!(sc.longest_ms(), 40_000);
+        sc.steps[0].duration_ms = 50_000;
+        sc.steps.push(Step {
+            duration_ms: 10,
+            ops_before: vec![],
+            cgroups: vec![cg("a", 1, WorkKind::Spin)],
+        });
+        assert_eq!(sc.longest_ms(), 50_010);
     }
 
     #[test]

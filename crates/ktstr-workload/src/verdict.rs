@@ -130,6 +130,14 @@ pub enum Failure {
         /// Limit, µs.
         limit_us: u64,
     },
+    /// A payload failed: non-zero exit, killed, timed out, did not start,
+    /// or its declared figures were not in its output.
+    Payload {
+        /// Payload name.
+        name: String,
+        /// What happened, with its last line of output.
+        why: String,
+    },
     /// The worker reported an error about itself.
     WorkerError {
         /// `cgroup/index`.
@@ -164,6 +172,8 @@ pub enum FailureKind {
     Monitor,
     /// [`Failure::SchedulerDetached`].
     SchedulerDetached,
+    /// [`Failure::Payload`].
+    Payload,
     /// [`Failure::WorkerLost`].
     WorkerLost,
     /// [`Failure::NoProgress`].
@@ -182,12 +192,13 @@ pub enum FailureKind {
 
 impl FailureKind {
     /// Every kind with its name, in root-cause order.
-    pub const ALL: [(FailureKind, &'static str); 12] = [
+    pub const ALL: [(FailureKind, &'static str); 13] = [
         (FailureKind::GuestCrashed, "guest_crashed"),
         (FailureKind::SchedulerKicked, "scheduler_kicked"),
         (FailureKind::SchedulerExited, "scheduler_exited"),
         (FailureKind::SchedulerDetached, "scheduler_detached"),
         (FailureKind::Monitor, "monitor"),
+        (FailureKind::Payload, "payload"),
         (FailureKind::WorkerLost, "worker_lost"),
         (FailureKind::NoProgress, "no_progress"),
         (FailureKind::Stuck, "stuck"),
@@ -245,6 +256,7 @@ impl Failure {
             Failure::SchedulerExited { .. } => FailureKind::SchedulerExited,
             Failure::Monitor(_) => FailureKind::Monitor,
             Failure::SchedulerDetached { .. } => FailureKind::SchedulerDetached,
+            Failure::Payload { .. } => FailureKind::Payload,
             Failure::WorkerLost { .. } => FailureKind::WorkerLost,
             Failure::NoProgress { .. } => FailureKind::NoProgress,
             Failure::Stuck { .. } => FailureKind::Stuck,
@@ -315,6 +327,7 @@ impl fmt::Display for Failure {
                 f,
                 "worker {worker} wake-up p99 {p99_us} us over {limit_us} us"
             ),
+            Failure::Payload { name, why } => write!(f, "payload {name} {why}"),
             Failure::WorkerError { worker, error } => write!(f, "worker {worker} error: {error}"),
         }
     }
@@ -421,10 +434,16 @@ pub fn evaluate(report: &ScenarioReport, t: &Thresholds, sched_exit: Option<&str
     Verdict::from_failures(failures, Vec::new())
 }
 
-/// The workload checks: lost workers, no progress, starvation, isolation,
-/// fairness, latency, worker errors.
+/// The workload checks: failed payloads, lost workers, no progress,
+/// starvation, isolation, fairness, latency, worker errors.
 pub fn workload_failures(report: &ScenarioReport, t: &Thresholds) -> Vec<Failure> {
     let mut failures = Vec::new();
+    failures.extend(report.payloads.iter().filter_map(|p| {
+        p.failure().map(|why| Failure::Payload {
+            name: p.name.clone(),
+            why,
+        })
+    }));
     for w in &report.workers {
         if let Some(reason) = &w.lost {
             failures.push(Failure::WorkerLost {
@@ -547,7 +566,42 @@ mod tests {
             workers,
             sched_ext: Default::default(),
             notes: vec![],
+            payloads: vec![],
         }
+    }
+
+    #[test]
+    fn a_failed_payload_fails_the_run_with_its_own_line() {
+        let mut r = report(vec![worker("cg_0", 0, 100)]);
+        let ok = crate::PayloadRecord {
+            name: "stress-ng".into(),
+            argv: vec!["stress-ng".into(), "--cpu".into(), "2".into()],
+            step: 0,
+            cpus: vec![0, 1],
+            started_at_ms: 3,
+            wall_ms: 30_012,
+            timeout_ms: 120_000,
+            end: crate::payload::PayloadEnd::Exited(0),
+            stdout_tail: String::new(),
+            stderr_tail: "stress-ng: info: successful run completed\n".into(),
+            figures: Default::default(),
+            figures_error: None,
+        };
+        r.payloads.push(ok.clone());
+        assert!(evaluate(&r, &Thresholds::default(), None).passed);
+        r.payloads[0].end = crate::payload::PayloadEnd::Exited(2);
+        r.payloads[0].stderr_tail = "stress-ng: fail: cpu stressor failed\n".into();
+        let v = evaluate(&r, &Thresholds::default(), None);
+        assert_eq!(
+            v.headline("t", "c"),
+            "t [c] failed: payload stress-ng exited with status 2 after 30012 ms; \
+             last output: \"stress-ng: fail: cpu stressor failed\""
+        );
+        // A kicked scheduler stays the headline; the payload follows.
+        let v = evaluate(&r, &Thresholds::default(), Some("runnable task stall"));
+        assert!(matches!(v.failures[0], Failure::SchedulerDetached { .. }));
+        assert!(matches!(v.failures[1], Failure::Payload { .. }));
+        assert!(v.render("t", "c", &r).contains("payload stress-ng"));
     }
 
     #[test]

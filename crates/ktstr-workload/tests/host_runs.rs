@@ -16,12 +16,13 @@ use ktstr_testenv::{Missing, Need};
 use ktstr_topology::GuestTopology;
 use ktstr_workload::cgroup::cgroup2_mount;
 use ktstr_workload::cpuset::ResolveCpuset;
+use ktstr_workload::payload::PayloadEnd;
 use ktstr_workload::protocol;
 use ktstr_workload::report::{self, TestResult};
 use ktstr_workload::verdict::Failure;
 use ktstr_workload::{
-    CgroupSpec, CpusetSpec, Op, RunOptions, Scenario, ScenarioReport, Step, Thresholds, WorkKind,
-    catalogue, evaluate, run_scenario,
+    CgroupSpec, CpusetSpec, Figures, Op, PayloadSpec, RunOptions, Scenario, ScenarioReport, Step,
+    Thresholds, WorkKind, catalogue, evaluate, run_scenario,
 };
 
 /// One run at a time: the host has 2 shared cores and the no-leftover
@@ -585,9 +586,97 @@ fn a_worker_killed_mid_run_is_reported_lost() -> Result<()> {
     assert_clean(&mount)
 }
 
+fn payloads_report_exit_output_and_time_and_leave_nothing_behind() -> Result<()> {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let mount = cgroup_root();
+    let sh = |name: &str, script: &str| PayloadSpec::new("/bin/sh", ["-c", script]).named(name);
+    let mut sc = one_step("payloads", 50, vec![]);
+    sc.steps[0].ops_before = vec![
+        Op::Payload(sh(
+            "ok",
+            "echo hello; echo warm >&2; cat /proc/self/cgroup; sleep 0.3",
+        )),
+        Op::Payload(sh("fails", "echo boom >&2; exit 3")),
+        // The background sleep shares the group and the cgroup: both die.
+        Op::Payload(sh("hangs", "sleep 30 & sleep 30").timeout_ms(400)),
+        Op::Payload(PayloadSpec::new("/nonexistent/ktstr-payload", ["x"])),
+        Op::Payload(sh("no-figures", "true").figures(Figures::StressNg)),
+    ];
+    let started = Instant::now();
+    let r = run_scenario(&sc, &topo()?, &opts(&mount, "payloads"))?;
+    let took = started.elapsed();
+    let v = evaluate(&r, &Thresholds::default(), None);
+    println!("{}", v.render("payloads", "host", &r));
+    let by = |n: &str| {
+        r.payloads
+            .iter()
+            .find(|p| p.name == n)
+            .with_context(|| format!("payload {n} missing"))
+    };
+    // The 50 ms step held until its slowest payload ended.
+    assert!(took >= Duration::from_millis(400), "{took:?}");
+    let ok = by("ok")?;
+    assert_eq!(ok.end, PayloadEnd::Exited(0));
+    assert!(ok.wall_ms >= 300, "{}", ok.wall_ms);
+    assert!(
+        ok.stdout_tail.starts_with("hello\n"),
+        "{:?}",
+        ok.stdout_tail
+    );
+    assert_eq!(ok.stderr_tail, "warm\n");
+    // It ran in its own cgroup under the run's root.
+    assert!(
+        ok.stdout_tail.contains("-payloads/ok"),
+        "{:?}",
+        ok.stdout_tail
+    );
+    assert_eq!(by("fails")?.end, PayloadEnd::Exited(3));
+    let hangs = by("hangs")?;
+    assert_eq!(hangs.end, PayloadEnd::TimedOut);
+    assert!(
+        hangs.wall_ms >= 400 && hangs.wall_ms < 5000,
+        "{}",
+        hangs.wall_ms
+    );
+    assert!(matches!(
+        by("ktstr-payload")?.end,
+        PayloadEnd::NotStarted(ref why) if why.contains("No such file")
+    ));
+    assert!(by("no-figures")?.figures_error.is_some());
+    let failed: Vec<String> = v
+        .failures
+        .iter()
+        .filter_map(|f| match f {
+            Failure::Payload { name, .. } => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        failed.iter().collect::<BTreeSet<_>>(),
+        ["fails", "hangs", "ktstr-payload", "no-figures"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>()
+            .iter()
+            .collect::<BTreeSet<_>>()
+    );
+    assert!(
+        v.render("payloads", "host", &r)
+            .contains("payload fails exited with status 3 after"),
+    );
+    // The background sleep of "hangs" died with its parent and became
+    // init's zombie (as in the guest, where ktstr-guest's init reaps it):
+    // give init a moment, then nothing of ours may be left.
+    let until = Instant::now() + Duration::from_secs(3);
+    while assert_clean(&mount).is_err() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_clean(&mount)
+}
+
 fn main() -> std::process::ExitCode {
     let tests = [
-        ktstr_testenv::tests![NEEDS; split_spinners_progress_stay_in_their_cpuset_and_share_fairly, ping_pong_pairs_report_wake_latencies, fork_churn_counts_forks_and_payloads_run_and_stop, a_sigstopped_worker_is_caught_by_the_starvation_check, a_failing_run_leaves_no_process_and_no_cgroup, every_catalogue_scenario_runs_briefly_on_the_host, moving_fork_churners_back_and_forth_tolerates_exiting_children, a_worker_killed_mid_run_is_reported_lost],
+        ktstr_testenv::tests![NEEDS; split_spinners_progress_stay_in_their_cpuset_and_share_fairly, ping_pong_pairs_report_wake_latencies, fork_churn_counts_forks_and_payloads_run_and_stop, a_sigstopped_worker_is_caught_by_the_starvation_check, a_failing_run_leaves_no_process_and_no_cgroup, every_catalogue_scenario_runs_briefly_on_the_host, moving_fork_churners_back_and_forth_tolerates_exiting_children, a_worker_killed_mid_run_is_reported_lost, payloads_report_exit_output_and_time_and_leave_nothing_behind],
     ];
     ktstr_testenv::run(tests.into_iter().flatten().collect())
 }

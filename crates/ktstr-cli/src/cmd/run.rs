@@ -69,6 +69,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<Status> {
         expect: Expect::PASS,
         thresholds: |_| {},
         scenario: chosen,
+        programs: &[],
+        files: &[],
     };
     match try_run(&test) {
         Ok(outcome) => {

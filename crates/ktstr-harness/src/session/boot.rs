@@ -26,6 +26,7 @@ impl Session {
                 return Err(HarnessError::SchedulerNotFound(s.clone()));
             }
         }
+        crate::guest_files::check_exist(&cfg.programs, &cfg.files)?;
         if !cfg.kernel.is_file() {
             return Err(HarnessError::KernelNotFound(cfg.kernel.clone()));
         }
@@ -35,6 +36,8 @@ impl Session {
         };
         let mut img = GuestImage::new(init);
         img.schedulers = cfg.schedulers.clone();
+        img.programs = cfg.programs.clone();
+        img.files = cfg.files.clone();
         img.compression = cfg.compression;
         img.strip_debug = cfg.strip_debug;
         let started = Instant::now();

@@ -50,6 +50,11 @@ pub struct SessionConfig {
     pub init: Option<PathBuf>,
     /// Scheduler binaries to pack (each must exist).
     pub schedulers: Vec<PathBuf>,
+    /// Host programs to pack with their shared libraries, at
+    /// `/usr/bin/<file name>` (each must exist; see [`crate::guest_files`]).
+    pub programs: Vec<PathBuf>,
+    /// Host files to pack at guest paths (each must exist).
+    pub files: Vec<crate::guest_files::GuestFile>,
     /// Initramfs storage format.
     pub compression: Compression,
     /// Strip DWARF from the init binary (see `GuestImage::strip_debug`).
@@ -83,6 +88,8 @@ impl SessionConfig {
             boot_timeout: Duration::from_secs(120),
             init: None,
             schedulers: Vec::new(),
+            programs: Vec::new(),
+            files: Vec::new(),
             compression: Compression::None,
             strip_debug: true,
             cmdline: "quiet".into(),

@@ -31,7 +31,7 @@ pub mod watchdog;
 mod watched;
 
 pub use expect::Expect;
-pub use registry::{KTSTR_TESTS, Registered, backend_needs, needs, test_main};
+pub use registry::{KTSTR_TESTS, Registered, backend_needs, needs, test_main, test_main_with};
 
 /// One declared test (what `#[ktstr_test]` expands to).
 #[derive(Clone, Copy)]
@@ -60,6 +60,11 @@ pub struct KtstrTest {
     pub thresholds: fn(&mut Thresholds),
     /// Builds the scenario.
     pub scenario: fn() -> Scenario,
+    /// Host programs packed into the guest with their libraries (names on
+    /// `PATH` or paths; see [`crate::guest_files`]).
+    pub programs: &'static [&'static str],
+    /// Host files packed into the guest: `(host path, guest path)`.
+    pub files: &'static [(&'static str, &'static str)],
 }
 
 /// What a test run produced.
@@ -124,6 +129,7 @@ pub fn try_run(t: &KtstrTest) -> Result<TestOutcome, HarnessError> {
         let name = path.file_name().unwrap_or_default().to_string_lossy();
         return Err(invalid(watchdog::refusal(&name, ms)));
     }
+    let (programs, files) = crate::guest_files::declared(t.programs, t.files)?;
     let mut scenario = (t.scenario)();
     if let Some(ms) = t.step_ms {
         scenario = scenario.with_step_ms(ms);
@@ -138,7 +144,7 @@ pub fn try_run(t: &KtstrTest) -> Result<TestOutcome, HarnessError> {
     scenario
         .validate(&guest_topology)
         .map_err(|e| invalid(e.to_string()))?;
-    let steps_ms: u64 = scenario.steps.iter().map(|s| s.duration_ms).sum();
+    let steps_ms: u64 = scenario.longest_ms();
 
     let _slot =
         ktstr_testenv::VmSlot::acquire().map_err(|e| HarnessError::io("take a VM slot", e))?;
@@ -146,6 +152,7 @@ pub fn try_run(t: &KtstrTest) -> Result<TestOutcome, HarnessError> {
     cfg.topology = Some(topo.clone());
     cfg.memory_mib = memory_mib;
     cfg.schedulers = scheduler.iter().cloned().collect();
+    (cfg.programs, cfg.files) = (programs, files);
     cfg.deadline = t.timeout_s.map_or(
         Duration::from_millis(steps_ms) + Duration::from_secs(300),
         Duration::from_secs,

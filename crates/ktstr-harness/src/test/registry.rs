@@ -63,11 +63,12 @@ pub fn backend_needs() -> Vec<Need> {
     }
 }
 
-/// What running `t` needs here: the kernel, its scheduler, and what the
-/// backend `ktstr_backend::choose` picks needs.
+/// What running `t` needs here: the kernel, its scheduler, the programs it
+/// packs, and what the backend `ktstr_backend::choose` picks needs.
 pub fn needs(t: &KtstrTest) -> Vec<Need> {
     let mut needs = vec![Need::Kernel];
     needs.extend(t.scheduler.map(Need::Scheduler));
+    needs.extend(t.programs.iter().map(|p| Need::GuestProgram(p)));
     needs.extend(backend_needs());
     needs
 }
@@ -75,6 +76,12 @@ pub fn needs(t: &KtstrTest) -> Vec<Need> {
 /// Runs the registered tests as libtest would (`--list`, filters,
 /// `--include-ignored`, `--test-threads` work), each with its [`needs`].
 pub fn test_main() -> ExitCode {
+    test_main_with(Vec::new())
+}
+
+/// [`test_main`] plus hand-written `extra` tests (e.g. ones that call
+/// [`super::try_run`] and assert on a failing verdict).
+pub fn test_main_with(extra: Vec<Test>) -> ExitCode {
     let mut registered: Vec<&'static Registered> = KTSTR_TESTS.iter().collect();
     registered.sort_by_key(|r| r.path);
     let tests = registered
@@ -84,6 +91,7 @@ pub fn test_main() -> ExitCode {
                 super::run(&r.test)
             })
         })
+        .chain(extra)
         .collect();
     ktstr_testenv::run(tests)
 }

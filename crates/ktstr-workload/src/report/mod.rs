@@ -108,6 +108,10 @@ pub fn table(report: &ScenarioReport) -> String {
             r.work_units
         ));
     }
+    for p in &report.payloads {
+        s.push_str(&p.summary());
+        s.push('\n');
+    }
     s
 }
 

@@ -5,6 +5,7 @@ use ktstr_topology::GuestTopology;
 use serde::{Deserialize, Serialize};
 
 use crate::cgroup::Controllers;
+use crate::payload::PayloadRecord;
 use crate::scx::ScxObservation;
 use crate::worker::LatencyStats;
 
@@ -150,6 +151,9 @@ pub struct ScenarioReport {
     pub sched_ext: ScxObservation,
     /// Things a reader should know (fallbacks, ops applied).
     pub notes: Vec<String>,
+    /// Payloads, in the order they ended.
+    #[serde(default)]
+    pub payloads: Vec<PayloadRecord>,
 }
 
 impl ScenarioReport {
@@ -167,6 +171,7 @@ impl ScenarioReport {
             workers: Vec::new(),
             sched_ext: ScxObservation::default(),
             notes: vec![format!("not run: {why}")],
+            payloads: Vec::new(),
         }
     }
 }

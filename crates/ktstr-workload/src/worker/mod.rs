@@ -14,6 +14,7 @@ mod telemetry;
 mod work;
 
 pub use control::ControlPage;
+pub(crate) use process::write_all_fd;
 pub use process::{CollectError, WaitStatus, WorkerHandle, WorkerPlan, pin, pipe_pair, spawn};
 pub use telemetry::{ChildReport, LatencyStats, mono_ns};
 pub use work::PreparedWork;

@@ -218,7 +218,7 @@ pub fn spawn(plan: &WorkerPlan, ctl: &ControlPage) -> Result<WorkerHandle, Worke
     Ok(h)
 }
 
-pub(super) fn write_all_fd(fd: RawFd, mut bytes: &[u8]) -> bool {
+pub(crate) fn write_all_fd(fd: RawFd, mut bytes: &[u8]) -> bool {
     while !bytes.is_empty() {
         // SAFETY: bytes is a valid slice for its length.
         let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
