@@ -326,9 +326,11 @@ fn monitor(
     // Kernel lines before `seen` belong to attaches the scheduler already
     // recovered from (hotplug restarts).
     let mut seen = 0;
+    // A restart can finish between two polls: enable_seq still shows it.
+    let mut seq = sysfs.enable_seq();
     while !stop.load(Ordering::Relaxed) {
         let status = reaper::try_status(pid);
-        let left = sysfs.state().as_deref() != Some("enabled");
+        let left = sysfs.state().as_deref() != Some("enabled") || sysfs.enable_seq() != seq;
         if status.is_none() && !left {
             std::thread::sleep(MONITOR_POLL);
             continue;
@@ -364,6 +366,7 @@ fn monitor(
                 &why,
             );
             seen = lines.len();
+            seq = sysfs.enable_seq();
             continue;
         }
         let status = status.or_else(|| reaper::wait(pid, until));
