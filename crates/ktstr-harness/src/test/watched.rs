@@ -80,11 +80,17 @@ pub(super) fn run(
         }
     };
     if scheduler.is_some() {
-        let run = scheduler_run(session);
-        if run.ended.is_none() && evidence.crash.is_none() {
+        // Stopping hands the output over, so keep it first; the account is
+        // read after the stop: the guest finishes watching a restart in
+        // progress (and reports it) before it stops the scheduler.
+        let stderr = session.scheduler_stderr().unwrap_or_default();
+        if scheduler_run(session).ended.is_none() && evidence.crash.is_none() {
             session.stop_scheduler(Duration::from_secs(2))?;
         }
-        evidence.scheduler = Some(run);
+        evidence.scheduler = Some(SchedulerRun {
+            stderr,
+            ..scheduler_run(session)
+        });
     }
     Ok(Watched { report, evidence })
 }
@@ -99,12 +105,10 @@ fn crash(e: HarnessError) -> Result<String, HarnessError> {
     }
 }
 
-/// The attached scheduler's run from the session's `SchedulerState` reports.
+/// The scheduler's run from the session's `SchedulerState` reports (its
+/// stderr left for the caller).
 fn scheduler_run(session: &Session) -> SchedulerRun {
-    let mut run = SchedulerRun {
-        stderr: session.scheduler_stderr().unwrap_or_default(),
-        ..SchedulerRun::default()
-    };
+    let mut run = SchedulerRun::default();
     for e in session.scheduler_events() {
         match e.state {
             SchedState::Attached if run.name.is_empty() => run.name = e.name.clone(),
