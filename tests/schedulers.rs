@@ -81,8 +81,8 @@ fn eevdf_cpu_hotplug() -> Scenario {
 
 /// A finding this op made, pinned so that a change shows: scx_qmap
 /// implements ops.cpu_online/offline, yet under it taking cpu1 offline took
-/// 2.9-3.4 s (0.2 s under EEVDF and scx_simple, same scenario and host) and
-/// sched_ext's watchdog then disabled it, in 3 of 3 runs on QEMU TCG with
+/// 2.9-5.5 s (0.2 s under EEVDF and scx_simple, same scenario and host) and
+/// sched_ext's watchdog then disabled it, in 5 of 5 runs on QEMU TCG with
 /// Linux 6.12.117 (also without the worker confined to cpu1). If scx_qmap
 /// starts surviving this, the test fails ("but the verdict passed") and
 /// should become a plain survival test like eevdf_cpu_hotplug.
