@@ -11,7 +11,7 @@
 //! under `CI=true`.
 
 use ktstr_harness::ktstr_test;
-use ktstr_harness::test::{KtstrTest, needs, test_main_with, try_run};
+use ktstr_harness::test::{Expect, KtstrTest, needs, test_main_with, try_run};
 use ktstr_harness::workload::payload::PayloadEnd;
 use ktstr_harness::workload::{
     CgroupSpec, CpusetSpec, Failure, Figures, Op, PayloadSpec, Scenario, Step, WorkKind,
@@ -127,6 +127,9 @@ const STRESS_NG_FAILS: KtstrTest = KtstrTest {
     memory_mib: None,
     step_ms: None,
     timeout_s: None,
+    duration_ms: None,
+    watchdog_timeout_ms: None,
+    expect: Expect::PASS,
     thresholds: no_overrides,
     scenario: stress_ng_bad_option,
     programs: &["stress-ng"],

@@ -1,11 +1,17 @@
 //! The checks can fail: a scheduler the kernel kicks out mid-run fails the
-//! test with the kernel's reason, a stopped worker fails the starvation
-//! check naming it, and a CPU wedged by the scheduler fails with the
-//! host-side monitor's finding first.
+//! test with the kernel's reason in the headline, a stopped worker fails
+//! the starvation check naming it, a CPU wedged by the scheduler fails with
+//! the host-side monitor's finding first; a test expecting an
+//! `scx_bpf_error` fails when the text differs; a scheduler sched_ext asks
+//! to restart on CPU hotplug survives it.
 
-use ktstr_harness::test::{KtstrTest, MonitorSpec, needs, try_run};
-use ktstr_harness::workload::{Failure, Scenario, catalogue};
+use ktstr_harness::test::{Expect, KtstrTest, MonitorSpec, needs, try_run};
+use ktstr_harness::workload::{
+    CgroupSpec, CpusetSpec, Failure, FailureKind, Scenario, Step, WorkKind, catalogue,
+};
 use ktstr_testenv::Test;
+
+mod scenarios;
 
 fn no_overrides(_: &mut ktstr_harness::workload::Thresholds) {}
 
@@ -22,6 +28,9 @@ const QMAP_STALL: KtstrTest = KtstrTest {
     memory_mib: None,
     step_ms: None,
     timeout_s: None,
+    duration_ms: None,
+    watchdog_timeout_ms: None,
+    expect: Expect::PASS,
     thresholds: no_overrides,
     scenario: steady,
     programs: &[],
@@ -33,21 +42,22 @@ fn a_scheduler_kicked_out_mid_run_fails_the_verdict_with_the_kernels_reason() {
     let o = try_run(&QMAP_STALL).expect("the run itself works");
     eprint!("{}", o.rendered);
     assert!(!o.verdict.passed, "{}", o.rendered);
-    let detached = o.verdict.failures.iter().find_map(|f| match f {
-        Failure::SchedulerDetached { reason } => Some(reason.clone()),
+    let kicked = o.verdict.failures.iter().find_map(|f| match f {
+        Failure::SchedulerKicked { exit, .. } => Some(exit.describe()),
         _ => None,
     });
-    let reason = detached.unwrap_or_else(|| panic!("no detach failure:\n{}", o.rendered));
+    let reason = kicked.unwrap_or_else(|| panic!("no kick failure:\n{}", o.rendered));
+    assert!(reason.contains("runnable task stall"), "{reason}");
+    // Failure first: line 1 names the kernel's reason, whatever the
+    // starving workers did meanwhile.
+    let first = o.rendered.lines().next().unwrap_or_default();
     assert!(
-        reason.contains("runnable task stall") || reason.contains("watchdog"),
-        "{reason}"
-    );
-    assert!(
-        o.rendered
-            .starts_with("qmap_stall [1n1l2c1t scx_qmap -T 2] failed"),
+        first.starts_with("qmap_stall [1n1l2c1t scx_qmap -T 2] failed: the kernel kicked scheduler qmap out: runnable task stall"),
         "{}",
         o.rendered
     );
+    assert_eq!(o.verdict.root_cause, Some(FailureKind::SchedulerKicked));
+    assert!(o.rendered.contains("\n  kernel:\n"), "{}", o.rendered);
     assert!(o.json.is_file());
 }
 
@@ -69,9 +79,7 @@ const QMAP_WEDGE: KtstrTest = KtstrTest {
     timeout_s: None,
     thresholds: detach_tolerated,
     scenario: catalogue::steady,
-    monitor: MonitorSpec::DEFAULT,
-    programs: &[],
-    files: &[],
+    ..QMAP_STALL
 };
 
 fn a_wedged_cpu_fails_with_the_monitors_finding_in_the_first_line() {
@@ -107,6 +115,94 @@ fn a_wedged_cpu_fails_with_the_monitors_finding_in_the_first_line() {
     assert!(o.rendered.contains("timeline: "), "{}", o.rendered);
 }
 
+/// Yielding workers: many enqueues, so `scx_qmap -e` trips soon.
+fn yielders() -> Scenario {
+    Scenario {
+        name: "yielders".into(),
+        steps: vec![Step {
+            duration_ms: 4000,
+            ops_before: Vec::new(),
+            cgroups: vec![CgroupSpec::new("cg", 2, WorkKind::Yield, CpusetSpec::All)],
+        }],
+    }
+}
+
+/// `scx_qmap -e 1000` calls `scx_bpf_error("test triggering error")` after
+/// 1000 enqueues; this test expects other text, so it must fail.
+const QMAP_ERROR_WRONG_TEXT: KtstrTest = KtstrTest {
+    name: "qmap_error_wrong_text",
+    args: &["-e", "1000"],
+    expect: Expect {
+        fail: None,
+        scx_error: Some("a message qmap never sends"),
+    },
+    scenario: yielders,
+    ..QMAP_STALL
+};
+
+fn an_expected_scx_error_with_other_text_fails_the_test() {
+    let o = try_run(&QMAP_ERROR_WRONG_TEXT).expect("the run itself works");
+    eprint!("{}", o.rendered);
+    assert!(!o.passed, "{}", o.rendered);
+    // It failed for the right reason: the error did happen, with its text.
+    match o.verdict.failures.first() {
+        Some(Failure::SchedulerKicked { exit, .. }) => {
+            assert_eq!(exit.reason, "scx_bpf_error");
+            assert_eq!(exit.message, "test triggering error");
+        }
+        other => panic!("root cause {other:?}:\n{}", o.rendered),
+    }
+    let first = o.rendered.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("expected the kernel to kick the scheduler out with an error containing \"a message qmap never sends\", but the root cause is: the kernel kicked scheduler qmap out: scx_bpf_error: test triggering error"),
+        "{}",
+        o.rendered
+    );
+    // The same run expecting the right text passes.
+    let right = Expect {
+        fail: None,
+        scx_error: Some("test triggering error"),
+    };
+    assert!(right.check(&o.verdict).is_ok_and(|l| l.is_some()));
+}
+
+/// scx_simple has no ops.cpu_online/offline: sched_ext asks it to restart
+/// on each hotplug, and it does.
+const SIMPLE_HOTPLUG: KtstrTest = KtstrTest {
+    name: "scx_simple_cpu_hotplug",
+    scheduler: Some("scx_simple"),
+    args: &[],
+    scenario: scenarios::cpu_hotplug,
+    ..QMAP_STALL
+};
+
+fn a_scheduler_sched_ext_restarts_on_hotplug_survives_it() {
+    let o = try_run(&SIMPLE_HOTPLUG).expect("the run itself works");
+    eprint!("{}", o.rendered);
+    assert!(o.passed, "{}", o.rendered);
+    assert!(
+        o.verdict
+            .evidence
+            .iter()
+            .any(|l| l == "note: simple attached again after: unregistered from the main kernel"),
+        "the kernel did not ask scx_simple to restart:\n{}",
+        o.rendered
+    );
+    // The worker confined to cpu1 ran on cpu0 while cpu1 was offline.
+    let pinned = o.report.workers.iter().find(|w| w.cgroup == "cpu1");
+    let cpus = pinned.map(|w| w.cpus_used.clone()).unwrap_or_default();
+    assert!(
+        cpus.contains(&0) && cpus.contains(&1),
+        "{cpus:?}\n{}",
+        o.rendered
+    );
+    assert!(
+        o.report.notes.iter().any(|n| n == "applied cpu1 offline"),
+        "{:?}",
+        o.report.notes
+    );
+}
+
 fn main() -> std::process::ExitCode {
     ktstr_testenv::run(vec![
         Test::new(
@@ -118,6 +214,16 @@ fn main() -> std::process::ExitCode {
             "a_wedged_cpu_fails_with_the_monitors_finding_in_the_first_line",
             &needs(&QMAP_WEDGE),
             a_wedged_cpu_fails_with_the_monitors_finding_in_the_first_line,
+        ),
+        Test::new(
+            "an_expected_scx_error_with_other_text_fails_the_test",
+            &needs(&QMAP_ERROR_WRONG_TEXT),
+            an_expected_scx_error_with_other_text_fails_the_test,
+        ),
+        Test::new(
+            "a_scheduler_sched_ext_restarts_on_hotplug_survives_it",
+            &needs(&SIMPLE_HOTPLUG),
+            a_scheduler_sched_ext_restarts_on_hotplug_survives_it,
         ),
     ])
 }

@@ -43,6 +43,7 @@ use quote::{format_ident, quote};
 use syn::parse::Parser;
 use syn::{Expr, ExprArray, ExprLit, ItemFn, Lit, LitStr, meta::ParseNestedMeta};
 
+mod expect;
 mod guest;
 mod monitor;
 mod spec;
@@ -63,6 +64,7 @@ fn expand(attr: Tokens, item: Tokens) -> syn::Result<Tokens> {
     let mut spec = TestAttr::default();
     let parser = syn::meta::parser(|meta| spec.parse_key(meta));
     parser.parse2(attr)?;
+    spec.check()?;
     let mut func: ItemFn = syn::parse2(item)?;
     if !func.sig.inputs.is_empty() {
         return Err(syn::Error::new_spanned(
@@ -250,6 +252,29 @@ mod tests {
                 "does not meet",
             ),
             (r#"max_spread_pct = "x""#, "expected a number"),
+            (
+                r#"expect_fail = "stuk""#,
+                "unknown verdict kind \"stuk\"; one of",
+            ),
+            (
+                r#"scheduler = "scx_qmap", expect_scx_error = """#,
+                "expect_scx_error needs the text",
+            ),
+            (r#"expect_scx_error = "x""#, "need a sched_ext `scheduler`"),
+            (
+                r#"scheduler = "s", expect_fail = "stuck", expect_scx_error = "x""#,
+                "scheduler_kicked",
+            ),
+            (
+                r#"scheduler = "s", watchdog_timeout_ms = 30001"#,
+                "1..=30000",
+            ),
+            (
+                r#"watchdog_timeout_ms = 1000"#,
+                "need a sched_ext `scheduler`",
+            ),
+            (r#"duration_ms = 0"#, "at least 1"),
+            (r#"duration_ms = 10, step_ms = 5"#, "either"),
             (r#"programs = ["stress ng"]"#, "without spaces"),
             (r#"programs = "stress-ng""#, "array of string literals"),
             (r#"files = [("a", "opt/a")]"#, "must be absolute"),
@@ -268,6 +293,26 @@ mod tests {
             let e = expand_str(attr).expect_err(attr);
             assert!(e.contains(want), "{attr}: {e}");
         }
+    }
+
+    #[test]
+    fn expectations_and_knobs_reach_the_test() {
+        let out = expand_str(
+            r#"scheduler = "scx_qmap", expect_scx_error = "test triggering error", duration_ms = 3000"#,
+        )
+        .unwrap();
+        assert!(
+            out.contains(
+                "scx_error : :: core :: option :: Option :: Some (\"test triggering error\")"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains("duration_ms : :: core :: option :: Option :: Some (3000u64)"),
+            "{out}"
+        );
+        let out = expand_str(r#"expect_fail = "stuck""#).unwrap();
+        assert!(out.contains("FailureKind :: Stuck"), "{out}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use syn::{Expr, ExprArray, ExprLit, Ident, Lit, LitStr};
 
 use ktstr_topology::Topology;
 
+use crate::expect::Expectations;
 use crate::monitor::MonitorKeys;
 use crate::{err, int, lit_str, str_array, value};
 
@@ -49,6 +50,7 @@ pub struct TestAttr {
     require_scheduler_attached: Option<bool>,
     monitor: MonitorKeys,
     constraints: Constraints,
+    expect: Expectations,
     programs: Vec<LitStr>,
     files: Vec<(LitStr, LitStr)>,
 }
@@ -130,6 +132,9 @@ impl TestAttr {
             "min_llcs" => self.constraints.min_llcs = Some(small(&meta)?),
             "min_nodes" => self.constraints.min_nodes = Some(small(&meta)?),
             "needs_smt" => self.constraints.needs_smt = boolean(&meta)?,
+            "expect_fail" | "expect_scx_error" | "watchdog_timeout_ms" | "duration_ms" => {
+                self.expect.parse_key(&key, &meta)?
+            }
             "programs" => self.programs = crate::guest::programs(&value(&meta)?)?,
             "files" => self.files = crate::guest::files(&value(&meta)?)?,
             other => {
@@ -139,11 +144,18 @@ impl TestAttr {
                      max_spread_pct, max_wake_p99_us, require_isolation, \
                      require_scheduler_attached, monitor, monitor_stall, monitor_dsq, \
                      monitor_imbalance, min_cpus, max_cpus, min_llcs, min_nodes, needs_smt, \
+                     expect_fail, expect_scx_error, watchdog_timeout_ms, duration_ms, \
                      programs, files"
                 )));
             }
         }
         Ok(())
+    }
+
+    /// Checks between keys (each key's own value is checked as it is parsed).
+    pub fn check(&self) -> syn::Result<()> {
+        self.expect
+            .check(self.scheduler.is_some(), self.step_ms.is_some())
     }
 
     /// The topologies to generate tests for, each checked and filtered.
@@ -209,6 +221,7 @@ impl TestAttr {
         let memory = opt_u64(self.memory_mib);
         let step = opt_u64(self.step_ms);
         let timeout = opt_u64(self.timeout_s);
+        let expect_fields = self.expect.fields();
         let programs = &self.programs;
         let files = crate::guest::files_value(&self.files);
         let mut overrides = Vec::new();
@@ -237,6 +250,7 @@ impl TestAttr {
                 memory_mib: #memory,
                 step_ms: #step,
                 timeout_s: #timeout,
+                #expect_fields
                 thresholds: {
                     fn thresholds(t: &mut ::ktstr_harness::workload::Thresholds) {
                         let _ = &t;

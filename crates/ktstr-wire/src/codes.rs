@@ -84,7 +84,9 @@ open_enum! {
 open_enum! {
     /// State of the sched_ext scheduler under test.
     pub enum SchedState: u16 {
-        /// The scheduler is attached and running.
+        /// The scheduler is attached and running. Sent again, with the
+        /// kernel's disable line as reason, when sched_ext asked it to
+        /// restart (CPU hotplug) and it attached again.
         Attached = 1,
         /// The scheduler exited (see `exit_kind`/`exit_code`/reason).
         Exited = 2,

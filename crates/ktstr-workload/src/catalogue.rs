@@ -4,14 +4,7 @@
 use crate::spec::{CgroupSpec, CpusetSpec, Op, Scenario, Step, WorkKind};
 
 fn cg(name: &str, workers: u32, work: WorkKind, cpuset: CpusetSpec) -> CgroupSpec {
-    CgroupSpec {
-        name: name.into(),
-        workers,
-        work,
-        cpuset,
-        weight: None,
-        children: vec![],
-    }
+    CgroupSpec::new(name, workers, work, cpuset)
 }
 
 fn step(duration_ms: u64, ops_before: Vec<Op>, cgroups: Vec<CgroupSpec>) -> Step {

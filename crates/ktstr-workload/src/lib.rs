@@ -26,6 +26,8 @@
 pub mod catalogue;
 pub mod cgroup;
 pub mod cpuset;
+pub mod evidence;
+pub mod hotplug;
 pub mod monitor_finding;
 pub mod payload;
 pub mod protocol;
@@ -36,9 +38,10 @@ pub mod spec;
 pub mod verdict;
 pub mod worker;
 
+pub use evidence::{RunEvidence, SchedulerRun, judge};
 pub use monitor_finding::{MonitorDetector, MonitorFinding};
 pub use payload::{Figures, PayloadRecord, PayloadSpec};
 pub use report::{ScenarioReport, WorkerTelemetry};
 pub use runner::{RunError, RunOptions, run_scenario};
 pub use spec::{CgroupSpec, CpusetSpec, Op, Scenario, SpecError, Step, WorkKind};
-pub use verdict::{Failure, Thresholds, Verdict, evaluate};
+pub use verdict::{Failure, FailureKind, Thresholds, Verdict, evaluate};

@@ -7,8 +7,6 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::verdict::{Failure, Verdict};
-
 /// Which monitor detector fired.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -32,7 +30,7 @@ impl fmt::Display for MonitorDetector {
 }
 
 /// One finding of the monitor.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MonitorFinding {
     /// The detector.
     pub detector: MonitorDetector,
@@ -61,25 +59,10 @@ impl fmt::Display for MonitorFinding {
     }
 }
 
-impl Verdict {
-    /// Adds monitor findings that fail the test: after a scheduler
-    /// detach (the root cause when both happen), before the workload's
-    /// own checks, whose stuck workers the finding usually explains.
-    pub fn add_monitor_failures(&mut self, findings: impl IntoIterator<Item = MonitorFinding>) {
-        let at = self
-            .failures
-            .iter()
-            .take_while(|f| matches!(f, Failure::SchedulerDetached { .. }))
-            .count();
-        let added: Vec<Failure> = findings.into_iter().map(Failure::Monitor).collect();
-        self.passed &= added.is_empty();
-        self.failures.splice(at..at, added);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::verdict::{Failure, Verdict};
 
     fn stall() -> MonitorFinding {
         MonitorFinding {
@@ -99,23 +82,16 @@ mod tests {
         let stuck = Failure::NoProgress {
             worker: "cg_0/0".into(),
         };
-        let mut v = Verdict {
-            passed: false,
-            failures: vec![detached.clone(), stuck.clone()],
-        };
-        v.add_monitor_failures([stall()]);
+        let v = Verdict::from_failures(
+            vec![stuck.clone(), Failure::Monitor(stall()), detached.clone()],
+            Vec::new(),
+        );
         assert_eq!(v.failures, vec![detached, Failure::Monitor(stall()), stuck]);
 
-        let mut clean = Verdict {
-            passed: true,
-            failures: Vec::new(),
-        };
-        clean.add_monitor_failures([]);
-        assert!(clean.passed);
-        clean.add_monitor_failures([stall()]);
-        assert!(!clean.passed);
+        let alone = Verdict::from_failures(vec![Failure::Monitor(stall())], Vec::new());
+        assert!(!alone.passed);
         assert_eq!(
-            clean.headline("t", "1n1l2c1t eevdf"),
+            alone.headline("t", "1n1l2c1t eevdf"),
             "t [1n1l2c1t eevdf] failed: monitor: stall on cpu1 from +2300 ms for 2000 ms: \
              idle while 2 runnable; current swapper/1[0]"
         );

@@ -15,6 +15,7 @@ use ktstr_topology::GuestTopology;
 
 use crate::cgroup::{CgroupError, CgroupTree, cgroup2_mount};
 use crate::cpuset::{ResolveCpuset, ResolveError};
+use crate::hotplug::{Hotplug, HotplugError};
 use crate::payload::{LivePayload, PayloadRecord, PayloadSpec, Placement};
 use crate::report::{CgroupRecord, ScenarioReport, StepRecord, WorkerTelemetry};
 use crate::scx::{ScxObservation, sample};
@@ -42,6 +43,9 @@ pub enum RunError {
     /// An op named a cgroup that is not alive.
     #[error("op names unknown cgroup {0:?}")]
     UnknownCgroup(String),
+    /// A CPU hotplug op failed.
+    #[error("cpu hotplug: {0}")]
+    Hotplug(#[from] HotplugError),
 }
 
 /// Where and how to run.
@@ -93,6 +97,8 @@ struct Run<'a> {
     cgroups: Vec<CgroupRecord>,
     notes: Vec<String>,
     stop_timeout: Duration,
+    /// Last: CPUs come back online once the workers and cgroups are gone.
+    hotplug: Hotplug,
     step: usize,
     payload_records: Vec<PayloadRecord>,
 }
@@ -127,6 +133,7 @@ pub fn run_scenario(
         cgroups: Vec::new(),
         notes: Vec::new(),
         stop_timeout: opts.stop_timeout,
+        hotplug: Hotplug::new(&opts.sysfs),
         step: 0,
         payload_records: Vec::new(),
     };
@@ -415,10 +422,50 @@ impl Run<'_> {
                     self.widen(|c| c == cgroup, &cpus);
                 }
             }
+            Op::CpuOffline { cpu } => {
+                self.hotplug.set(*cpu, false)?;
+                self.allow_hotplug_fallback();
+            }
+            Op::CpuOnline { cpu } => self.hotplug.set(*cpu, true)?,
             Op::Payload(spec) => self.start_payload(spec)?,
         }
         self.notes.push(format!("applied {}", describe_op(op)));
         Ok(())
+    }
+
+    /// A cgroup left without an online CPU runs its tasks on its nearest
+    /// ancestor's online CPUs (cgroup v2 cpuset; with affinity only, the
+    /// kernel's fallback is every online CPU): allow those for its workers.
+    fn allow_hotplug_fallback(&mut self) {
+        let offline = self.hotplug.offline().clone();
+        let online = |cpus: &[u32]| -> Vec<u32> {
+            cpus.iter()
+                .copied()
+                .filter(|c| !offline.contains(c))
+                .collect()
+        };
+        let everywhere = online(&self.topo.all_cpus());
+        let mut fallback: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+        for w in &self.workers {
+            let mut path = w.current.as_str();
+            let cpus = loop {
+                if let Some(cpus) = self.alive.get(path).map(|c| online(c))
+                    && !cpus.is_empty()
+                {
+                    break cpus;
+                }
+                match path.rsplit_once('/') {
+                    Some((parent, _)) => path = parent,
+                    None => break everywhere.clone(),
+                }
+            };
+            fallback.insert(w.current.clone(), cpus);
+        }
+        for w in &mut self.workers {
+            if let Some(cpus) = fallback.get(&w.current) {
+                w.allowed.extend(cpus.iter().copied());
+            }
+        }
     }
 
     fn widen(&mut self, pred: impl Fn(&str) -> bool, cpus: &[u32]) {
@@ -514,6 +561,8 @@ fn describe_op(op: &Op) -> String {
         Op::SetCpuset { cgroup, cpuset } => format!("cpuset {cgroup} := {}", spec(cpuset)),
         Op::MoveTasks { from, to } => format!("move tasks {from} -> {to}"),
         Op::SetAffinity { cgroup, cpus } => format!("affinity {cgroup} := {}", spec(cpus)),
+        Op::CpuOffline { cpu } => format!("cpu{cpu} offline"),
+        Op::CpuOnline { cpu } => format!("cpu{cpu} online"),
         Op::Payload(p) => format!("start payload {} ({})", p.name, p.program),
     }
 }

@@ -69,6 +69,91 @@ impl ScxObservation {
     }
 }
 
+/// The `X` of `sched_ext: BPF scheduler "name" disabled (X)`, if a line
+/// reports a disable (the first such line: one run has one disable).
+pub fn disable_reason(lines: &[String]) -> Option<&str> {
+    lines.iter().find_map(|l| {
+        let (_, rest) = l.split_once(" disabled (")?;
+        rest.strip_suffix(')')
+    })
+}
+
+/// A clean unregistration (the scheduler left on its own or was stopped),
+/// as opposed to the kernel disabling it with an error.
+pub fn is_clean_unregister(reason: &str) -> bool {
+    reason.starts_with("unregistered from user space")
+        || reason.starts_with("unregistered from BPF")
+}
+
+/// sched_ext's restart request: the kernel unregisters a scheduler that
+/// lacks `ops.cpu_online/offline` on every CPU hotplug, and the scheduler
+/// is expected to attach again (Linux 6.12 `handle_hotplug`).
+pub fn is_restart_request(reason: &str) -> bool {
+    reason.starts_with("unregistered from the main kernel")
+}
+
+/// How the kernel said it disabled a scheduler, from its log and the
+/// scheduler's own `EXIT:` line (`UEI_REPORT` in tools/sched_ext).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScxExit {
+    /// The exit kind's words: `scx_bpf_error`, `runnable task stall`, ...
+    pub reason: String,
+    /// The message with it (the `scx_bpf_error()` text, the stalled task),
+    /// empty when there was none.
+    pub message: String,
+}
+
+impl ScxExit {
+    /// From kernel lines (`disabled (reason)` then `sched_ext: name: message`),
+    /// else from the scheduler's stderr (`EXIT: reason (message)`).
+    pub fn parse(kernel_lines: &[String], stderr: &str) -> Option<ScxExit> {
+        if let Some(reason) = disable_reason(kernel_lines) {
+            // pr_err("sched_ext: %s: %s\n", ops name, msg) follows the disable line.
+            let message = kernel_lines
+                .iter()
+                .skip_while(|l| !l.contains(" disabled ("))
+                .skip(1)
+                .find_map(|l| {
+                    let rest = l.strip_prefix("sched_ext: ")?;
+                    let (_, msg) = rest.split_once(": ")?;
+                    Some(msg.to_string())
+                })
+                .unwrap_or_default();
+            return Some(ScxExit {
+                reason: reason.to_string(),
+                message,
+            });
+        }
+        let line = stderr
+            .lines()
+            .rev()
+            .find_map(|l| l.strip_prefix("EXIT: "))?;
+        let (reason, message) = match line.split_once(" (") {
+            Some((r, m)) => (r, m.strip_suffix(')').unwrap_or(m)),
+            None => (line, ""),
+        };
+        Some(ScxExit {
+            reason: reason.to_string(),
+            message: message.to_string(),
+        })
+    }
+
+    /// Whether the kernel disabled the scheduler with an error, rather than
+    /// a clean unregistration or a hotplug restart request.
+    pub fn is_error(&self) -> bool {
+        !is_clean_unregister(&self.reason) && !is_restart_request(&self.reason)
+    }
+
+    /// `reason` or `reason: message`.
+    pub fn describe(&self) -> String {
+        if self.message.is_empty() {
+            self.reason.clone()
+        } else {
+            format!("{}: {}", self.reason, self.message)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,5 +205,40 @@ mod tests {
         std::fs::write(dir.join("ops"), "simple\n").unwrap();
         assert_eq!(sample(d.path()), s("enabled", Some("simple"), 3));
         assert_eq!(sample(&d.path().join("none")), None);
+    }
+
+    #[test]
+    fn the_kernels_exit_account_is_parsed_from_kmsg_or_stderr() {
+        let kmsg = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let lines = kmsg(&[
+            "sched_ext: BPF scheduler \"qmap\" enabled",
+            "sched_ext: BPF scheduler \"qmap\" disabled (scx_bpf_error)",
+            "sched_ext: qmap: test triggering error",
+        ]);
+        let e = ScxExit::parse(&lines, "").unwrap();
+        assert_eq!(e.reason, "scx_bpf_error");
+        assert_eq!(e.message, "test triggering error");
+        assert!(e.is_error());
+        assert_eq!(e.describe(), "scx_bpf_error: test triggering error");
+        let stall = kmsg(&["sched_ext: BPF scheduler \"qmap\" disabled (runnable task stall)"]);
+        assert_eq!(ScxExit::parse(&stall, "").unwrap().message, "");
+        // No kernel line (kmsg unavailable): the scheduler's own EXIT line.
+        let e =
+            ScxExit::parse(&[], "stats\nEXIT: scx_bpf_error (test triggering error)\n").unwrap();
+        assert_eq!(e.describe(), "scx_bpf_error: test triggering error");
+        assert_eq!(ScxExit::parse(&[], "no exit here"), None);
+        for (reason, error) in [
+            ("unregistered from user space", false),
+            ("unregistered from BPF", false),
+            ("unregistered from the main kernel", false),
+            ("runnable task stall", true),
+        ] {
+            let e = ScxExit {
+                reason: reason.into(),
+                message: String::new(),
+            };
+            assert_eq!(e.is_error(), error, "{reason}");
+        }
+        assert!(is_restart_request("unregistered from the main kernel"));
     }
 }

@@ -11,6 +11,7 @@ use ktstr_topology::GuestTopology;
 use serde::{Deserialize, Serialize};
 
 use crate::cpuset::{ResolveCpuset, ResolveError};
+use crate::hotplug::{self, HotplugProblem};
 use crate::payload::PayloadSpec;
 
 /// Upper bound on workers in one scenario: each is a process on a small guest.
@@ -58,6 +59,20 @@ pub struct CgroupSpec {
     /// Nested cgroups.
     #[serde(default)]
     pub children: Vec<CgroupSpec>,
+}
+
+impl CgroupSpec {
+    /// A cgroup of `workers` doing `work` on `cpuset`: default weight, no children.
+    pub fn new(name: &str, workers: u32, work: WorkKind, cpuset: CpusetSpec) -> Self {
+        CgroupSpec {
+            name: name.into(),
+            workers,
+            work,
+            cpuset,
+            weight: None,
+            children: Vec::new(),
+        }
+    }
 }
 
 /// Which CPUs, expressed against the guest topology.
@@ -170,6 +185,17 @@ pub enum Op {
         /// CPUs to pin to.
         cpus: CpusetSpec,
     },
+    /// Take a CPU offline (see [`crate::hotplug`]): its tasks move to other
+    /// CPUs; a cgroup left with no online CPU falls back to its parent's.
+    CpuOffline {
+        /// The CPU (not cpu0).
+        cpu: u32,
+    },
+    /// Bring a CPU an earlier op took offline back online.
+    CpuOnline {
+        /// The CPU.
+        cpu: u32,
+    },
     /// Run a program once in its own cgroup; the step holding this op
     /// lasts until it has exited (see [`crate::payload`]).
     Payload(PayloadSpec),
@@ -257,6 +283,24 @@ pub enum SpecError {
         /// Parent CPUs.
         parent_cpus: Vec<u32>,
     },
+    /// A hotplug op that cannot run at that point.
+    #[error("step {step}: cpu{cpu} {problem}")]
+    Hotplug {
+        /// Step index.
+        step: usize,
+        /// The CPU.
+        cpu: u32,
+        /// What is wrong.
+        problem: HotplugProblem,
+    },
+    /// `duration_ms` shorter than one millisecond per step.
+    #[error("an overall duration of {total_ms} ms cannot hold {steps} steps of at least 1 ms")]
+    DurationTooShort {
+        /// The requested total.
+        total_ms: u64,
+        /// Steps in the scenario.
+        steps: usize,
+    },
     /// A payload's own fields do not make sense.
     #[error("payload {name:?}: {reason}")]
     BadPayloadSpec {
@@ -319,6 +363,32 @@ impl Scenario {
         self
     }
 
+    /// The same scenario lasting `total_ms` overall: each step keeps its
+    /// share of the whole (the last step takes the rounding), at least 1 ms.
+    pub fn with_total_ms(mut self, total_ms: u64) -> Result<Self, SpecError> {
+        let steps = self.steps.len();
+        if steps == 0 || total_ms < steps as u64 {
+            return Err(SpecError::DurationTooShort { total_ms, steps });
+        }
+        let sum: u64 = self.steps.iter().map(|s| s.duration_ms.max(1)).sum();
+        let mut left = total_ms;
+        for (i, s) in self.steps.iter_mut().enumerate() {
+            let still = (steps - i - 1) as u64;
+            let share = if still == 0 {
+                left
+            } else {
+                let scaled =
+                    u128::from(s.duration_ms.max(1)) * u128::from(total_ms) / u128::from(sum);
+                u64::try_from(scaled)
+                    .unwrap_or(u64::MAX)
+                    .clamp(1, left - still)
+            };
+            s.duration_ms = share;
+            left -= share;
+        }
+        Ok(self)
+    }
+
     /// Check that the scenario can run on `topo`; the first problem wins.
     pub fn validate(&self, topo: &GuestTopology) -> Result<(), SpecError> {
         if self.steps.is_empty() {
@@ -331,6 +401,7 @@ impl Scenario {
         // Names ever declared (for duplicates) and names alive now (for ops).
         let mut declared = BTreeSet::new();
         let mut alive = BTreeSet::new();
+        let mut offline = BTreeSet::new();
         for (i, step) in self.steps.iter().enumerate() {
             if step.duration_ms == 0 || step.duration_ms > MAX_STEP_MS {
                 return Err(SpecError::BadDuration {
@@ -339,7 +410,7 @@ impl Scenario {
                 });
             }
             for op in &step.ops_before {
-                validate_op(op, i, topo, &mut declared, &mut alive)?;
+                validate_op(op, i, topo, &mut declared, &mut alive, &mut offline)?;
             }
             for cg in &step.cgroups {
                 validate_cgroup(cg, "", None, topo, &mut declared, &mut alive)?;
@@ -366,7 +437,12 @@ fn validate_op(
     topo: &GuestTopology,
     declared: &mut BTreeSet<String>,
     alive: &mut BTreeSet<String>,
+    offline: &mut BTreeSet<u32>,
 ) -> Result<(), SpecError> {
+    let hotplug = |cpu: u32, online: bool, offline: &mut BTreeSet<u32>| {
+        hotplug::check(cpu, online, &topo.all_cpus(), offline)
+            .map_err(|problem| SpecError::Hotplug { step, cpu, problem })
+    };
     let resolve = |name: &str, spec: &CpusetSpec| {
         topo.resolve(spec)
             .map(|_| ())
@@ -403,6 +479,8 @@ fn validate_op(
             require_alive(alive, step, cgroup)?;
             resolve(cgroup, cpus)
         }
+        Op::CpuOffline { cpu } => hotplug(*cpu, false, offline),
+        Op::CpuOnline { cpu } => hotplug(*cpu, true, offline),
         // Its cgroup is its own: declared (no name clash), never alive for ops.
         Op::Payload(p) => {
             check_name(&p.name)?;
@@ -752,6 +830,57 @@ mod tests {
             Err(SpecError::MoveIntoParent {
                 step: 1,
                 name: "p".into()
+            })
+        );
+    }
+
+    #[test]
+    fn hotplug_ops_are_checked_against_the_topology_and_each_other() {
+        let step = |ops: Vec<Op>| Step {
+            duration_ms: 10,
+            ops_before: ops,
+            cgroups: vec![],
+        };
+        let mut sc = one_step(vec![cg("a", 2, WorkKind::Spin)], vec![]);
+        sc.steps.push(step(vec![Op::CpuOffline { cpu: 3 }]));
+        sc.steps.push(step(vec![Op::CpuOnline { cpu: 3 }]));
+        assert_eq!(sc.validate(&topo4()), Ok(()));
+        sc.steps.push(step(vec![Op::CpuOnline { cpu: 3 }]));
+        assert_eq!(
+            sc.validate(&topo4()),
+            Err(SpecError::Hotplug {
+                step: 3,
+                cpu: 3,
+                problem: HotplugProblem::NotOffline
+            })
+        );
+        let sc = one_step(
+            vec![cg("a", 1, WorkKind::Spin)],
+            vec![Op::CpuOffline { cpu: 0 }],
+        );
+        let e = sc.validate(&topo4()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "step 0: cpu0 is the boot CPU, which x86 cannot take offline"
+        );
+    }
+
+    #[test]
+    fn an_overall_duration_keeps_each_steps_share() {
+        let mut sc = one_step(vec![cg("a", 1, WorkKind::Spin)], vec![]);
+        sc.steps.push(Step {
+            duration_ms: 300,
+            ops_before: vec![],
+            cgroups: vec![],
+        });
+        let d = |s: &Scenario| s.steps.iter().map(|s| s.duration_ms).collect::<Vec<_>>();
+        assert_eq!(d(&sc.clone().with_total_ms(2000).unwrap()), [500, 1500]);
+        assert_eq!(d(&sc.clone().with_total_ms(3).unwrap()), [1, 2]);
+        assert_eq!(
+            sc.with_total_ms(1),
+            Err(SpecError::DurationTooShort {
+                total_ms: 1,
+                steps: 2
             })
         );
     }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::MonitorFinding;
 use crate::report::{ScenarioReport, WorkerTelemetry};
+use crate::scx::ScxExit;
 
 /// Limits; `Default` is the stock policy, tests override fields.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -46,7 +47,31 @@ impl Default for Thresholds {
 /// One way the run failed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Failure {
-    /// The scheduler detached during the run.
+    /// The VM or the guest kernel crashed (panic, oops, triple fault, ...).
+    GuestCrashed {
+        /// How it died, as the backend classified it.
+        detail: String,
+    },
+    /// The kernel disabled the scheduler with an error: watchdog stall,
+    /// `scx_bpf_error()`, a runtime error.
+    SchedulerKicked {
+        /// `root/ops` name (or binary name before it attached).
+        name: String,
+        /// The kernel's account.
+        exit: ScxExit,
+    },
+    /// The scheduler process ended (or never attached) without the kernel
+    /// reporting an error.
+    SchedulerExited {
+        /// Binary or `root/ops` name.
+        name: String,
+        /// How it ended.
+        detail: String,
+    },
+    /// The host-side monitor saw the guest kernel misbehave (a detector
+    /// the test made fatal; see [`MonitorFinding`]).
+    Monitor(MonitorFinding),
+    /// sysfs saw the scheduler gone at the end; nothing else said why.
     SchedulerDetached {
         /// Exit reason as the kernel reported it.
         reason: String,
@@ -115,9 +140,6 @@ pub enum Failure {
         /// What happened, with its last line of output.
         why: String,
     },
-    /// The host-side monitor saw the guest kernel misbehave (a detector
-    /// the test made fatal; see [`MonitorFinding`]).
-    Monitor(MonitorFinding),
     /// The worker reported an error about itself.
     WorkerError {
         /// `cgroup/index`.
@@ -127,6 +149,116 @@ pub enum Failure {
     },
 }
 
+/// A [`Failure`]'s kind: what `expect_fail` names and the JSON's `root_cause`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// [`Failure::GuestCrashed`].
+    GuestCrashed,
+    /// [`Failure::SchedulerKicked`].
+    SchedulerKicked,
+    /// [`Failure::SchedulerExited`].
+    SchedulerExited,
+    /// [`Failure::Monitor`].
+    Monitor,
+    /// [`Failure::SchedulerDetached`].
+    SchedulerDetached,
+    /// [`Failure::Payload`].
+    Payload,
+    /// [`Failure::WorkerLost`].
+    WorkerLost,
+    /// [`Failure::NoProgress`].
+    NoProgress,
+    /// [`Failure::Stuck`].
+    Stuck,
+    /// [`Failure::OutsideCpuset`].
+    OutsideCpuset,
+    /// [`Failure::Unfair`].
+    Unfair,
+    /// [`Failure::WakeLatency`].
+    WakeLatency,
+    /// [`Failure::WorkerError`].
+    WorkerError,
+}
+
+impl FailureKind {
+    /// Every kind with its name, in root-cause order.
+    pub const ALL: [(FailureKind, &'static str); 13] = [
+        (FailureKind::GuestCrashed, "guest_crashed"),
+        (FailureKind::SchedulerKicked, "scheduler_kicked"),
+        (FailureKind::SchedulerExited, "scheduler_exited"),
+        (FailureKind::SchedulerDetached, "scheduler_detached"),
+        (FailureKind::Monitor, "monitor"),
+        (FailureKind::Payload, "payload"),
+        (FailureKind::WorkerLost, "worker_lost"),
+        (FailureKind::NoProgress, "no_progress"),
+        (FailureKind::Stuck, "stuck"),
+        (FailureKind::OutsideCpuset, "outside_cpuset"),
+        (FailureKind::Unfair, "unfair"),
+        (FailureKind::WakeLatency, "wake_latency"),
+        (FailureKind::WorkerError, "worker_error"),
+    ];
+
+    /// `stuck`, `scheduler_kicked`, ... (the serde name).
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(k, _)| *k == self)
+            .map_or("unknown", |(_, n)| n)
+    }
+
+    /// The kind named `name`; the error lists the names.
+    pub fn from_name(name: &str) -> Result<FailureKind, String> {
+        Self::ALL
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(k, _)| *k)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|(_, n)| *n).collect();
+                format!("unknown verdict kind {name:?}; one of {}", names.join(", "))
+            })
+    }
+
+    /// Root-cause rank, lowest first: a crash explains everything after it,
+    /// a scheduler the kernel kicked out explains starving workers, and so on.
+    pub fn rank(self) -> u8 {
+        match self {
+            FailureKind::GuestCrashed => 0,
+            FailureKind::SchedulerKicked => 1,
+            FailureKind::SchedulerExited | FailureKind::SchedulerDetached => 2,
+            FailureKind::Monitor => 3,
+            _ => 4,
+        }
+    }
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Failure {
+    /// This failure's kind.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            Failure::GuestCrashed { .. } => FailureKind::GuestCrashed,
+            Failure::SchedulerKicked { .. } => FailureKind::SchedulerKicked,
+            Failure::SchedulerExited { .. } => FailureKind::SchedulerExited,
+            Failure::Monitor(_) => FailureKind::Monitor,
+            Failure::SchedulerDetached { .. } => FailureKind::SchedulerDetached,
+            Failure::Payload { .. } => FailureKind::Payload,
+            Failure::WorkerLost { .. } => FailureKind::WorkerLost,
+            Failure::NoProgress { .. } => FailureKind::NoProgress,
+            Failure::Stuck { .. } => FailureKind::Stuck,
+            Failure::OutsideCpuset { .. } => FailureKind::OutsideCpuset,
+            Failure::Unfair { .. } => FailureKind::Unfair,
+            Failure::WakeLatency { .. } => FailureKind::WakeLatency,
+            Failure::WorkerError { .. } => FailureKind::WorkerError,
+        }
+    }
+}
+
 fn cpu_name(cpu: Option<u32>) -> String {
     cpu.map_or_else(|| "an unknown cpu".to_string(), |c| format!("cpu{c}"))
 }
@@ -134,6 +266,15 @@ fn cpu_name(cpu: Option<u32>) -> String {
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Failure::GuestCrashed { detail } => write!(f, "guest crashed: {detail}"),
+            Failure::SchedulerKicked { name, exit } => write!(
+                f,
+                "the kernel kicked scheduler {name} out: {}",
+                exit.describe()
+            ),
+            Failure::SchedulerExited { name, detail } => {
+                write!(f, "scheduler {name} exited: {detail}")
+            }
             Failure::SchedulerDetached { reason } => {
                 write!(f, "scheduler detached: {reason}")
             }
@@ -188,8 +329,16 @@ impl fmt::Display for Failure {
 pub struct Verdict {
     /// No failure.
     pub passed: bool,
-    /// Failures, most severe first.
+    /// Failures, root cause first (see [`FailureKind::rank`]).
     pub failures: Vec<Failure>,
+    /// The first failure's kind: what `ktstr run`'s exit and a test's
+    /// `expect_fail` go by.
+    #[serde(default)]
+    pub root_cause: Option<FailureKind>,
+    /// Lines explaining the root cause (the scheduler's last stderr lines,
+    /// the kernel's sched_ext lines), printed after the headline.
+    #[serde(default)]
+    pub evidence: Vec<String>,
 }
 
 impl Verdict {
@@ -205,10 +354,26 @@ impl Verdict {
         }
     }
 
-    /// Headline, every failure on its own line, then the per-cgroup table.
+    /// From failures in any order: sorted root cause first (stable, so
+    /// checks of one rank keep their order), with the evidence lines.
+    pub fn from_failures(mut failures: Vec<Failure>, evidence: Vec<String>) -> Verdict {
+        failures.sort_by_key(|f| f.kind().rank());
+        Verdict {
+            passed: failures.is_empty(),
+            root_cause: failures.first().map(Failure::kind),
+            evidence,
+            failures,
+        }
+    }
+
+    /// Headline, the evidence, every other failure on its own line, then
+    /// the per-cgroup table.
     pub fn render(&self, test: &str, context: &str, report: &ScenarioReport) -> String {
         let mut s = self.headline(test, context);
         s.push('\n');
+        for line in &self.evidence {
+            s.push_str(&format!("  {line}\n"));
+        }
         for f in self.failures.iter().skip(1) {
             s.push_str(&format!("  also: {f}\n"));
         }
@@ -243,10 +408,11 @@ pub fn fairness_groups(report: &ScenarioReport) -> BTreeMap<&str, Vec<&WorkerTel
     groups
 }
 
-/// Judge `report`; `sched_exit` is the scheduler's exit reason if it detached.
+/// Judge `report`; `sched_exit` is the scheduler's exit reason if it
+/// detached (see [`crate::evidence::judge`] for a run the harness watched).
 pub fn evaluate(report: &ScenarioReport, t: &Thresholds, sched_exit: Option<&str>) -> Verdict {
     let mut failures = Vec::new();
-    // The harness's exit reason wins; else what the guest saw in sysfs.
+    // The caller's exit reason wins; else what the guest saw in sysfs.
     let detached = sched_exit
         .map(str::to_string)
         .or_else(|| report.sched_ext.detached());
@@ -255,6 +421,14 @@ pub fn evaluate(report: &ScenarioReport, t: &Thresholds, sched_exit: Option<&str
     {
         failures.push(Failure::SchedulerDetached { reason });
     }
+    failures.extend(workload_failures(report, t));
+    Verdict::from_failures(failures, Vec::new())
+}
+
+/// The workload checks: failed payloads, lost workers, no progress,
+/// starvation, isolation, fairness, latency, worker errors.
+pub fn workload_failures(report: &ScenarioReport, t: &Thresholds) -> Vec<Failure> {
+    let mut failures = Vec::new();
     failures.extend(report.payloads.iter().filter_map(|p| {
         p.failure().map(|why| Failure::Payload {
             name: p.name.clone(),
@@ -343,10 +517,7 @@ pub fn evaluate(report: &ScenarioReport, t: &Thresholds, sched_exit: Option<&str
             });
         }
     }
-    Verdict {
-        passed: failures.is_empty(),
-        failures,
-    }
+    failures
 }
 
 #[cfg(test)]

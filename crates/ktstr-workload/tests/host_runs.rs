@@ -56,14 +56,7 @@ fn topo() -> Result<GuestTopology> {
 }
 
 fn cg(name: &str, workers: u32, work: WorkKind, cpuset: CpusetSpec) -> CgroupSpec {
-    CgroupSpec {
-        name: name.into(),
-        workers,
-        work,
-        cpuset,
-        weight: None,
-        children: vec![],
-    }
+    CgroupSpec::new(name, workers, work, cpuset)
 }
 
 fn one_step(name: &str, ms: u64, cgroups: Vec<CgroupSpec>) -> Scenario {

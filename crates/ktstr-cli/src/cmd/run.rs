@@ -4,8 +4,7 @@
 use std::sync::OnceLock;
 
 use anyhow::{Context, anyhow};
-use ktstr_harness::HarnessError;
-use ktstr_harness::test::{KtstrTest, try_run};
+use ktstr_harness::test::{Expect, KtstrTest, try_run};
 use ktstr_topology::GuestTopology;
 use ktstr_workload::{Scenario, catalogue};
 
@@ -65,6 +64,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<Status> {
         memory_mib: Some(args.vm.memory_mib),
         step_ms: None,
         timeout_s: None,
+        duration_ms: None,
+        watchdog_timeout_ms: None,
+        expect: Expect::PASS,
         thresholds: |_| {},
         scenario: chosen,
         programs: &[],
@@ -81,29 +83,12 @@ pub fn run(args: &RunArgs) -> anyhow::Result<Status> {
                 print!("{}", outcome.rendered);
                 println!("result: {}", outcome.json.display());
             }
-            Ok(if outcome.verdict.passed {
-                Status::Success
-            } else {
-                Status::Failed
-            })
+            Ok(Status::of_verdict(&outcome.verdict))
         }
-        Err(e) if scheduler_failed(&e) => {
-            eprintln!("ktstr: {} [{}] failed: {e}", test.name, args.scheduler);
-            Ok(Status::Failed)
-        }
+        // The scheduler failing (to attach, kicked out, exited) and the
+        // guest crashing are verdicts; what is left says nothing about them.
         Err(e) => Err(Inconclusive(e).into()),
     }
-}
-
-/// The scheduler under test itself failed: a verdict, not a lack of one.
-fn scheduler_failed(e: &HarnessError) -> bool {
-    matches!(
-        e,
-        HarnessError::SchedulerExitedBeforeAttach { .. }
-            | HarnessError::AttachTimeout { .. }
-            | HarnessError::SchedulerKicked { .. }
-            | HarnessError::SchedulerExited { .. }
-    )
 }
 
 fn leak(s: String) -> &'static str {

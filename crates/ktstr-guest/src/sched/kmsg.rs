@@ -59,20 +59,7 @@ pub fn sched_ext_lines(lines: impl IntoIterator<Item = String>) -> Vec<String> {
         .collect()
 }
 
-/// The `X` of `... disabled (X)`, if a line reports a disable.
-pub fn disable_reason(lines: &[String]) -> Option<&str> {
-    lines.iter().find_map(|l| {
-        let (_, rest) = l.split_once(" disabled (")?;
-        rest.strip_suffix(')')
-    })
-}
-
-/// A clean unregistration (the scheduler left on its own or was stopped),
-/// as opposed to the kernel kicking it out with an error.
-pub fn is_clean_unregister(reason: &str) -> bool {
-    reason.starts_with("unregistered from user space")
-        || reason.starts_with("unregistered from BPF")
-}
+pub use ktstr_workload::scx::{disable_reason, is_clean_unregister, is_restart_request};
 
 #[cfg(test)]
 mod tests {

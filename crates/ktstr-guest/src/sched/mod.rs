@@ -33,6 +33,8 @@ const MONITOR_POLL: Duration = Duration::from_millis(20);
 /// After the kernel disables a scheduler, how long to wait for the process
 /// to exit and for the kernel's log line.
 const AFTERMATH: Duration = Duration::from_secs(3);
+/// How long a scheduler sched_ext asked to restart may take to attach again.
+const REATTACH: Duration = Duration::from_secs(10);
 /// How long relays may take to hit EOF once the process is gone.
 const RELAY_GRACE: Duration = Duration::from_secs(2);
 
@@ -321,42 +323,90 @@ fn monitor(
     stop: &AtomicBool,
     ended: &Mutex<Option<Ended>>,
 ) {
+    // Kernel lines before `seen` belong to attaches the scheduler already
+    // recovered from (hotplug restarts).
+    let mut seen = 0;
+    // A restart can finish between two polls: enable_seq still shows it.
+    let mut seq = sysfs.enable_seq();
     while !stop.load(Ordering::Relaxed) {
         let status = reaper::try_status(pid);
-        let left = sysfs.state().as_deref() != Some("enabled");
+        let left = sysfs.state().as_deref() != Some("enabled") || sysfs.enable_seq() != seq;
         if status.is_none() && !left {
             std::thread::sleep(MONITOR_POLL);
             continue;
         }
-        // Something ended: give the process and the kernel's log line a
+        // Something ended: give the kernel's log line and the process a
         // moment to catch up, so the report carries both.
         let until = Instant::now() + AFTERMATH;
-        let status = status.or_else(|| reaper::wait(pid, until));
+        let mut status = status;
         let mut lines = log.collect();
-        while kmsg::disable_reason(&lines).is_none() && Instant::now() < until {
+        while kmsg::disable_reason(lines.get(seen..).unwrap_or_default()).is_none()
+            && Instant::now() < until
+        {
             std::thread::sleep(MONITOR_POLL);
+            status = status.or_else(|| reaper::try_status(pid));
             lines = log.collect();
         }
+        let fresh = lines.get(seen..).unwrap_or_default();
+        let restart = kmsg::disable_reason(fresh).is_some_and(kmsg::is_restart_request);
+        if status.is_none() && restart && reattached(pid, name, sysfs) {
+            // sched_ext asked the scheduler to restart (CPU hotplug without
+            // ops.cpu_online/offline) and it did: still the one under test.
+            let why = fresh
+                .iter()
+                .find(|l| l.contains(" disabled ("))
+                .cloned()
+                .unwrap_or_default();
+            send_state(
+                out,
+                SchedState::Attached,
+                SchedExitKind::NotExited,
+                &ProcExit::default(),
+                name,
+                &why,
+            );
+            seen = lines.len();
+            seq = sysfs.enable_seq();
+            continue;
+        }
+        let status = status.or_else(|| reaper::wait(pid, until));
+        let fresh = lines.get(seen..).unwrap_or_default();
         let exit = status.map(ProcExit::from_wait_status).unwrap_or_default();
-        let kicked = kmsg::disable_reason(&lines).is_some_and(|r| !kmsg::is_clean_unregister(r));
+        let kicked = kmsg::disable_reason(fresh)
+            .is_some_and(|r| !kmsg::is_clean_unregister(r) && !kmsg::is_restart_request(r));
         let kind = if kicked {
             SchedExitKind::Kernel
         } else {
             SchedExitKind::Process
         };
-        let reason = if lines.is_empty() {
+        let reason = if fresh.is_empty() {
             format!("scheduler process ended: {exit:?}")
         } else {
-            lines.join("\n")
+            fresh.join("\n")
         };
         send_state(out, SchedState::Exited, kind, &exit, name, &reason);
         *lock(ended) = Some(Ended {
             exit,
             proc_gone: status.is_some(),
-            kernel_log: lines,
+            kernel_log: fresh.to_vec(),
         });
         return;
     }
+}
+
+/// Whether process `pid` attached `name` again within [`REATTACH`].
+fn reattached(pid: u32, name: &str, sysfs: &SchedExtSysfs) -> bool {
+    let until = Instant::now() + REATTACH;
+    while Instant::now() < until {
+        if reaper::try_status(pid).is_some() {
+            return false;
+        }
+        if sysfs.attached().as_deref() == Some(name) {
+            return true;
+        }
+        std::thread::sleep(MONITOR_POLL);
+    }
+    false
 }
 
 fn send_state(

@@ -35,6 +35,12 @@ impl SchedExtSysfs {
         read_trimmed(&self.dir.join("root/ops")).filter(|s| !s.is_empty())
     }
 
+    /// `enable_seq`: bumps on every attach, so a quick detach and re-attach
+    /// that polling `state` missed still shows.
+    pub fn enable_seq(&self) -> Option<u64> {
+        read_trimmed(&self.dir.join("enable_seq")).and_then(|s| s.parse().ok())
+    }
+
     /// Attached: `state` is `enabled` and `root/ops` names something.
     pub fn attached(&self) -> Option<String> {
         if self.state().as_deref() == Some("enabled") {

@@ -113,6 +113,13 @@ impl Session {
         Some(self.ended_error(&att, ended))
     }
 
+    /// What the attached scheduler has written to stderr so far.
+    pub fn scheduler_stderr(&self) -> Option<String> {
+        let att = self.scheduler.as_ref()?;
+        let (_, err) = self.output.get(&att.pid)?;
+        Some(String::from_utf8_lossy(err).into_owned())
+    }
+
     /// The `SchedulerState` reports received so far (oldest first).
     pub fn scheduler_events(&self) -> impl Iterator<Item = &SchedEvent> {
         self.sched.iter()

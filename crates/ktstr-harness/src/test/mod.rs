@@ -21,15 +21,19 @@ use std::time::Duration;
 
 use ktstr_topology::{GuestTopology, NumaTopology, Topology};
 use ktstr_workload::report::TestResult;
-use ktstr_workload::{Scenario, ScenarioReport, Thresholds, Verdict, evaluate};
+use ktstr_workload::{Scenario, ScenarioReport, Thresholds, Verdict, judge};
 
 use crate::error::HarnessError;
 use crate::session::{BootTimings, Session, SessionConfig};
 
+mod expect;
 mod monitor;
 pub mod phases;
 pub mod registry;
+pub mod watchdog;
+mod watched;
 
+pub use expect::Expect;
 pub use monitor::{BackendMemory, MonitorPolicy, MonitorRecord, MonitorSpec, Monitored};
 pub use phases::{Phase, PhaseTimings};
 pub use registry::{KTSTR_TESTS, Registered, backend_needs, needs, test_main, test_main_with};
@@ -51,6 +55,12 @@ pub struct KtstrTest {
     pub step_ms: Option<u64>,
     /// Deadline of the whole VM; `None` = scenario time + 5 min.
     pub timeout_s: Option<u64>,
+    /// The scenario's overall duration (steps keep their shares).
+    pub duration_ms: Option<u64>,
+    /// sched_ext watchdog timeout for the scheduler (see [`watchdog`]).
+    pub watchdog_timeout_ms: Option<u64>,
+    /// What the verdict must be (`expect_fail`, `expect_scx_error`).
+    pub expect: Expect,
     /// Adjusts the default thresholds.
     pub thresholds: fn(&mut Thresholds),
     /// Builds the scenario.
@@ -69,6 +79,8 @@ pub struct KtstrTest {
 pub struct TestOutcome {
     /// Topology and scheduler, as printed in verdict lines.
     pub context: String,
+    /// The test passed: its verdict passed, or failed the way it expected.
+    pub passed: bool,
     /// The verdict.
     pub verdict: Verdict,
     /// Full telemetry.
@@ -77,7 +89,8 @@ pub struct TestOutcome {
     pub json: PathBuf,
     /// Image, boot/restore times.
     pub boot: BootTimings,
-    /// The rendered verdict and per-cgroup table.
+    /// The rendered verdict and per-cgroup table, after a line saying how
+    /// it met or missed the test's expectation, if it had one.
     pub rendered: String,
     /// Where the test's wall time went (also in the JSON, as `"phases"`).
     pub phases: PhaseTimings,
@@ -88,7 +101,7 @@ pub struct TestOutcome {
 /// Runs `t` and panics with the verdict (headline + table) if it failed.
 pub fn run(t: &KtstrTest) {
     match try_run(t) {
-        Ok(o) if o.verdict.passed => eprint!("{}", o.rendered),
+        Ok(o) if o.passed => eprint!("{}", o.rendered),
         Ok(o) => panic!("{}(result: {})", o.rendered, o.json.display()),
         Err(e) => panic!("{} [{}] could not run: {e}", t.name, context(t)),
     }
@@ -120,18 +133,29 @@ pub fn try_run(t: &KtstrTest) -> Result<TestOutcome, HarnessError> {
             reason: e.to_string(),
         })?;
     let scheduler = t.scheduler.map(find_scheduler).transpose()?;
+    let invalid = |reason: String| HarnessError::InvalidTest {
+        test: t.name.into(),
+        reason,
+    };
+    if let (Some(ms), Some(path)) = (t.watchdog_timeout_ms, &scheduler) {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        return Err(invalid(watchdog::refusal(&name, ms)));
+    }
     let (programs, files) = crate::guest_files::declared(t.programs, t.files)?;
     let mut scenario = (t.scenario)();
     if let Some(ms) = t.step_ms {
         scenario = scenario.with_step_ms(ms);
     }
+    if let Some(ms) = t.duration_ms {
+        scenario = scenario
+            .with_total_ms(ms)
+            .map_err(|e| invalid(e.to_string()))?;
+    }
     let memory_mib = t.memory_mib.unwrap_or(512);
+    let guest_topology = GuestTopology::expected(&topo);
     scenario
-        .validate(&GuestTopology::expected(&topo))
-        .map_err(|e| HarnessError::InvalidTest {
-            test: t.name.into(),
-            reason: e.to_string(),
-        })?;
+        .validate(&guest_topology)
+        .map_err(|e| invalid(e.to_string()))?;
     let steps_ms: u64 = scenario.longest_ms();
     clock.lap(Phase::Inputs);
 
@@ -152,31 +176,40 @@ pub fn try_run(t: &KtstrTest) -> Result<TestOutcome, HarnessError> {
     clock.lap(Phase::VmStart);
     clock.split(Phase::VmStart, &boot.phases());
     let watch = monitor::Watch::start(&session, &kernel, t.monitor);
-    if let Some(path) = &scheduler {
-        session.start_scheduler(path, t.args, Duration::from_secs(60))?;
-    }
-    clock.lap(Phase::SchedulerAttach);
-    let report = session.run_scenario(&scenario)?;
-    clock.lap(Phase::Scenario);
+    let watched = watched::run(
+        &mut session,
+        scheduler.as_deref(),
+        t.args,
+        &scenario,
+        &guest_topology,
+        &mut clock,
+    );
+    // The sampler thread is joined whatever the run's outcome.
     let json = result_path(t.name);
     let monitored = watch.finish(t.name, &json);
-    let sched_exit = session.scheduler_exit().map(|e| e.to_string());
-    if scheduler.is_some() && sched_exit.is_none() {
-        session.stop_scheduler(Duration::from_secs(2))?;
+    let mut watched = watched?;
+    if watched.evidence.crash.is_none() {
+        // Everything the verdict needs has arrived: end the VM instead of
+        // waiting for the guest to power off.
+        session.end()?;
     }
-    clock.lap(Phase::SchedulerStop);
-    // Everything the verdict needs has arrived: end the VM instead of
-    // waiting for the guest to power off.
-    session.end()?;
     clock.lap(Phase::Shutdown);
+    let report = watched.report;
     clock.note(boot.restored, Duration::from_millis(report.wall_ms));
 
     let mut thresholds = Thresholds::default();
     (t.thresholds)(&mut thresholds);
-    let mut verdict = evaluate(&report, &thresholds, sched_exit.as_deref());
-    verdict.add_monitor_failures(monitored.failures.iter().cloned());
+    watched.evidence.monitor = monitored.failures.clone();
+    let verdict = judge(&report, &thresholds, &watched.evidence);
     let context = context(t);
-    let rendered = verdict.render(t.name, &context, &report) + &monitored.notes();
+    let mut rendered = verdict.render(t.name, &context, &report) + &monitored.notes();
+    let expected = t.expect.check(&verdict);
+    match &expected {
+        Ok(Some(line)) | Err(line) if t.expect != Expect::PASS => {
+            rendered = format!("{} [{context}]: {line}\n{rendered}", t.name);
+        }
+        _ => {}
+    }
     let result = TestResult::new(t.name, &context, verdict.clone(), report.clone());
     let record = monitor::ResultFile {
         result: &result,
@@ -192,6 +225,7 @@ pub fn try_run(t: &KtstrTest) -> Result<TestOutcome, HarnessError> {
     clock.lap(Phase::Result);
     Ok(TestOutcome {
         context,
+        passed: expected.is_ok(),
         verdict,
         report,
         json,

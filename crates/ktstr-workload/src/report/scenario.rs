@@ -155,3 +155,23 @@ pub struct ScenarioReport {
     #[serde(default)]
     pub payloads: Vec<PayloadRecord>,
 }
+
+impl ScenarioReport {
+    /// The report of a run that never reached its scenario (the scheduler
+    /// did not attach, the guest died): nothing measured.
+    pub fn not_run(scenario: &str, topology: GuestTopology, why: &str) -> Self {
+        ScenarioReport {
+            scenario: scenario.to_string(),
+            topology,
+            controllers: Controllers::default(),
+            cpuset_enforcement: String::new(),
+            wall_ms: 0,
+            steps: Vec::new(),
+            cgroups: Vec::new(),
+            workers: Vec::new(),
+            sched_ext: ScxObservation::default(),
+            notes: vec![format!("not run: {why}")],
+            payloads: Vec::new(),
+        }
+    }
+}
