@@ -23,7 +23,8 @@ pub enum Command {
     /// Say which backend would run and why, the KVM kind, QEMU, the kernel
     /// and schedulers found, cache sizes, and how to fix what is missing.
     Doctor,
-    /// Show what Linux must report for a topology (CPUs, LLCs, nodes, domains).
+    /// Show what Linux must report for a topology (CPUs, LLCs, nodes,
+    /// domains); without one, list the topology presets.
     Topo(TopoArgs),
     /// List the built-in scenarios `ktstr run --scenario` accepts.
     Scenarios(JsonArg),
@@ -54,11 +55,13 @@ pub struct JsonArg {
 
 #[derive(Debug, Args)]
 pub struct TopoArgs {
-    /// A shape `<nodes>n<llcs>l<cores>c<threads>t`, e.g. `1n2l4c2t`.
-    pub topology: String,
-    /// Guest memory the node sizes are computed from.
-    #[arg(long, default_value_t = 512)]
-    pub memory_mib: u64,
+    /// A shape `<nodes>n<llcs>l<cores>c<threads>t`, e.g. `1n2l4c2t`, or a
+    /// preset name (omit it to list the presets).
+    pub topology: Option<String>,
+    /// Guest memory the node sizes are computed from (default: the
+    /// preset's own, else 512).
+    #[arg(long)]
+    pub memory_mib: Option<u64>,
     #[command(flatten)]
     pub json: JsonArg,
 }
@@ -105,12 +108,13 @@ pub struct SchedBuildArgs {
 
 #[derive(Debug, Args)]
 pub struct VmArgs {
-    /// Guest shape `<nodes>n<llcs>l<cores>c<threads>t`.
+    /// Guest shape `<nodes>n<llcs>l<cores>c<threads>t`, or a preset name
+    /// (see `ktstr topo`).
     #[arg(long, default_value = "1n1l2c1t")]
     pub topology: String,
-    /// Guest memory in MiB.
-    #[arg(long, default_value_t = 512)]
-    pub memory_mib: u64,
+    /// Guest memory in MiB (default: the preset's own, else 512).
+    #[arg(long)]
+    pub memory_mib: Option<u64>,
     /// Fail instead of building a missing kernel or scheduler.
     #[arg(long)]
     pub no_build: bool,

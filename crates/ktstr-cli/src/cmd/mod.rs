@@ -14,13 +14,17 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use ktstr_backend::BackendKind;
-use ktstr_topology::{NumaTopology, Topology};
+use ktstr_topology::NumaTopology;
 
 use crate::build::{self, sched::SCHEDULERS};
 
-/// `text` as a shape; the error names the expected form.
-pub fn parse_topology(text: &str) -> anyhow::Result<NumaTopology> {
-    Ok(text.parse::<Topology>().and_then(|t| t.to_numa())?)
+/// `text` (a preset name or a shape like `1n2l4c2t`) and the VM's memory:
+/// `memory_mib`, else the preset's own, else 512 MiB. The error names the
+/// expected forms, or the memory a preset fixes.
+pub fn parse_topology(text: &str, memory_mib: Option<u64>) -> anyhow::Result<(NumaTopology, u64)> {
+    let shape = ktstr_topology::resolve(text)?;
+    let memory = shape.memory_mib(memory_mib, 512)?;
+    Ok((shape.topology, memory))
 }
 
 /// The backend that will run, checked against this host: a KVM backend

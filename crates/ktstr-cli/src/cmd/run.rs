@@ -36,7 +36,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<Status> {
             names.join(", ")
         )
     })?;
-    let topology = super::parse_topology(&args.vm.topology)?;
+    let (topology, memory_mib) = super::parse_topology(&args.vm.topology, args.vm.memory_mib)?;
     scenario
         .validate(&GuestTopology::expected(&topology))
         .with_context(|| {
@@ -62,7 +62,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<Status> {
         topology: leak(args.vm.topology.clone()),
         scheduler: scheduler.map(|p| leak(p.display().to_string())),
         args: &[],
-        memory_mib: Some(args.vm.memory_mib),
+        memory_mib: Some(memory_mib),
         step_ms: None,
         timeout_s: None,
         thresholds: |_| {},

@@ -18,13 +18,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ktstr_topology::{GuestTopology, NumaTopology, Topology};
+use ktstr_topology::{GuestTopology, NumaTopology};
 use ktstr_workload::report::TestResult;
 use ktstr_workload::{Scenario, ScenarioReport, Thresholds, Verdict, evaluate};
 
 use crate::error::HarnessError;
 use crate::session::{BootTimings, Session, SessionConfig};
 
+pub mod gauntlet;
 pub mod registry;
 
 pub use registry::{KTSTR_TESTS, Registered, backend_needs, needs, test_main};
@@ -34,13 +35,13 @@ pub use registry::{KTSTR_TESTS, Registered, backend_needs, needs, test_main};
 pub struct KtstrTest {
     /// Test name (`gauntlet/<test>/<topology>[/<flags>]` for gauntlet members).
     pub name: &'static str,
-    /// Topology in text form, e.g. `1n2l4c1t`.
+    /// Topology in text form, e.g. `1n2l4c1t`, or a preset name.
     pub topology: &'static str,
     /// Scheduler binary: a path or a name; `None` = EEVDF.
     pub scheduler: Option<&'static str>,
     /// Scheduler arguments.
     pub args: &'static [&'static str],
-    /// Guest memory; `None` = 512 MiB.
+    /// Guest memory; `None` = the preset's own, else 512 MiB.
     pub memory_mib: Option<u64>,
     /// Override every step's duration.
     pub step_ms: Option<u64>,
@@ -94,20 +95,18 @@ fn context(t: &KtstrTest) -> String {
 /// Runs `t`: checks inputs, boots (or resumes), attaches, runs, evaluates.
 pub fn try_run(t: &KtstrTest) -> Result<TestOutcome, HarnessError> {
     let kernel = find_kernel()?;
-    let topo: NumaTopology = t
-        .topology
-        .parse::<Topology>()
-        .and_then(|x| x.to_numa())
-        .map_err(|e| HarnessError::InvalidTest {
-            test: t.name.into(),
-            reason: e.to_string(),
-        })?;
+    let invalid = |e: ktstr_topology::TopologyError| HarnessError::InvalidTest {
+        test: t.name.into(),
+        reason: e.to_string(),
+    };
+    let shape = ktstr_topology::resolve(t.topology).map_err(invalid)?;
+    let memory_mib = shape.memory_mib(t.memory_mib, 512).map_err(invalid)?;
+    let topo: NumaTopology = shape.topology;
     let scheduler = t.scheduler.map(find_scheduler).transpose()?;
     let mut scenario = (t.scenario)();
     if let Some(ms) = t.step_ms {
         scenario = scenario.with_step_ms(ms);
     }
-    let memory_mib = t.memory_mib.unwrap_or(512);
     scenario
         .validate(&GuestTopology::expected(&topo))
         .map_err(|e| HarnessError::InvalidTest {
@@ -199,7 +198,11 @@ mod tests {
         assert!(
             result_path("gauntlet/t/1n1l2c1t/-f").ends_with("ktstr/gauntlet__t__1n1l2c1t__-f.json")
         );
-        let t: NumaTopology = "2n4l2c1t".parse::<Topology>().unwrap().to_numa().unwrap();
+        let t: NumaTopology = "2n4l2c1t"
+            .parse::<ktstr_topology::Topology>()
+            .unwrap()
+            .to_numa()
+            .unwrap();
         let g = GuestTopology::expected(&t);
         assert_eq!(g.llcs, vec![vec![0, 1], vec![2, 3], vec![4, 5], vec![6, 7]]);
         assert_eq!(g.nodes, vec![(0..4).collect::<Vec<_>>(), (4..8).collect()]);
