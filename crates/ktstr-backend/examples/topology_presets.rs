@@ -18,7 +18,6 @@ use anyhow::{Context, bail};
 use ktstr_backend::{BootSpec, choose};
 use ktstr_initramfs::Archive;
 
-
 fn initramfs(dir: &Path) -> anyhow::Result<std::path::PathBuf> {
     let mut a = Archive::new();
     a.add_dir("proc", 0o755)?;

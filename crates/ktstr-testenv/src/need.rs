@@ -64,6 +64,14 @@ pub enum Need {
     Probe(fn() -> Result<(), Missing>),
 }
 
+/// The full gauntlet: every topology preset, not only CI's subset
+/// (`KTSTR_GAUNTLET=full`).
+pub const FULL_GAUNTLET: Need = Need::LargerRun {
+    var: "KTSTR_GAUNTLET",
+    value: "full",
+    what: "the full gauntlet (every topology preset)",
+};
+
 impl Need {
     /// `Ok` when the prerequisite is there, else what is missing.
     pub fn check(&self) -> Result<(), Missing> {

@@ -12,11 +12,6 @@ use ktstr_topology::PresetTier;
 
 use super::KtstrTest;
 
-/// The variable that selects the full gauntlet, and its value.
-pub const FULL_GAUNTLET_VAR: &str = "KTSTR_GAUNTLET";
-/// `KTSTR_GAUNTLET=full` runs every member.
-pub const FULL_GAUNTLET: &str = "full";
-
 /// Whether `t` is a gauntlet member (its name is `gauntlet/<test>/...`).
 pub fn is_member(t: &KtstrTest) -> bool {
     t.name.starts_with("gauntlet/")
@@ -26,11 +21,7 @@ pub fn is_member(t: &KtstrTest) -> bool {
 /// every other test (shapes outside the catalogue were picked by hand).
 pub fn tier_need(t: &KtstrTest) -> Option<Need> {
     let preset = ktstr_topology::preset(t.topology)?;
-    (is_member(t) && preset.tier == PresetTier::Full).then_some(Need::LargerRun {
-        var: FULL_GAUNTLET_VAR,
-        value: FULL_GAUNTLET,
-        what: "the full gauntlet (every preset)",
-    })
+    (is_member(t) && preset.tier == PresetTier::Full).then_some(ktstr_testenv::FULL_GAUNTLET)
 }
 
 #[cfg(test)]
@@ -60,7 +51,13 @@ mod tests {
         assert!(tier_need(&test("gauntlet/steady/1n1l2c1t", "1n1l2c1t")).is_none());
         let need = tier_need(&test("gauntlet/steady/4n8l4c2t", "4n8l4c2t"));
         assert!(
-            matches!(need, Some(Need::LargerRun { var, .. }) if var == FULL_GAUNTLET_VAR),
+            matches!(
+                need,
+                Some(Need::LargerRun {
+                    var: "KTSTR_GAUNTLET",
+                    ..
+                })
+            ),
             "{need:?}"
         );
         // Chosen by hand, outside a gauntlet: it runs.
