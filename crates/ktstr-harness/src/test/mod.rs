@@ -94,6 +94,12 @@ fn context(t: &KtstrTest) -> String {
 
 /// Runs `t`: checks inputs, boots (or resumes), attaches, runs, evaluates.
 pub fn try_run(t: &KtstrTest) -> Result<TestOutcome, HarnessError> {
+    try_run_scenario(t, (t.scenario)())
+}
+
+/// [`try_run`] with `scenario` in place of `t.scenario` (generated
+/// scenarios: ktstr-fuzz runs many under one declaration).
+pub fn try_run_scenario(t: &KtstrTest, scenario: Scenario) -> Result<TestOutcome, HarnessError> {
     let kernel = find_kernel()?;
     let invalid = |e: ktstr_topology::TopologyError| HarnessError::InvalidTest {
         test: t.name.into(),
@@ -103,7 +109,7 @@ pub fn try_run(t: &KtstrTest) -> Result<TestOutcome, HarnessError> {
     let memory_mib = shape.memory_mib(t.memory_mib, 512).map_err(invalid)?;
     let topo: NumaTopology = shape.topology;
     let scheduler = t.scheduler.map(find_scheduler).transpose()?;
-    let mut scenario = (t.scenario)();
+    let mut scenario = scenario;
     if let Some(ms) = t.step_ms {
         scenario = scenario.with_step_ms(ms);
     }

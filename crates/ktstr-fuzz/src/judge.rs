@@ -1,0 +1,176 @@
+//! One run of a scenario and how it ended, reduced to a [`FailureKind`]:
+//! "fails the same way" while shrinking means "the same kind".
+
+use std::fmt;
+use std::path::Path;
+
+use ktstr_harness::HarnessError;
+use ktstr_harness::test::{KtstrTest, try_run_scenario};
+use ktstr_workload::{Failure, Scenario, Thresholds};
+
+use crate::FuzzError;
+
+/// The way a run failed, e.g. `scheduler kicked (runnable task stall)` or
+/// `worker stuck`: coarse enough that a smaller scenario hitting the same
+/// bug matches, fine enough that a different bug does not.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FailureKind(pub String);
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// How one run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Passed,
+    Failed {
+        kind: FailureKind,
+        /// The verdict's headline or the error, for the report.
+        headline: String,
+    },
+}
+
+impl Outcome {
+    /// The failure kind, `None` for a pass.
+    pub fn kind(&self) -> Option<&FailureKind> {
+        match self {
+            Outcome::Passed => None,
+            Outcome::Failed { kind, .. } => Some(kind),
+        }
+    }
+}
+
+/// Runs a scenario and says how it ended. An `Err` means the run itself
+/// could not happen (no kernel, bad input): the search stops.
+pub trait Judge {
+    fn judge(&mut self, scenario: &Scenario) -> Result<Outcome, FuzzError>;
+}
+
+/// The cause in a sched_ext disable message: `... disabled (runnable task
+/// stall)` gives `runnable task stall`.
+fn disable_cause(reason: &str) -> Option<&str> {
+    let rest = &reason[reason.find("disabled (")? + "disabled (".len()..];
+    rest.split(')').next().filter(|c| !c.is_empty())
+}
+
+/// The kind of a detach reason as `evaluate` receives it from the harness.
+fn detach_kind(reason: &str) -> String {
+    let who = if reason.contains("kicked") {
+        "scheduler kicked"
+    } else if reason.contains("exited") {
+        "scheduler exited"
+    } else {
+        "scheduler detached"
+    };
+    match disable_cause(reason) {
+        Some(cause) => format!("{who} ({cause})"),
+        None => who.to_string(),
+    }
+}
+
+/// The kind of a verdict's most severe failure (`failures` is ordered).
+pub fn verdict_kind(failures: &[Failure]) -> Option<FailureKind> {
+    let kind = match failures.first()? {
+        Failure::SchedulerDetached { reason } => detach_kind(reason),
+        Failure::WorkerLost { .. } => "worker lost".into(),
+        Failure::NoProgress { .. } => "worker made no progress".into(),
+        Failure::Stuck { .. } => "worker stuck".into(),
+        Failure::OutsideCpuset { .. } => "worker outside its cpuset".into(),
+        Failure::Unfair { .. } => "unfair".into(),
+        Failure::WakeLatency { .. } => "wake latency".into(),
+        Failure::WorkerError { .. } => "worker error".into(),
+    };
+    Some(FailureKind(kind))
+}
+
+/// The kind of a harness error that is the scheduler's or the guest's
+/// doing; `None` for errors that mean the run could not happen.
+pub fn error_kind(e: &HarnessError) -> Option<FailureKind> {
+    let kind = match e {
+        HarnessError::SchedulerKicked { reason, .. } => detach_kind(&format!("kicked: {reason}")),
+        HarnessError::SchedulerExited { reason, .. } => detach_kind(&format!("exited: {reason}")),
+        HarnessError::SchedulerExitedBeforeAttach { .. } => {
+            "scheduler exited before attaching".into()
+        }
+        HarnessError::AttachTimeout { .. } => "scheduler did not attach".into(),
+        HarnessError::GuestDied { .. } | HarnessError::GuestGone { .. } => "guest died".into(),
+        HarnessError::GuestPanic(_) => "guest init panicked".into(),
+        HarnessError::Timeout { .. } => "timed out".into(),
+        _ => return None,
+    };
+    Some(FailureKind(kind))
+}
+
+/// Thresholds for generated scenarios: the stock ones without the
+/// fairness check (moves, cpuset changes and weights make equal CPU time
+/// among a cgroup's workers no promise).
+pub fn fuzz_thresholds(t: &mut Thresholds) {
+    t.max_spread_pct = 1e9;
+}
+
+/// Runs each scenario in a real guest through the harness, as the
+/// `#[ktstr_test]` `template` would (its topology, scheduler, arguments).
+pub struct VmJudge {
+    pub template: KtstrTest,
+}
+
+impl Judge for VmJudge {
+    fn judge(&mut self, scenario: &Scenario) -> Result<Outcome, FuzzError> {
+        match try_run_scenario(&self.template, scenario.clone()) {
+            Ok(o) if o.verdict.passed => Ok(Outcome::Passed),
+            Ok(o) => {
+                let kind = verdict_kind(&o.verdict.failures)
+                    .ok_or_else(|| FuzzError::NoFailure(self.template.name.to_string()))?;
+                Ok(Outcome::Failed {
+                    kind,
+                    headline: o.verdict.headline(&scenario.name, &o.context),
+                })
+            }
+            Err(e) => match error_kind(&e) {
+                Some(kind) => Ok(Outcome::Failed {
+                    kind,
+                    headline: e.to_string(),
+                }),
+                None => Err(FuzzError::Run(e)),
+            },
+        }
+    }
+}
+
+/// The scheduler's file name, for labels.
+pub fn scheduler_label(path: &str) -> String {
+    Path::new(path)
+        .file_name()
+        .map_or(path.to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_keep_the_kernel_cause_and_drop_the_details() {
+        let stall = "the kernel kicked scheduler qmap out: sched_ext: BPF scheduler \"qmap\" \
+                     disabled (runnable task stall) kworker/0:1[12] failed to run for 5.2s";
+        assert_eq!(detach_kind(stall), "scheduler kicked (runnable task stall)");
+        let other = stall
+            .replace("5.2s", "6.0s")
+            .replace("kworker/0:1[12]", "w[9]");
+        assert_eq!(detach_kind(stall), detach_kind(&other));
+        assert_eq!(
+            detach_kind("scheduler qmap exited while attached (code 1): gone"),
+            "scheduler exited"
+        );
+        let f = [Failure::NoProgress {
+            worker: "cg_0/0".into(),
+        }];
+        assert_eq!(
+            verdict_kind(&f),
+            Some(FailureKind("worker made no progress".into()))
+        );
+        assert_eq!(verdict_kind(&[]), None);
+    }
+}
