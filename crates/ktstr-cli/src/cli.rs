@@ -39,6 +39,10 @@ pub enum Command {
     Shell(ShellArgs),
     /// Run a built-in scenario under a scheduler and judge it.
     Run(RunArgs),
+    /// Run generated scenarios from a seed under a scheduler; shrink the
+    /// first failure to the smallest scenario failing the same way and
+    /// print it as a #[ktstr_test] to paste.
+    Fuzz(FuzzArgs),
     /// Print a completion script for a shell.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -130,6 +134,33 @@ pub struct ShellArgs {
     /// Run this command (through `sh -c`) instead of an interactive shell.
     #[arg(long, num_args = 1.., allow_hyphen_values = true)]
     pub exec: Option<Vec<String>>,
+}
+
+#[derive(Debug, Args)]
+pub struct FuzzArgs {
+    #[command(flatten)]
+    pub vm: VmArgs,
+    /// The scheduler: a name or a path; `eevdf` for none.
+    #[arg(long)]
+    pub scheduler: String,
+    /// Scheduler arguments, e.g. `--args=-t,100` (comma-separated).
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+    pub args: Vec<String>,
+    /// The generator's seed: the same seed gives the same scenarios.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Generated scenarios to try before giving up.
+    #[arg(long, default_value_t = 10)]
+    pub runs: u32,
+    /// Most guest runs spent shrinking a failure.
+    #[arg(long, default_value_t = 30)]
+    pub shrink_budget: u32,
+    /// Most steps in a generated scenario.
+    #[arg(long, default_value_t = 4)]
+    pub max_steps: usize,
+    /// Write the #[ktstr_test] here as well as to stdout.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

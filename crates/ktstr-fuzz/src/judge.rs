@@ -10,11 +10,18 @@ use ktstr_workload::{Failure, Scenario, Thresholds};
 
 use crate::FuzzError;
 
-/// The way a run failed, e.g. `scheduler kicked (runnable task stall)` or
-/// `worker stuck`: coarse enough that a smaller scenario hitting the same
-/// bug matches, fine enough that a different bug does not.
+/// The way a run failed: what "fails the same way" compares while
+/// shrinking. Coarse on purpose: a task that never gets a CPU shows up as
+/// a watchdog kick, a stuck worker, a worker without progress or one that
+/// could not even start, depending on which task the scheduler stalls and
+/// which timer fires first; all of them are [`STARVATION`]. Otherwise the
+/// kind is the verdict's first failure, or the kernel's disable cause
+/// (`scheduler kicked (scx_bpf_error)`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FailureKind(pub String);
+
+/// A runnable task did not get to run (see [`FailureKind`]).
+pub const STARVATION: &str = "starvation (a runnable task did not get to run)";
 
 impl fmt::Display for FailureKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -58,6 +65,9 @@ fn disable_cause(reason: &str) -> Option<&str> {
 
 /// The kind of a detach reason as `evaluate` receives it from the harness.
 fn detach_kind(reason: &str) -> String {
+    if disable_cause(reason) == Some("runnable task stall") {
+        return STARVATION.into();
+    }
     let who = if reason.contains("kicked") {
         "scheduler kicked"
     } else if reason.contains("exited") {
@@ -71,17 +81,32 @@ fn detach_kind(reason: &str) -> String {
     }
 }
 
-/// The kind of a verdict's most severe failure (`failures` is ordered).
+/// The kind of a failed verdict: a detach with a cause other than a stall
+/// (`scx_bpf_error`, ...) first, then starvation if any worker shows it
+/// (the detach may then carry no cause: "disabled at the end"), else the
+/// most severe failure (`failures` is ordered).
 pub fn verdict_kind(failures: &[Failure]) -> Option<FailureKind> {
-    let kind = match failures.first()? {
-        Failure::SchedulerDetached { reason } => detach_kind(reason),
-        Failure::WorkerLost { .. } => "worker lost".into(),
-        Failure::NoProgress { .. } => "worker made no progress".into(),
-        Failure::Stuck { .. } => "worker stuck".into(),
-        Failure::OutsideCpuset { .. } => "worker outside its cpuset".into(),
-        Failure::Unfair { .. } => "unfair".into(),
-        Failure::WakeLatency { .. } => "wake latency".into(),
-        Failure::WorkerError { .. } => "worker error".into(),
+    let caused = failures.iter().find_map(|f| match f {
+        Failure::SchedulerDetached { reason } => disable_cause(reason)
+            .filter(|c| *c != "runnable task stall")
+            .map(|_| detach_kind(reason)),
+        _ => None,
+    });
+    let starved = failures.iter().any(|f| match f {
+        Failure::NoProgress { .. } | Failure::Stuck { .. } => true,
+        Failure::SchedulerDetached { reason } => detach_kind(reason) == STARVATION,
+        _ => false,
+    });
+    let kind = match (caused, starved, failures.first()?) {
+        (Some(kind), _, _) => kind,
+        (None, true, _) => STARVATION.into(),
+        (None, false, Failure::SchedulerDetached { reason }) => detach_kind(reason),
+        (None, false, Failure::WorkerLost { .. }) => "worker lost".into(),
+        (None, false, Failure::OutsideCpuset { .. }) => "worker outside its cpuset".into(),
+        (None, false, Failure::Unfair { .. }) => "unfair".into(),
+        (None, false, Failure::WakeLatency { .. }) => "wake latency".into(),
+        (None, false, Failure::WorkerError { .. }) => "worker error".into(),
+        (None, false, Failure::NoProgress { .. } | Failure::Stuck { .. }) => STARVATION.into(),
     };
     Some(FailureKind(kind))
 }
@@ -99,6 +124,14 @@ pub fn error_kind(e: &HarnessError) -> Option<FailureKind> {
         HarnessError::GuestDied { .. } | HarnessError::GuestGone { .. } => "guest died".into(),
         HarnessError::GuestPanic(_) => "guest init panicked".into(),
         HarnessError::Timeout { .. } => "timed out".into(),
+        // The guest's runner gives a worker 5 s to report ready: a worker
+        // the scheduler never runs fails there before the watchdog fires.
+        HarnessError::Guest { message, .. } if message.contains("did not start") => {
+            STARVATION.into()
+        }
+        HarnessError::Guest { what, .. } if what.starts_with("scenario") => {
+            "guest could not run the scenario".into()
+        }
         _ => return None,
     };
     Some(FailureKind(kind))
@@ -155,7 +188,11 @@ mod tests {
     fn kinds_keep_the_kernel_cause_and_drop_the_details() {
         let stall = "the kernel kicked scheduler qmap out: sched_ext: BPF scheduler \"qmap\" \
                      disabled (runnable task stall) kworker/0:1[12] failed to run for 5.2s";
-        assert_eq!(detach_kind(stall), "scheduler kicked (runnable task stall)");
+        assert_eq!(detach_kind(stall), STARVATION);
+        assert_eq!(
+            detach_kind("the kernel kicked scheduler qmap out: disabled (scx_bpf_error) boom"),
+            "scheduler kicked (scx_bpf_error)"
+        );
         let other = stall
             .replace("5.2s", "6.0s")
             .replace("kworker/0:1[12]", "w[9]");
@@ -167,10 +204,33 @@ mod tests {
         let f = [Failure::NoProgress {
             worker: "cg_0/0".into(),
         }];
-        assert_eq!(
-            verdict_kind(&f),
-            Some(FailureKind("worker made no progress".into()))
-        );
+        assert_eq!(verdict_kind(&f), Some(FailureKind(STARVATION.into())));
         assert_eq!(verdict_kind(&[]), None);
+        // A detach seen only in sysfs has no cause; stuck workers say why.
+        let at_end = Failure::SchedulerDetached {
+            reason: "sched_ext qmap was enabled at the start, disabled at the end".into(),
+        };
+        let stuck = Failure::Stuck {
+            worker: "cg_0/0".into(),
+            gap_ms: 6079,
+            cpu: Some(1),
+            at_ms: 116,
+            limit_ms: 2000,
+        };
+        assert_eq!(
+            verdict_kind(&[at_end.clone(), stuck.clone()]),
+            Some(FailureKind(STARVATION.into()))
+        );
+        assert_eq!(
+            verdict_kind(&[at_end]),
+            Some(FailureKind("scheduler detached".into()))
+        );
+        let bpf_error = Failure::SchedulerDetached {
+            reason: "the kernel kicked scheduler qmap out: disabled (scx_bpf_error) x".into(),
+        };
+        assert_eq!(
+            verdict_kind(&[bpf_error, stuck]),
+            Some(FailureKind("scheduler kicked (scx_bpf_error)".into()))
+        );
     }
 }

@@ -141,3 +141,38 @@ pub fn fuzz(run: &FuzzRun) -> Result<FuzzReport, FuzzError> {
     };
     fuzz_with(run, &mut judge)
 }
+
+/// For a `#[test]` (or a test under `ktstr_testenv`'s runner): fuzzes
+/// `run` in real guests and fails, printing the shrunk `#[ktstr_test]` to
+/// paste, when a generated scenario fails; a run that cannot happen fails
+/// with its error. An assertion, so it panics by design.
+///
+/// ```no_run
+/// # use ktstr_fuzz::{FuzzRun, Search, Limits};
+/// ktstr_fuzz::assert_survives(&FuzzRun {
+///     topology: "1n2l2c1t".into(),
+///     memory_mib: None,
+///     scheduler: Some("scx_simple".into()),
+///     args: Vec::new(),
+///     search: Search { seed: 1, runs: 5, shrink_budget: 20, limits: Limits::default() },
+/// });
+/// ```
+pub fn assert_survives(run: &FuzzRun) {
+    match fuzz(run) {
+        Ok(FuzzReport {
+            finding: Finding::AllPassed { .. },
+            ..
+        }) => {}
+        Ok(FuzzReport {
+            finding: Finding::Failed(found),
+            test,
+        }) => panic!(
+            "generated scenario {} failed: {}\n{}\nsmallest scenario failing the same way:\n{}",
+            found.run,
+            found.kind,
+            found.headline,
+            test.unwrap_or_default()
+        ),
+        Err(e) => panic!("fuzzing {} could not run: {e}", test_name(run)),
+    }
+}

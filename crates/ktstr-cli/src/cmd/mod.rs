@@ -3,6 +3,7 @@
 //! kernel and a scheduler.
 
 pub mod doctor;
+pub mod fuzz;
 pub mod kernel;
 pub mod run;
 pub mod scenarios;
