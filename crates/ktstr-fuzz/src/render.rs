@@ -130,19 +130,12 @@ fn list(items: Vec<String>, indent: &str) -> String {
 
 fn step(s: &Step) -> String {
     let i = "            ";
-    let ops = list(
-        s.ops_before
-            .iter()
-            .map(|o| op(o, &format!("{i}    ")))
-            .collect(),
-        i,
-    );
+    let inner = format!("{i}    ");
+    let items = format!("{inner}    ");
+    let ops = list(s.ops_before.iter().map(|o| op(o, &items)).collect(), &inner);
     let cgroups = list(
-        s.cgroups
-            .iter()
-            .map(|c| cgroup(c, &format!("{i}    ")))
-            .collect(),
-        i,
+        s.cgroups.iter().map(|c| cgroup(c, &items)).collect(),
+        &inner,
     );
     format!(
         "{i}Step {{\n{i}    duration_ms: {},\n{i}    ops_before: {ops},\n{i}    cgroups: {cgroups},\n{i}}}",

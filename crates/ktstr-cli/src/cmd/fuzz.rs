@@ -8,24 +8,16 @@ use ktstr_fuzz::{Finding, FuzzError, FuzzRun, Limits, Search};
 use crate::cli::FuzzArgs;
 use crate::exit::{Inconclusive, Status};
 
-/// The scheduler name that means "none": the kernel's EEVDF.
-const EEVDF: &str = "eevdf";
-
 pub fn run(args: &FuzzArgs) -> anyhow::Result<Status> {
-    // Bad input first: the shape (and memory it fixes) and the scheduler.
+    // Bad input first: the shape (and the memory it fixes).
     let (_, memory_mib) = super::parse_topology(&args.vm.topology, args.vm.memory_mib)?;
-    if args.scheduler != EEVDF {
-        super::check_scheduler(&args.scheduler)?;
-    }
-    super::backend()?;
-    super::kernel(!args.vm.no_build)?;
-    let scheduler = (args.scheduler != EEVDF)
-        .then(|| super::scheduler(&args.scheduler, !args.vm.no_build))
-        .transpose()?;
+    let scheduler = super::prepare(&args.scheduler, !args.vm.no_build)?;
     let run = FuzzRun {
         topology: args.vm.topology.clone(),
         memory_mib: Some(memory_mib),
-        scheduler: scheduler.map(|p| p.display().to_string()),
+        // The name as given: the harness resolves it the same way, and the
+        // printed test then reads `scheduler = "scx_qmap"`, not a path.
+        scheduler: scheduler.map(|_| args.scheduler.clone()),
         args: args.args.clone(),
         search: Search {
             seed: args.seed,

@@ -93,6 +93,24 @@ pub fn scheduler(name: &str, may_build: bool) -> anyhow::Result<PathBuf> {
     ktstr_testenv::find_scheduler(name).map_err(|m| anyhow::anyhow!("{m}"))
 }
 
+/// The scheduler name that means "none": the kernel's EEVDF.
+pub const EEVDF: &str = "eevdf";
+
+/// What a command that runs a scenario needs, checked in the order that
+/// reports bad input first: the scheduler name, the backend, the kernel
+/// (built when `may_build`: building a scheduler needs it), then the
+/// scheduler's path; `None` for [`EEVDF`].
+pub fn prepare(scheduler_name: &str, may_build: bool) -> anyhow::Result<Option<PathBuf>> {
+    if scheduler_name != EEVDF {
+        check_scheduler(scheduler_name)?;
+    }
+    backend()?;
+    kernel(may_build)?;
+    (scheduler_name != EEVDF)
+        .then(|| scheduler(scheduler_name, may_build))
+        .transpose()
+}
+
 /// `--jobs`, else all CPUs.
 pub fn jobs(requested: Option<usize>) -> usize {
     requested

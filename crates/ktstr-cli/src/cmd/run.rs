@@ -24,9 +24,6 @@ fn chosen() -> Scenario {
     })
 }
 
-/// The scheduler name that means "none": the kernel's EEVDF.
-const EEVDF: &str = "eevdf";
-
 pub fn run(args: &RunArgs) -> anyhow::Result<Status> {
     let scenario = catalogue::by_name(&args.scenario).ok_or_else(|| {
         let names: Vec<String> = catalogue::all().into_iter().map(|s| s.name).collect();
@@ -45,15 +42,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<Status> {
                 scenario.name, args.vm.topology
             )
         })?;
-    if args.scheduler != EEVDF {
-        super::check_scheduler(&args.scheduler)?;
-    }
-    super::backend()?;
-    // The kernel first: building a scheduler needs the cached kernel.
-    super::kernel(!args.vm.no_build)?;
-    let scheduler = (args.scheduler != EEVDF)
-        .then(|| super::scheduler(&args.scheduler, !args.vm.no_build))
-        .transpose()?;
+    let scheduler = super::prepare(&args.scheduler, !args.vm.no_build)?;
     let name = format!("ktstr-run/{}", scenario.name);
     let _ = CHOSEN.set(scenario);
     // One run per process: these few strings live until exit.
