@@ -158,6 +158,13 @@ pub struct FuzzArgs {
     /// Most steps in a generated scenario.
     #[arg(long, default_value_t = 4)]
     pub max_steps: usize,
+    /// Shortest step, ms (shrinking goes down to it). Longer than the
+    /// scheduler's watchdog timeout, a stall is always caught in the run.
+    #[arg(long, default_value_t = 200)]
+    pub min_step_ms: u64,
+    /// Longest generated step, ms.
+    #[arg(long, default_value_t = 1500)]
+    pub max_step_ms: u64,
     /// Write the #[ktstr_test] here as well as to stdout.
     #[arg(long)]
     pub out: Option<PathBuf>,

@@ -25,6 +25,8 @@ pub fn run(args: &FuzzArgs) -> anyhow::Result<Status> {
             shrink_budget: args.shrink_budget,
             limits: Limits {
                 max_steps: args.max_steps.max(1),
+                min_step_ms: args.min_step_ms.max(1),
+                max_step_ms: args.max_step_ms.max(args.min_step_ms),
                 ..Limits::default()
             },
         },
