@@ -155,6 +155,10 @@ pub struct FuzzArgs {
     /// Most guest runs spent shrinking a failure.
     #[arg(long, default_value_t = 30)]
     pub shrink_budget: u32,
+    /// Extra runs a passing scenario must also pass before it counts as
+    /// passing (bugs that show only sometimes).
+    #[arg(long, default_value_t = 1)]
+    pub confirm_passes: u32,
     /// Most steps in a generated scenario.
     #[arg(long, default_value_t = 4)]
     pub max_steps: usize,

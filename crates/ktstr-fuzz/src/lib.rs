@@ -154,7 +154,13 @@ pub fn fuzz(run: &FuzzRun) -> Result<FuzzReport, FuzzError> {
 ///     memory_mib: None,
 ///     scheduler: Some("scx_simple".into()),
 ///     args: Vec::new(),
-///     search: Search { seed: 1, runs: 5, shrink_budget: 20, limits: Limits::default() },
+///     search: Search {
+///         seed: 1,
+///         runs: 5,
+///         shrink_budget: 20,
+///         confirm_passes: 1,
+///         limits: Limits::default(),
+///     },
 /// });
 /// ```
 pub fn assert_survives(run: &FuzzRun) {

@@ -31,7 +31,8 @@ fn stall_run() -> FuzzRun {
         search: Search {
             seed: SEED,
             runs: 3,
-            shrink_budget: 12,
+            shrink_budget: 14,
+            confirm_passes: 1,
             limits: Limits {
                 max_steps: 3,
                 min_step_ms: 8000,

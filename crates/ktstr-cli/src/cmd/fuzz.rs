@@ -23,6 +23,7 @@ pub fn run(args: &FuzzArgs) -> anyhow::Result<Status> {
             seed: args.seed,
             runs: args.runs,
             shrink_budget: args.shrink_budget,
+            confirm_passes: args.confirm_passes,
             limits: Limits {
                 max_steps: args.max_steps.max(1),
                 min_step_ms: args.min_step_ms.max(1),
