@@ -134,7 +134,7 @@ pub fn search<J: Judge>(
         while more && memo.runs - search_runs < cfg.shrink_budget {
             let candidate = realize(&tree.current(), topo, &scenario_name);
             more = match memo.judge(&candidate)? {
-                Outcome::Failed { kind: k, headline } if k == kind => {
+                Outcome::Failed { kind: k, headline } if kind.same_way(&k) => {
                     best = (candidate, headline);
                     tree.simplify()
                 }
