@@ -60,9 +60,11 @@ fn scx_qmap_cpuset_split() -> Scenario {
     catalogue::cpuset_split()
 }
 
-/// `gauntlet_steady::t1n1l2c1t`, `::t1n2l2c1t`, `::t1n1l1c2t`, `::t2n2l1c1t`.
+/// `gauntlet_steady::t1n1l2c1t`, `::tnuma_asym_2n`, ...: one test per preset
+/// with 2+ CPUs. CI runs the members on the CI subset of presets; the rest
+/// are reported ignored unless `KTSTR_GAUNTLET=full`.
 #[ktstr_test(
-    gauntlet = ["1n1l1c1t", "1n1l2c1t", "1n2l2c1t", "1n1l1c2t", "2n2l1c1t"],
+    gauntlet = "presets",
     scheduler = "scx_simple",
     min_cpus = 2,
     step_ms = 1500,

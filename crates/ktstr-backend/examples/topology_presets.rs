@@ -4,7 +4,9 @@
 //! the kernel's own timestamp of `Run /init`.
 //!
 //! `cargo run --release -p ktstr-backend --example topology_presets -- [PRESET ...]`
-//! with `KTSTR_KERNEL` set. Too slow for CI on a 2-core host (64 vCPUs).
+//! with `KTSTR_KERNEL` set; a preset is a name from `ktstr_topology::PRESETS`
+//! (default: all of them) or a shape like `1n2l4c2t`. Too slow for CI on a
+//! 2-core host (64 vCPUs).
 
 #[path = "../tests/common/topology.rs"]
 mod topology;
@@ -15,11 +17,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use ktstr_backend::{BootSpec, choose};
 use ktstr_initramfs::Archive;
-
-const PRESETS: &[&str] = &[
-    "1n1l1c1t", "1n1l2c1t", "1n1l4c1t", "1n2l4c1t", "1n2l2c2t", "2n4l2c1t", "2n2l4c2t", "4n8l2c1t",
-    "1n2l4c2t", "1n4l8c2t",
-];
 
 fn initramfs(dir: &Path) -> anyhow::Result<std::path::PathBuf> {
     let mut a = Archive::new();
@@ -54,17 +51,18 @@ fn main() -> anyhow::Result<()> {
     eprintln!("backend: {:?} ({})", choice.kind, choice.reason);
     let args: Vec<String> = std::env::args().skip(1).collect();
     let presets: Vec<&str> = if args.is_empty() {
-        PRESETS.to_vec()
+        ktstr_topology::PRESETS.iter().map(|p| p.name).collect()
     } else {
         args.iter().map(String::as_str).collect()
     };
     let dir = tempfile::tempdir()?;
     let cpio = initramfs(dir.path())?;
-    println!("preset     vcpus  wall_s  run_init_s  result");
+    println!("preset       vcpus  wall_s  run_init_s  result");
     let mut failures = 0;
     for text in presets {
-        let topo = text.parse::<ktstr_topology::Topology>()?.to_numa()?;
-        let memory_mib = 512;
+        let shape = ktstr_topology::resolve(text)?;
+        let memory_mib = shape.memory_mib(None, 512)?;
+        let topo = shape.topology;
         let spec = BootSpec {
             kernel: kernel.clone().into(),
             initramfs: Some(cpio.clone()),
@@ -93,7 +91,7 @@ fn main() -> anyhow::Result<()> {
             format!("MISMATCH: {}", bad.join("; "))
         };
         println!(
-            "{text:<10} {:>5}  {wall:>6.2}  {stamp:>10}  {result}",
+            "{text:<12} {:>5}  {wall:>6.2}  {stamp:>10}  {result}",
             topo.vcpus()
         );
     }

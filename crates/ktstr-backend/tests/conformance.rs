@@ -461,10 +461,8 @@ fn deadline_ends_the_run(kind: BackendKind) {
 /// kernel log (sched_verbose domain dump, CPU/node counts, SRAT) everywhere.
 fn topology_seen_by_guest(kind: BackendKind, text: &str) {
     let kernel = test_env().kernel;
-    let topo = text
-        .parse::<ktstr_topology::Topology>()
-        .and_then(|t| t.to_numa())
-        .expect("topology");
+    let shape = ktstr_topology::resolve(text).expect("topology");
+    let topo = shape.topology.clone();
     let _slot = vm_slot();
     let cpio = initramfs(common::topology::PROBE_INIT);
     let mut s = spec(
@@ -475,6 +473,7 @@ fn topology_seen_by_guest(kind: BackendKind, text: &str) {
         Duration::from_secs(120),
     );
     s.topology = Some(topo.clone());
+    s.memory_mib = shape.memory_mib(None, s.memory_mib).expect("memory");
     let outcome = boot(kind, &s).expect("boot").wait().expect("outcome");
     let com1 = outcome.com1_text();
     let tail: String = com1.lines().rev().take(30).collect::<Vec<_>>().join("\n");
@@ -573,14 +572,17 @@ fn suite(module: &str, kind: BackendKind) -> Vec<Test> {
 }
 
 fn main() -> std::process::ExitCode {
-    // The rest of the kernel-tier presets (LLCs as dies, SMT) on QEMU TCG,
-    // where guest user space runs and sysfs can be read.
-    let presets = ["1n2l2c1t", "1n1l1c2t"].map(|topo| {
-        Test::new(
-            format!("presets::topology_{topo}"),
-            &needs(BackendKind::QemuTcg, false, false),
-            move || topology_seen_by_guest(BackendKind::QemuTcg, topo),
-        )
+    // Every preset of the catalogue on QEMU TCG, where guest user space
+    // runs and sysfs can be read: the CI subset always, the rest with
+    // KTSTR_GAUNTLET=full (64 vCPUs are slow under TCG).
+    let presets = ktstr_topology::PRESETS.iter().map(|p| {
+        let mut needs = needs(BackendKind::QemuTcg, false, false);
+        if p.tier == ktstr_topology::PresetTier::Full {
+            needs.push(ktstr_testenv::FULL_GAUNTLET);
+        }
+        Test::new(format!("presets::topology_{}", p.name), &needs, move || {
+            topology_seen_by_guest(BackendKind::QemuTcg, p.name)
+        })
     });
     // The same presets on ktstr-vmm, where sysfs needs hardware KVM.
     let vmm_presets = ["1n2l2c1t", "1n1l1c2t"].map(|topo| {

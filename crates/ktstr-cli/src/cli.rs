@@ -23,7 +23,8 @@ pub enum Command {
     /// Say which backend would run and why, the KVM kind, QEMU, the kernel
     /// and schedulers found, cache sizes, and how to fix what is missing.
     Doctor,
-    /// Show what Linux must report for a topology (CPUs, LLCs, nodes, domains).
+    /// Show what Linux must report for a topology (CPUs, LLCs, nodes,
+    /// domains); without one, list the topology presets.
     Topo(TopoArgs),
     /// List the built-in scenarios `ktstr run --scenario` accepts.
     Scenarios(JsonArg),
@@ -38,6 +39,10 @@ pub enum Command {
     Shell(ShellArgs),
     /// Run a built-in scenario under a scheduler and judge it.
     Run(RunArgs),
+    /// Run generated scenarios from a seed under a scheduler; shrink the
+    /// first failure to the smallest scenario failing the same way and
+    /// print it as a #[ktstr_test] to paste.
+    Fuzz(FuzzArgs),
     /// Print a completion script for a shell.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -54,11 +59,13 @@ pub struct JsonArg {
 
 #[derive(Debug, Args)]
 pub struct TopoArgs {
-    /// A shape `<nodes>n<llcs>l<cores>c<threads>t`, e.g. `1n2l4c2t`.
-    pub topology: String,
-    /// Guest memory the node sizes are computed from.
-    #[arg(long, default_value_t = 512)]
-    pub memory_mib: u64,
+    /// A shape `<nodes>n<llcs>l<cores>c<threads>t`, e.g. `1n2l4c2t`, or a
+    /// preset name (omit it to list the presets).
+    pub topology: Option<String>,
+    /// Guest memory the node sizes are computed from (default: the
+    /// preset's own, else 512).
+    #[arg(long)]
+    pub memory_mib: Option<u64>,
     #[command(flatten)]
     pub json: JsonArg,
 }
@@ -105,12 +112,13 @@ pub struct SchedBuildArgs {
 
 #[derive(Debug, Args)]
 pub struct VmArgs {
-    /// Guest shape `<nodes>n<llcs>l<cores>c<threads>t`.
+    /// Guest shape `<nodes>n<llcs>l<cores>c<threads>t`, or a preset name
+    /// (see `ktstr topo`).
     #[arg(long, default_value = "1n1l2c1t")]
     pub topology: String,
-    /// Guest memory in MiB.
-    #[arg(long, default_value_t = 512)]
-    pub memory_mib: u64,
+    /// Guest memory in MiB (default: the preset's own, else 512).
+    #[arg(long)]
+    pub memory_mib: Option<u64>,
     /// Fail instead of building a missing kernel or scheduler.
     #[arg(long)]
     pub no_build: bool,
@@ -126,6 +134,44 @@ pub struct ShellArgs {
     /// Run this command (through `sh -c`) instead of an interactive shell.
     #[arg(long, num_args = 1.., allow_hyphen_values = true)]
     pub exec: Option<Vec<String>>,
+}
+
+#[derive(Debug, Args)]
+pub struct FuzzArgs {
+    #[command(flatten)]
+    pub vm: VmArgs,
+    /// The scheduler: a name or a path; `eevdf` for none.
+    #[arg(long)]
+    pub scheduler: String,
+    /// Scheduler arguments, e.g. `--args=-t,100` (comma-separated).
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+    pub args: Vec<String>,
+    /// The generator's seed: the same seed gives the same scenarios.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Generated scenarios to try before giving up.
+    #[arg(long, default_value_t = 10)]
+    pub runs: u32,
+    /// Most guest runs spent shrinking a failure.
+    #[arg(long, default_value_t = 30)]
+    pub shrink_budget: u32,
+    /// Extra runs a passing scenario must also pass before it counts as
+    /// passing (bugs that show only sometimes).
+    #[arg(long, default_value_t = 1)]
+    pub confirm_passes: u32,
+    /// Most steps in a generated scenario.
+    #[arg(long, default_value_t = 4)]
+    pub max_steps: usize,
+    /// Shortest step, ms (shrinking goes down to it). Longer than the
+    /// scheduler's watchdog timeout, a stall is always caught in the run.
+    #[arg(long, default_value_t = 200)]
+    pub min_step_ms: u64,
+    /// Longest generated step, ms.
+    #[arg(long, default_value_t = 1500)]
+    pub max_step_ms: u64,
+    /// Write the #[ktstr_test] here as well as to stdout.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

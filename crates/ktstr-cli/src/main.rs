@@ -51,7 +51,10 @@ fn die_on_closed_pipe() {
 }
 
 fn dispatch(command: Command) -> anyhow::Result<Status> {
-    if !matches!(command, Command::Shell(_) | Command::Run(_)) {
+    if !matches!(
+        command,
+        Command::Shell(_) | Command::Run(_) | Command::Fuzz(_)
+    ) {
         die_on_closed_pipe();
     }
     match command {
@@ -64,6 +67,7 @@ fn dispatch(command: Command) -> anyhow::Result<Status> {
         Command::Sched(SchedCommand::Build(args)) => cmd::sched::build(&args.names),
         Command::Shell(args) => cmd::shell::run(&args),
         Command::Run(args) => cmd::run::run(&args),
+        Command::Fuzz(args) => cmd::fuzz::run(&args),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "ktstr", &mut std::io::stdout());

@@ -90,6 +90,7 @@ fn help_names_every_subcommand() {
         "sched",
         "shell",
         "run",
+        "fuzz",
         "completions",
     ] {
         assert!(text.contains(sub), "{sub} missing from --help:\n{text}");
@@ -124,6 +125,37 @@ fn topo_json_is_the_linux_view() {
         "{}",
         stdout(&text)
     );
+}
+
+fn topo_lists_the_presets_and_takes_their_names() {
+    let o = ktstr(&["topo"]);
+    expect_status(&o, 0);
+    let list = stdout(&o);
+    assert!(list.lines().count() > 16, "{list}");
+    assert_has(&list, "numa_asym_2n");
+    assert_has(&list, "4n8l4c2t");
+    let o = ktstr(&["topo", "numa_asym_2n", "--json"]);
+    expect_status(&o, 0);
+    let v = json(&o);
+    let nodes = v["nodes"].as_array().expect("nodes");
+    assert_eq!(nodes[0]["cpus"], serde_json::json!([0, 1]));
+    assert_eq!(nodes[1]["memory_mib"], 384);
+    assert_error(
+        &ktstr(&["topo", "numa_asym_2n", "--memory-mib", "256"]),
+        "per-node memory adds up to 512 MiB",
+    );
+    assert_error(&ktstr(&["topo", "numa_nope"]), "no topology preset");
+}
+
+fn fuzz_rejects_bad_input_before_any_vm() {
+    let cache = temp();
+    let o = ktstr_in(cache.path(), &["fuzz", "--scheduler", "scx_no_such"]);
+    assert_error(&o, "unknown scheduler scx_no_such");
+    let o = ktstr_in(
+        cache.path(),
+        &["fuzz", "--scheduler", "eevdf", "--topology", "2x"],
+    );
+    assert_error(&o, "expected e.g.");
 }
 
 fn bad_topology_is_an_error() {
@@ -599,7 +631,8 @@ fn main() -> std::process::ExitCode {
     ];
     let all: Vec<Vec<Test>> = vec![
         tests![&[]; help_names_every_subcommand, unknown_subcommand_is_an_error,
-            topo_json_is_the_linux_view, bad_topology_is_an_error, scenarios_json_is_the_catalogue,
+            topo_json_is_the_linux_view, topo_lists_the_presets_and_takes_their_names,
+            fuzz_rejects_bad_input_before_any_vm, bad_topology_is_an_error, scenarios_json_is_the_catalogue,
             completions_for_each_shell, doctor_on_an_empty_cache_names_the_fix, kernel_list_and_clean,
             run_rejects_unknown_names, run_without_a_kernel_names_the_build_command,
             sched_build_rejects_unknown_names_and_needs_a_kernel],

@@ -10,7 +10,14 @@
 //! #[ktstr_test(gauntlet = ["1n1l2c1t", "1n2l2c1t"], scheduler = "scx_qmap",
 //!              flags = [[], ["-f"]], min_cpus = 2)]
 //! fn steady() -> Scenario { catalogue::steady() }
+//!
+//! #[ktstr_test(gauntlet = "presets", min_nodes = 2)]
+//! fn across_nodes() -> Scenario { catalogue::steady() }
 //! ```
+//!
+//! A topology is a shape (`1n2l4c2t`) or a preset name from
+//! `ktstr_topology::PRESETS` (`numa_asym_2n`); `gauntlet = "presets"` takes
+//! every preset that meets the constraints.
 //!
 //! The first is the test `two_cgroups`; the second expands to
 //! `gauntlet_steady::t1n1l2c1t`, `gauntlet_steady::t1n1l2c1t_f`, ... (one
@@ -230,6 +237,19 @@ mod tests {
     }
 
     #[test]
+    fn gauntlet_presets_takes_every_preset_meeting_the_constraints() {
+        let out = expand_str(r#"gauntlet = "presets", min_nodes = 2, max_cpus = 8"#).unwrap();
+        for t in ["t2n2l1c1t", "tnuma_asym_2n", "t2n2l2c1t", "t2n4l2c1t"] {
+            assert!(out.contains(&format!("fn {t} ()")), "{t} missing: {out}");
+        }
+        for t in ["t1n1l2c1t", "t2n2l4c2t", "t4n8l4c2t"] {
+            assert!(!out.contains(&format!("fn {t} ()")), "{t} admitted: {out}");
+        }
+        let one = expand_str(r#"topology = "numa_asym_2n""#).unwrap();
+        assert!(one.contains("\"numa_asym_2n\""), "{one}");
+    }
+
+    #[test]
     fn misuse_is_a_compile_error() {
         let cases = [
             (r#"topology = "1n2x4c1t""#, "LLC count"),
@@ -288,6 +308,8 @@ mod tests {
                 "monitor must be \"fail\", \"report\" or \"off\"",
             ),
             (r#"monitor_stall = 1"#, "expected a string literal"),
+            (r#"topology = "numa_asym_9n""#, "no topology preset"),
+            (r#"gauntlet = "everything""#, "\"presets\""),
         ];
         for (attr, want) in cases {
             let e = expand_str(attr).expect_err(attr);
@@ -354,7 +376,15 @@ mod tests {
             needs_smt: true,
             ..Default::default()
         };
-        assert!(c.admits(&"1n1l1c2t".parse().unwrap()));
-        assert!(!c.admits(&"1n1l2c1t".parse().unwrap()));
+        let shape = |s: &str| ktstr_topology::resolve(s).unwrap().topology;
+        assert!(c.admits(&shape("1n1l1c2t")));
+        assert!(!c.admits(&shape("1n1l2c1t")));
+        let numa = Constraints {
+            min_nodes: Some(2),
+            min_llcs: Some(3),
+            ..Default::default()
+        };
+        assert!(numa.admits(&shape("numa_asym_2n")));
+        assert!(!numa.admits(&shape("2n2l1c1t")));
     }
 }

@@ -6,7 +6,7 @@ use syn::meta::ParseNestedMeta;
 use syn::spanned::Spanned;
 use syn::{Expr, ExprArray, ExprLit, Ident, Lit, LitStr};
 
-use ktstr_topology::Topology;
+use ktstr_topology::{NumaTopology, PRESETS};
 
 use crate::expect::Expectations;
 use crate::monitor::MonitorKeys;
@@ -23,12 +23,14 @@ pub struct Constraints {
 }
 
 impl Constraints {
-    pub fn admits(&self, t: &Topology) -> bool {
+    pub fn admits(&self, t: &NumaTopology) -> bool {
         let cpus = t.vcpus();
+        let llcs: u32 = t.nodes.iter().map(|n| n.llcs).sum();
+        let nodes = u32::try_from(t.nodes.len()).unwrap_or(u32::MAX);
         self.min_cpus.is_none_or(|m| cpus >= m)
             && self.max_cpus.is_none_or(|m| cpus <= m)
-            && self.min_llcs.is_none_or(|m| t.llcs >= m)
-            && self.min_nodes.is_none_or(|m| t.numa_nodes >= m)
+            && self.min_llcs.is_none_or(|m| llcs >= m)
+            && self.min_nodes.is_none_or(|m| nodes >= m)
             && (!self.needs_smt || t.threads_per_core > 1)
     }
 }
@@ -76,10 +78,39 @@ fn boolean(meta: &ParseNestedMeta) -> syn::Result<bool> {
     }
 }
 
-fn parse_topology(lit: &LitStr) -> syn::Result<Topology> {
-    lit.value()
-        .parse::<Topology>()
-        .map_err(|e| err(lit.span(), e))
+/// A preset name or the text form, checked; the name the test carries
+/// (the preset's, or the normalised text form) and its shape.
+fn parse_topology(lit: &LitStr) -> syn::Result<(String, NumaTopology)> {
+    let text = lit.value();
+    let shape = ktstr_topology::resolve(&text).map_err(|e| err(lit.span(), e))?;
+    let name = match ktstr_topology::preset(text.trim()) {
+        Some(p) => p.name.to_string(),
+        None => text
+            .trim()
+            .parse::<ktstr_topology::Topology>()
+            .map_err(|e| err(lit.span(), e))?
+            .to_string(),
+    };
+    Ok((name, shape.topology))
+}
+
+/// `gauntlet = [..]` (those shapes) or `gauntlet = "presets"` (the catalogue).
+fn gauntlet_list(v: &Expr) -> syn::Result<Vec<LitStr>> {
+    match v {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) if s.value() == "presets" => Ok(PRESETS
+            .iter()
+            .map(|p| LitStr::new(p.name, s.span()))
+            .collect()),
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        }) => Err(err(
+            s.span(),
+            "gauntlet takes a list of shapes or \"presets\" (every preset that meets the constraints)",
+        )),
+        other => str_array(other),
+    }
 }
 
 impl TestAttr {
@@ -93,7 +124,7 @@ impl TestAttr {
             "topology" => self.topology = Some(lit_str(&value(&meta)?)?),
             "gauntlet" => {
                 let v = value(&meta)?;
-                self.gauntlet = Some((meta.path.span(), str_array(&v)?));
+                self.gauntlet = Some((meta.path.span(), gauntlet_list(&v)?));
             }
             "scheduler" => self.scheduler = Some(lit_str(&value(&meta)?)?),
             "args" => self.args = str_array(&value(&meta)?)?,
@@ -166,21 +197,21 @@ impl TestAttr {
                 "give either `topology` (one test) or `gauntlet` (one test per preset)",
             )),
             (Some(t), None) => {
-                let topo = parse_topology(t)?;
+                let (name, topo) = parse_topology(t)?;
                 if !self.constraints.admits(&topo) {
                     return Err(err(
                         t.span(),
-                        format!("topology {topo} does not meet this test's constraints"),
+                        format!("topology {name} does not meet this test's constraints"),
                     ));
                 }
-                Ok(vec![topo.to_string()])
+                Ok(vec![name])
             }
             (None, Some((span, list))) => {
                 let mut out = Vec::new();
                 for lit in list {
-                    let topo = parse_topology(lit)?;
+                    let (name, topo) = parse_topology(lit)?;
                     if self.constraints.admits(&topo) {
-                        out.push(topo.to_string());
+                        out.push(name);
                     }
                 }
                 if out.is_empty() {

@@ -88,6 +88,15 @@ pub fn build_args(cfg: &QemuConfig, fds: &RunFds, tsc_khz: Option<u64>) -> Resul
         None => vcpus.to_string(),
     };
     push(&["-smp", &smp, "-m", &format!("{mem}M")]);
+    if let Some(t) = &cfg.topology {
+        let cpu_type = match cfg.accel {
+            Accel::Tcg => "max-x86_64-cpu",
+            Accel::Kvm => "host-x86_64-cpu",
+        };
+        for device in topology::cpu_devices(t, cpu_type) {
+            push(&["-device", &device]);
+        }
+    }
     let segments = cfg.memory_segments_mib()?;
     if segments.len() != fds.memory.len() {
         return Err(Error::InvalidConfig(format!(

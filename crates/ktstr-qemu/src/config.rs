@@ -289,7 +289,7 @@ impl QemuConfig {
     /// Topology checks that depend on the rest of the config and on the host.
     fn validate_topology_here(&self, t: &NumaTopology) -> Result<()> {
         self.memory_segments_mib()?;
-        let dies = topology::dies(t)?;
+        let dies = topology::dies(t);
         if dies > 1 && self.accel == Accel::Kvm && host_vendor_is_amd() {
             return Err(ShapeError::DiesOnAmdKvm { dies }.into());
         }

@@ -1,6 +1,13 @@
 //! Mapping a [`NumaTopology`] onto `-smp`, `-numa` and the machine type: one socket per
 //! NUMA node, one die per LLC.
 //!
+//! Nodes may differ in LLC count: `-smp` is uniform, so every socket gets
+//! the largest node's dies, QEMU starts only the first `-smp cpus` slots
+//! (node 0's), and the other nodes' CPUs are added as `-device`s at their
+//! socket, die, core and thread, leaving the spare slots empty (possible
+//! but not present in the guest). APIC IDs then match [`NumaTopology`]'s,
+//! whose LLC field is sized for the largest node too.
+//!
 //! microvm is the fast default but has neither a die level nor ACPI SRAT/SLIT, so a shape
 //! with several LLCs per package (dies) or several NUMA nodes boots on `q35` instead. QEMU
 //! 7.2 shares L3 across a die only for Intel CPU models: under TCG the topology path
@@ -26,11 +33,6 @@ pub enum ShapeError {
     #[error("{vcpus} vCPUs is more than the supported {max}")]
     TooManyVcpus { vcpus: u64, max: u32 },
     #[error(
-        "-smp is uniform, so every NUMA node needs the same number of LLCs (node {node} has \
-         {llcs}, node 0 has {first})"
-    )]
-    NodesDiffer { node: usize, llcs: u32, first: u32 },
-    #[error(
         "QEMU 7.2 shares L3 per socket on AMD hosts, so {dies} LLCs per package cannot be \
          expressed with -accel kvm here; use -accel tcg or the native VMM"
     )]
@@ -51,23 +53,25 @@ pub(crate) fn check_vcpus(vcpus: u64) -> Result<u32, ShapeError> {
         })
 }
 
-/// LLCs (= dies) per node; every node must have the same number.
-pub fn dies(t: &NumaTopology) -> Result<u32, ShapeError> {
-    let first = t.nodes.first().map_or(0, |n| n.llcs);
-    match t.nodes.iter().position(|n| n.llcs != first) {
-        Some(node) => Err(ShapeError::NodesDiffer {
-            node,
-            llcs: t.nodes[node].llcs,
-            first,
-        }),
-        None => Ok(first),
-    }
+/// Dies (= LLCs) per socket: the largest node's LLC count.
+pub fn dies(t: &NumaTopology) -> u32 {
+    t.nodes.iter().map(|n| n.llcs).max().unwrap_or(0)
+}
+
+/// Whether the nodes differ in LLC count (see the module docs).
+fn asymmetric(t: &NumaTopology) -> bool {
+    t.nodes.iter().any(|n| n.llcs != dies(t))
+}
+
+/// CPU slots per socket, present or not.
+fn slots_per_socket(t: &NumaTopology) -> u32 {
+    dies(t) * t.cores_per_llc * t.threads_per_core
 }
 
 /// Checks that QEMU can express the shape; returns the vCPU count.
 pub fn validate(t: &NumaTopology) -> Result<u32, ShapeError> {
     t.check()?;
-    dies(t)?;
+    check_vcpus(u64::from(slots_per_socket(t)) * t.nodes.len() as u64)?;
     check_vcpus(u64::from(t.vcpus()))
 }
 
@@ -82,30 +86,55 @@ pub fn machine(t: &NumaTopology) -> Machine {
 
 /// The `-smp` value; call after [`validate`].
 pub fn smp_arg(t: &NumaTopology) -> Result<String, ShapeError> {
-    let dies = dies(t)?;
+    let dies = dies(t);
     let dies = if dies > 1 {
         format!(",dies={dies}")
     } else {
         String::new()
     };
+    let cpus = if asymmetric(t) {
+        // Node 0 fills the first slots; the rest come as `-device`s.
+        format!(
+            "{},maxcpus={}",
+            t.node_vcpus(0),
+            slots_per_socket(t) as usize * t.nodes.len()
+        )
+    } else {
+        t.vcpus().to_string()
+    };
     Ok(format!(
-        "{},sockets={}{dies},cores={},threads={}",
-        t.vcpus(),
+        "{cpus},sockets={}{dies},cores={},threads={}",
         t.nodes.len(),
         t.cores_per_llc,
         t.threads_per_core
     ))
 }
 
-/// `-numa` option values (nodes then distances); `memdev(i)` names node i's backend.
+/// `-device` values adding the CPUs of nodes after the first when the
+/// nodes differ (none otherwise); `cpu_type` is e.g. `max-x86_64-cpu`.
+pub fn cpu_devices(t: &NumaTopology, cpu_type: &str) -> Vec<String> {
+    if !asymmetric(t) {
+        return Vec::new();
+    }
+    t.cpus()
+        .filter(|c| c.node > 0)
+        .map(|c| {
+            format!(
+                "{cpu_type},socket-id={},die-id={},core-id={},thread-id={}",
+                c.node, c.llc_in_node, c.core, c.thread
+            )
+        })
+        .collect()
+}
+
+/// `-numa` option values (nodes then distances); `memdev(i)` names node i's
+/// backend. A node holds its socket's slots, present or not.
 pub fn numa_args(t: &NumaTopology, memdev: impl Fn(usize) -> String) -> Vec<String> {
     let mut out = Vec::new();
+    let slots = slots_per_socket(t);
     for node in 0..t.nodes.len() {
-        let cpus: Vec<u32> = (0u32..)
-            .zip(t.cpus())
-            .filter(|(_, c)| c.node as usize == node)
-            .map(|(i, _)| i)
-            .collect();
+        let first = node as u32 * slots;
+        let cpus: Vec<u32> = (first..first + slots).collect();
         // QEMU takes one `cpus=` per range of the kernel-style list.
         let cpus: String = format_cpu_list(&cpus)
             .split(',')
@@ -249,7 +278,7 @@ mod tests {
     }
 
     #[test]
-    fn non_uniform_nodes_are_refused() {
+    fn non_uniform_nodes_fill_their_sockets_with_devices() {
         let t = NumaTopology {
             cores_per_llc: 1,
             threads_per_core: 1,
@@ -265,13 +294,27 @@ mod tests {
             ],
             distances: DistanceMatrix::uniform(2),
         };
-        assert!(matches!(
-            validate(&t),
-            Err(ShapeError::NodesDiffer {
-                node: 1,
-                llcs: 2,
-                first: 1
-            })
-        ));
+        assert_eq!(validate(&t).expect("valid"), 3);
+        assert_eq!(machine(&t), Machine::Q35);
+        // Two sockets of two die slots; node 0 uses one, node 1 both.
+        assert_eq!(
+            smp_arg(&t).expect("smp"),
+            "1,maxcpus=4,sockets=2,dies=2,cores=1,threads=1"
+        );
+        assert_eq!(
+            cpu_devices(&t, "max-x86_64-cpu"),
+            [
+                "max-x86_64-cpu,socket-id=1,die-id=0,core-id=0,thread-id=0",
+                "max-x86_64-cpu,socket-id=1,die-id=1,core-id=0,thread-id=0",
+            ]
+        );
+        assert_eq!(
+            numa_args(&t, |i| format!("m{i}"))[..2],
+            [
+                "node,nodeid=0,cpus=0-1,memdev=m0",
+                "node,nodeid=1,cpus=2-3,memdev=m1"
+            ]
+        );
+        assert!(cpu_devices(&shape("2n4l2c1t"), "max-x86_64-cpu").is_empty());
     }
 }

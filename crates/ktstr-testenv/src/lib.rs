@@ -19,7 +19,7 @@ mod tools;
 pub use cache::{CachedKernel, KernelInfo, cache_root, cached_kernels, kernels_dir, newest_kernel};
 pub use ci::in_ci;
 pub use kernel::{FROM_CHECKOUT, KERNEL_BUILD_COMMAND, Missing, SCHED_BUILD_COMMAND, find_kernel};
-pub use need::Need;
+pub use need::{FULL_GAUNTLET, Need};
 pub use runner::{Test, TestOutcome, run};
 pub use slots::{VmSlot, max_vms, vm_slot};
 pub use tools::{

@@ -52,9 +52,28 @@ pub enum Need {
         /// Why the test waits for it.
         why: &'static str,
     },
+    /// A member of a larger run than CI's (e.g. the full gauntlet): runs
+    /// only when `var` is set, and stays ignored without it even under CI,
+    /// which runs the smaller set on purpose.
+    LargerRun {
+        /// The variable that selects the larger run.
+        var: &'static str,
+        /// Its value that does.
+        value: &'static str,
+        /// What the larger run is.
+        what: &'static str,
+    },
     /// Anything else, checked by the test file's own probe.
     Probe(fn() -> Result<(), Missing>),
 }
+
+/// The full gauntlet: every topology preset, not only CI's subset
+/// (`KTSTR_GAUNTLET=full`).
+pub const FULL_GAUNTLET: Need = Need::LargerRun {
+    var: "KTSTR_GAUNTLET",
+    value: "full",
+    what: "the full gauntlet (every topology preset)",
+};
 
 impl Need {
     /// `Ok` when the prerequisite is there, else what is missing.
@@ -116,18 +135,29 @@ impl Need {
                     ))
                 }
             }
+            Need::LargerRun { var, value, what } => {
+                if std::env::var(var).is_ok_and(|v| v == value) {
+                    Ok(())
+                } else {
+                    Err(Missing::new(
+                        format!("{var}={value} ({what})"),
+                        format!("set {var}={value} to run {what}; CI runs the smaller set"),
+                    ))
+                }
+            }
             Need::Probe(probe) => probe(),
         }
     }
 
     /// Whether this host's KVM is of the wrong kind: nothing to install or
-    /// set changes that, so the test stays ignored even under CI.
-    pub(crate) fn host_cannot(&self) -> bool {
+    /// set changes that, so the test stays ignored even under CI. A
+    /// [`Need::LargerRun`] member CI leaves out on purpose stays ignored too.
+    pub(crate) fn stays_ignored_under_ci(&self) -> bool {
         matches!(
             self,
             Need::HardwareKvm {
                 software_module: Some(_)
-            }
+            } | Need::LargerRun { .. }
         )
     }
 }

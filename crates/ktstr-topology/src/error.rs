@@ -39,6 +39,8 @@ pub enum TopologyError {
         part: &'static str,
         reason: String,
     },
+    #[error("no topology preset {name:?}; give one of {known}, or a shape like 1n2l4c2t")]
+    UnknownPreset { name: String, known: String },
     #[error("per-node memory must be given for every node or for none")]
     MemoryPartial,
     #[error("per-node memory adds up to {nodes_mib} MiB but the VM has {total_mib} MiB")]

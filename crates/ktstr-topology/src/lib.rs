@@ -2,7 +2,7 @@
 //! and its text form (`1n2l4c2t`), NUMA nodes with their distances and
 //! memory, where each vCPU sits and its APIC ID, what Linux inside the guest
 //! should report ([`LinuxView`], [`GuestTopology`]), and the kernel's CPU
-//! list text. Backends *express* a shape (CPUID and ACPI in ktstr-vmm, QEMU
+//! list text, and the catalogue of named preset shapes ([`PRESETS`]). Backends *express* a shape (CPUID and ACPI in ktstr-vmm, QEMU
 //! arguments in ktstr-qemu); the facts live here.
 
 mod apic;
@@ -12,6 +12,7 @@ mod error;
 mod guest;
 mod linux_view;
 mod numa;
+mod presets;
 mod text;
 mod uniform;
 
@@ -22,4 +23,5 @@ pub use error::TopologyError;
 pub use guest::GuestTopology;
 pub use linux_view::{CpuView, LinuxView, NodeView};
 pub use numa::{NodeSpec, NumaTopology};
+pub use presets::{PRESETS, Preset, PresetShape, PresetTier, Shape, preset, resolve};
 pub use uniform::{CpuLoc, Topology};

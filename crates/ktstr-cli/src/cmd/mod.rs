@@ -3,6 +3,7 @@
 //! kernel and a scheduler.
 
 pub mod doctor;
+pub mod fuzz;
 pub mod kernel;
 pub mod run;
 pub mod scenarios;
@@ -14,13 +15,17 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use ktstr_backend::BackendKind;
-use ktstr_topology::{NumaTopology, Topology};
+use ktstr_topology::NumaTopology;
 
 use crate::build::{self, sched::SCHEDULERS};
 
-/// `text` as a shape; the error names the expected form.
-pub fn parse_topology(text: &str) -> anyhow::Result<NumaTopology> {
-    Ok(text.parse::<Topology>().and_then(|t| t.to_numa())?)
+/// `text` (a preset name or a shape like `1n2l4c2t`) and the VM's memory:
+/// `memory_mib`, else the preset's own, else 512 MiB. The error names the
+/// expected forms, or the memory a preset fixes.
+pub fn parse_topology(text: &str, memory_mib: Option<u64>) -> anyhow::Result<(NumaTopology, u64)> {
+    let shape = ktstr_topology::resolve(text)?;
+    let memory = shape.memory_mib(memory_mib, 512)?;
+    Ok((shape.topology, memory))
 }
 
 /// The backend that will run, checked against this host: a KVM backend
@@ -86,6 +91,24 @@ pub fn scheduler(name: &str, may_build: bool) -> anyhow::Result<PathBuf> {
     eprintln!("ktstr: scheduler {name} not built yet; building it");
     sched::build_and_report(&[name])?;
     ktstr_testenv::find_scheduler(name).map_err(|m| anyhow::anyhow!("{m}"))
+}
+
+/// The scheduler name that means "none": the kernel's EEVDF.
+pub const EEVDF: &str = "eevdf";
+
+/// What a command that runs a scenario needs, checked in the order that
+/// reports bad input first: the scheduler name, the backend, the kernel
+/// (built when `may_build`: building a scheduler needs it), then the
+/// scheduler's path; `None` for [`EEVDF`].
+pub fn prepare(scheduler_name: &str, may_build: bool) -> anyhow::Result<Option<PathBuf>> {
+    if scheduler_name != EEVDF {
+        check_scheduler(scheduler_name)?;
+    }
+    backend()?;
+    kernel(may_build)?;
+    (scheduler_name != EEVDF)
+        .then(|| scheduler(scheduler_name, may_build))
+        .transpose()
 }
 
 /// `--jobs`, else all CPUs.

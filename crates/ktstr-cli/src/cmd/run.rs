@@ -4,7 +4,7 @@
 use std::sync::OnceLock;
 
 use anyhow::{Context, anyhow};
-use ktstr_harness::test::{Expect, KtstrTest, try_run};
+use ktstr_harness::test::{KtstrTest, try_run};
 use ktstr_topology::GuestTopology;
 use ktstr_workload::{Scenario, catalogue};
 
@@ -23,9 +23,6 @@ fn chosen() -> Scenario {
     })
 }
 
-/// The scheduler name that means "none": the kernel's EEVDF.
-const EEVDF: &str = "eevdf";
-
 pub fn run(args: &RunArgs) -> anyhow::Result<Status> {
     let scenario = catalogue::by_name(&args.scenario).ok_or_else(|| {
         let names: Vec<String> = catalogue::all().into_iter().map(|s| s.name).collect();
@@ -35,7 +32,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<Status> {
             names.join(", ")
         )
     })?;
-    let topology = super::parse_topology(&args.vm.topology)?;
+    let (topology, memory_mib) = super::parse_topology(&args.vm.topology, args.vm.memory_mib)?;
     scenario
         .validate(&GuestTopology::expected(&topology))
         .with_context(|| {
@@ -44,34 +41,14 @@ pub fn run(args: &RunArgs) -> anyhow::Result<Status> {
                 scenario.name, args.vm.topology
             )
         })?;
-    if args.scheduler != EEVDF {
-        super::check_scheduler(&args.scheduler)?;
-    }
-    super::backend()?;
-    // The kernel first: building a scheduler needs the cached kernel.
-    super::kernel(!args.vm.no_build)?;
-    let scheduler = (args.scheduler != EEVDF)
-        .then(|| super::scheduler(&args.scheduler, !args.vm.no_build))
-        .transpose()?;
+    let scheduler = super::prepare(&args.scheduler, !args.vm.no_build)?;
     let name = format!("ktstr-run/{}", scenario.name);
     let _ = CHOSEN.set(scenario);
     // One run per process: these few strings live until exit.
     let test = KtstrTest {
-        name: leak(name),
-        topology: leak(args.vm.topology.clone()),
         scheduler: scheduler.map(|p| leak(p.display().to_string())),
-        args: &[],
-        memory_mib: Some(args.vm.memory_mib),
-        step_ms: None,
-        timeout_s: None,
-        duration_ms: None,
-        watchdog_timeout_ms: None,
-        expect: Expect::PASS,
-        thresholds: |_| {},
-        scenario: chosen,
-        programs: &[],
-        files: &[],
-        monitor: ktstr_harness::test::MonitorSpec::DEFAULT,
+        memory_mib: Some(memory_mib),
+        ..KtstrTest::new(leak(name), leak(args.vm.topology.clone()), chosen)
     };
     match try_run(&test) {
         Ok(outcome) => {

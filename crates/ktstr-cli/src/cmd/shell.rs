@@ -59,7 +59,7 @@ pub fn session_config(
     vm: &VmArgs,
     scheduler: Option<&str>,
 ) -> anyhow::Result<(SessionConfig, Option<PathBuf>)> {
-    let topology = super::parse_topology(&vm.topology)?;
+    let (topology, memory_mib) = super::parse_topology(&vm.topology, vm.memory_mib)?;
     if let Some(s) = scheduler {
         super::check_scheduler(s)?;
     }
@@ -70,7 +70,7 @@ pub fn session_config(
         .transpose()?;
     let mut cfg = SessionConfig::new(kernel);
     cfg.topology = Some(topology);
-    cfg.memory_mib = vm.memory_mib;
+    cfg.memory_mib = memory_mib;
     cfg.schedulers = scheduler.iter().cloned().collect();
     Ok((cfg, scheduler))
 }

@@ -1,14 +1,18 @@
-//! `ktstr topo T`: what Linux must report for a shape.
+//! `ktstr topo T`: what Linux must report for a shape or preset; without
+//! `T`, the preset catalogue.
 
-use ktstr_topology::{LinuxView, format_cpu_list};
+use ktstr_topology::{LinuxView, PRESETS, PresetTier, format_cpu_list};
 use serde_json::json;
 
 use crate::cli::TopoArgs;
 use crate::exit::Status;
 
 pub fn run(args: &TopoArgs) -> anyhow::Result<Status> {
-    let topo = super::parse_topology(&args.topology)?;
-    let view = LinuxView::expected(&topo, args.memory_mib);
+    let Some(text) = &args.topology else {
+        return Ok(list_presets());
+    };
+    let (topo, memory_mib) = super::parse_topology(text, args.memory_mib)?;
+    let view = LinuxView::expected(&topo, memory_mib);
     if args.json.json {
         let cpus: Vec<_> = view
             .cpus
@@ -32,16 +36,17 @@ pub fn run(args: &TopoArgs) -> anyhow::Result<Status> {
             .enumerate()
             .map(|(i, n)| json!({ "node": i, "cpus": n.cpus, "distances": n.distances, "memory_mib": n.memory_mib }))
             .collect();
-        let out = json!({ "topology": args.topology, "memory_mib": args.memory_mib, "cpus": cpus, "nodes": nodes });
+        let out =
+            json!({ "topology": text, "memory_mib": memory_mib, "cpus": cpus, "nodes": nodes });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(Status::Success);
     }
     println!(
         "{}: {} CPUs, {} node(s), {} MiB",
-        args.topology,
+        text,
         view.cpus.len(),
         view.nodes.len(),
-        args.memory_mib
+        memory_mib
     );
     println!(
         "{:<5} {:<5} {:<10} {:<10} domains",
@@ -67,4 +72,20 @@ pub fn run(args: &TopoArgs) -> anyhow::Result<Status> {
         );
     }
     Ok(Status::Success)
+}
+
+/// `ktstr topo` without a shape: the preset catalogue.
+fn list_presets() -> Status {
+    println!("{:<14} {:<5} {:>5}  about", "preset", "tier", "cpus");
+    for p in PRESETS {
+        let cpus = p
+            .resolve()
+            .map_or_else(|e| format!("({e})"), |s| s.topology.vcpus().to_string());
+        let tier = match p.tier {
+            PresetTier::Ci => "ci",
+            PresetTier::Full => "full",
+        };
+        println!("{:<14} {tier:<5} {cpus:>5}  {}", p.name, p.about);
+    }
+    Status::Success
 }

@@ -19,7 +19,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ktstr_topology::{GuestTopology, NumaTopology, Topology};
+use ktstr_topology::{GuestTopology, NumaTopology};
 use ktstr_workload::report::TestResult;
 use ktstr_workload::{Scenario, ScenarioReport, Thresholds, Verdict, judge};
 
@@ -27,6 +27,7 @@ use crate::error::HarnessError;
 use crate::session::{BootTimings, Session, SessionConfig};
 
 mod expect;
+pub mod gauntlet;
 mod monitor;
 pub mod phases;
 pub mod registry;
@@ -43,13 +44,13 @@ pub use registry::{KTSTR_TESTS, Registered, backend_needs, needs, test_main, tes
 pub struct KtstrTest {
     /// Test name (`gauntlet/<test>/<topology>[/<flags>]` for gauntlet members).
     pub name: &'static str,
-    /// Topology in text form, e.g. `1n2l4c1t`.
+    /// Topology in text form, e.g. `1n2l4c1t`, or a preset name.
     pub topology: &'static str,
     /// Scheduler binary: a path or a name; `None` = EEVDF.
     pub scheduler: Option<&'static str>,
     /// Scheduler arguments.
     pub args: &'static [&'static str],
-    /// Guest memory; `None` = 512 MiB.
+    /// Guest memory; `None` = the preset's own, else 512 MiB.
     pub memory_mib: Option<u64>,
     /// Override every step's duration.
     pub step_ms: Option<u64>,
@@ -72,6 +73,37 @@ pub struct KtstrTest {
     pub files: &'static [(&'static str, &'static str)],
     /// What the host-side monitor's findings do to the verdict.
     pub monitor: MonitorSpec,
+}
+
+fn no_threshold_overrides(_: &mut Thresholds) {}
+
+impl KtstrTest {
+    /// `name` running `scenario` on `topology` under EEVDF, every other key
+    /// at the default `#[ktstr_test]` gives it: the base for tests built by
+    /// hand (`KtstrTest { scheduler: Some("scx_qmap"), ..KtstrTest::new(..) }`).
+    pub const fn new(
+        name: &'static str,
+        topology: &'static str,
+        scenario: fn() -> Scenario,
+    ) -> KtstrTest {
+        KtstrTest {
+            name,
+            topology,
+            scheduler: None,
+            args: &[],
+            memory_mib: None,
+            step_ms: None,
+            timeout_s: None,
+            duration_ms: None,
+            watchdog_timeout_ms: None,
+            expect: Expect::PASS,
+            thresholds: no_threshold_overrides,
+            scenario,
+            programs: &[],
+            files: &[],
+            monitor: MonitorSpec::DEFAULT,
+        }
+    }
 }
 
 /// What a test run produced.
@@ -122,27 +154,30 @@ fn context(t: &KtstrTest) -> String {
 
 /// Runs `t`: checks inputs, boots (or resumes), attaches, runs, evaluates.
 pub fn try_run(t: &KtstrTest) -> Result<TestOutcome, HarnessError> {
+    try_run_scenario(t, (t.scenario)())
+}
+
+/// [`try_run`] with `scenario` in place of `t.scenario` (generated
+/// scenarios: ktstr-fuzz runs many under one declaration).
+pub fn try_run_scenario(t: &KtstrTest, scenario: Scenario) -> Result<TestOutcome, HarnessError> {
     let mut clock = phases::PhaseClock::start();
     let kernel = find_kernel()?;
-    let topo: NumaTopology = t
-        .topology
-        .parse::<Topology>()
-        .and_then(|x| x.to_numa())
-        .map_err(|e| HarnessError::InvalidTest {
-            test: t.name.into(),
-            reason: e.to_string(),
-        })?;
-    let scheduler = t.scheduler.map(find_scheduler).transpose()?;
     let invalid = |reason: String| HarnessError::InvalidTest {
         test: t.name.into(),
         reason,
     };
+    let shape = ktstr_topology::resolve(t.topology).map_err(|e| invalid(e.to_string()))?;
+    let memory_mib = shape
+        .memory_mib(t.memory_mib, 512)
+        .map_err(|e| invalid(e.to_string()))?;
+    let topo: NumaTopology = shape.topology;
+    let scheduler = t.scheduler.map(find_scheduler).transpose()?;
     if let (Some(ms), Some(path)) = (t.watchdog_timeout_ms, &scheduler) {
         let name = path.file_name().unwrap_or_default().to_string_lossy();
         return Err(invalid(watchdog::refusal(&name, ms)));
     }
     let (programs, files) = crate::guest_files::declared(t.programs, t.files)?;
-    let mut scenario = (t.scenario)();
+    let mut scenario = scenario;
     if let Some(ms) = t.step_ms {
         scenario = scenario.with_step_ms(ms);
     }
@@ -151,7 +186,6 @@ pub fn try_run(t: &KtstrTest) -> Result<TestOutcome, HarnessError> {
             .with_total_ms(ms)
             .map_err(|e| invalid(e.to_string()))?;
     }
-    let memory_mib = t.memory_mib.unwrap_or(512);
     let guest_topology = GuestTopology::expected(&topo);
     scenario
         .validate(&guest_topology)
@@ -276,7 +310,11 @@ mod tests {
         assert!(
             result_path("gauntlet/t/1n1l2c1t/-f").ends_with("ktstr/gauntlet__t__1n1l2c1t__-f.json")
         );
-        let t: NumaTopology = "2n4l2c1t".parse::<Topology>().unwrap().to_numa().unwrap();
+        let t: NumaTopology = "2n4l2c1t"
+            .parse::<ktstr_topology::Topology>()
+            .unwrap()
+            .to_numa()
+            .unwrap();
         let g = GuestTopology::expected(&t);
         assert_eq!(g.llcs, vec![vec![0, 1], vec![2, 3], vec![4, 5], vec![6, 7]]);
         assert_eq!(g.nodes, vec![(0..4).collect::<Vec<_>>(), (4..8).collect()]);

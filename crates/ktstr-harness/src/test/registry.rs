@@ -64,11 +64,14 @@ pub fn backend_needs() -> Vec<Need> {
 }
 
 /// What running `t` needs here: the kernel, its scheduler, the programs it
-/// packs, and what the backend `ktstr_backend::choose` picks needs.
+/// packs, what the
+/// backend `ktstr_backend::choose` picks needs, and for a gauntlet member
+/// on a full-tier preset, the full run ([`super::gauntlet`]).
 pub fn needs(t: &KtstrTest) -> Vec<Need> {
     let mut needs = vec![Need::Kernel];
     needs.extend(t.scheduler.map(Need::Scheduler));
     needs.extend(t.programs.iter().map(|p| Need::GuestProgram(p)));
+    needs.extend(super::gauntlet::tier_need(t));
     needs.extend(backend_needs());
     needs
 }
