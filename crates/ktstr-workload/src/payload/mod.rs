@@ -23,6 +23,7 @@ mod figures;
 mod output;
 mod process;
 mod record;
+mod spawn;
 
 use serde::{Deserialize, Serialize};
 

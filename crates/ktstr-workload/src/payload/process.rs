@@ -8,14 +8,12 @@
 //! stays in the payload's cgroup, which the runner removes (killing it).
 
 use std::fs::File;
-use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, Stdio};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use super::output::{PARSE_BYTES, TAIL_BYTES, tail};
+use super::spawn::{SpawnPlan, spawn};
 use super::{PayloadEnd, PayloadRecord, PayloadSpec};
-use crate::worker::{pin, write_all_fd};
 
 /// Where a payload runs: its cgroup's `cgroup.procs`, and CPUs to pin it
 /// to when the hierarchy has no cpuset controller.
@@ -33,7 +31,8 @@ pub(crate) struct LivePayload {
     started: Instant,
     started_at_ms: u64,
     scratch: Option<tempfile::TempDir>,
-    child: Option<Child>,
+    /// Its pid (and process group), until reaped.
+    child: Option<libc::pid_t>,
     end: Option<(PayloadEnd, Duration)>,
 }
 
@@ -72,34 +71,16 @@ impl LivePayload {
             File::create(scratch.path().join(name)).map_err(|e| format!("create {name}: {e}"))
         };
         let (stdout, stderr) = (create("stdout")?, create("stderr")?);
-        let mut cmd = Command::new(&self.spec.program);
-        cmd.args(&self.spec.args)
-            .current_dir(scratch.path())
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            // Its own group: the deadline kills everything it forked.
-            .process_group(0);
-        let procs: RawFd = place.procs.as_raw_fd();
-        let pin_to = place.pin_to.clone();
-        // SAFETY: the closure runs between fork and exec and only makes
-        // async-signal-safe calls (write, sched_setaffinity) on data
-        // prepared before the fork; it allocates nothing.
-        unsafe {
-            cmd.pre_exec(move || {
-                if !write_all_fd(procs, b"0") {
-                    return Err(std::io::Error::last_os_error());
-                }
-                if let Some(cpus) = &pin_to {
-                    pin(0, cpus).map_err(|_| std::io::Error::last_os_error())?;
-                }
-                Ok(())
-            });
-        }
         self.started = Instant::now();
-        let child = cmd
-            .spawn()
-            .map_err(|e| format!("{}: {e}", self.spec.program))?;
+        let child = spawn(SpawnPlan {
+            program: &self.spec.program,
+            args: &self.spec.args,
+            cwd: scratch.path(),
+            stdout,
+            stderr,
+            procs: place.procs.as_raw_fd(),
+            pin_to: place.pin_to.as_deref(),
+        })?;
         self.child = Some(child);
         self.scratch = Some(scratch);
         Ok(())
@@ -116,10 +97,10 @@ impl LivePayload {
         if self.end.is_some() {
             return true;
         }
-        let Some(child) = self.child.as_mut() else {
+        let Some(pid) = self.child else {
             return true;
         };
-        let status = match child.try_wait() {
+        let status = match try_wait(pid) {
             Ok(Some(status)) => status,
             Ok(None) if self.started.elapsed() < Duration::from_millis(self.spec.timeout_ms) => {
                 return false;
@@ -136,10 +117,12 @@ impl LivePayload {
                 return true;
             }
         };
-        let end = match (status.code(), status.signal()) {
-            (Some(code), _) => PayloadEnd::Exited(code),
-            (None, Some(sig)) => PayloadEnd::Killed(sig),
-            (None, None) => PayloadEnd::Killed(0),
+        let end = if libc::WIFEXITED(status) {
+            PayloadEnd::Exited(libc::WEXITSTATUS(status))
+        } else if libc::WIFSIGNALED(status) {
+            PayloadEnd::Killed(libc::WTERMSIG(status))
+        } else {
+            PayloadEnd::Killed(0)
         };
         self.end = Some((end, self.started.elapsed()));
         self.child = None;
@@ -147,10 +130,13 @@ impl LivePayload {
     }
 
     fn kill_and_reap(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // SAFETY: kill(2) on the process group of our own unreaped child.
-            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
-            let _ = child.wait();
+        if let Some(pid) = self.child.take() {
+            // SAFETY: kill(2) on the process group of our own unreaped child
+            // (its pid is the group's id), then reaping that child.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
         }
     }
 
@@ -192,6 +178,24 @@ impl LivePayload {
             stderr_tail: read("stderr", TAIL_BYTES),
             figures,
             figures_error,
+        }
+    }
+}
+
+/// `waitpid(pid, WNOHANG)`: its wait status once it ended.
+fn try_wait(pid: libc::pid_t) -> std::io::Result<Option<libc::c_int>> {
+    let mut status = 0;
+    loop {
+        // SAFETY: waitpid on our own child with a valid status out-pointer.
+        match unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } {
+            0 => return Ok(None),
+            n if n == pid => return Ok(Some(status)),
+            _ => {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
         }
     }
 }

@@ -14,8 +14,8 @@ mod telemetry;
 mod work;
 
 pub use control::ControlPage;
-pub(crate) use process::write_all_fd;
 pub use process::{CollectError, WaitStatus, WorkerHandle, WorkerPlan, pin, pipe_pair, spawn};
+pub(crate) use process::{cpu_set, write_all_fd};
 pub use telemetry::{ChildReport, LatencyStats, mono_ns};
 pub use work::PreparedWork;
 

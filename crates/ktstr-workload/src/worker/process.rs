@@ -242,7 +242,8 @@ fn child_entry(plan: &WorkerPlan, ctl: &ControlPage, out: RawFd) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-fn set_affinity(pid: i32, cpus: &[u32]) -> bool {
+/// `cpus` as a `cpu_set_t` (CPUs past `CPU_SETSIZE` left out).
+pub(crate) fn cpu_set(cpus: &[u32]) -> libc::cpu_set_t {
     // SAFETY: zeroed cpu_set_t is the empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     for &c in cpus {
@@ -251,6 +252,11 @@ fn set_affinity(pid: i32, cpus: &[u32]) -> bool {
             unsafe { libc::CPU_SET(c as usize, &mut set) };
         }
     }
+    set
+}
+
+fn set_affinity(pid: i32, cpus: &[u32]) -> bool {
+    let set = cpu_set(cpus);
     // SAFETY: set is a valid cpu_set_t of the size passed.
     unsafe { libc::sched_setaffinity(pid, size_of::<libc::cpu_set_t>(), &set) == 0 }
 }
