@@ -11,7 +11,7 @@
 //! under `CI=true`.
 
 use ktstr_harness::ktstr_test;
-use ktstr_harness::test::{Expect, KtstrTest, needs, test_main_with, try_run};
+use ktstr_harness::test::{KtstrTest, needs, test_main_with, try_run};
 use ktstr_harness::workload::payload::PayloadEnd;
 use ktstr_harness::workload::{
     CgroupSpec, CpusetSpec, Failure, Figures, Op, PayloadSpec, Scenario, Step, WorkKind,
@@ -109,8 +109,6 @@ fn a_declared_file_is_in_the_guest() -> Scenario {
         .into_scenario()
 }
 
-fn no_overrides(_: &mut ktstr_harness::workload::Thresholds) {}
-
 fn stress_ng_bad_option() -> Scenario {
     PayloadSpec::new(
         "stress-ng",
@@ -120,21 +118,8 @@ fn stress_ng_bad_option() -> Scenario {
 }
 
 const STRESS_NG_FAILS: KtstrTest = KtstrTest {
-    name: "stress_ng_fails",
-    topology: "1n1l2c1t",
-    scheduler: None,
-    args: &[],
-    memory_mib: None,
-    step_ms: None,
-    timeout_s: None,
-    duration_ms: None,
-    watchdog_timeout_ms: None,
-    expect: Expect::PASS,
-    thresholds: no_overrides,
-    scenario: stress_ng_bad_option,
     programs: &["stress-ng"],
-    files: &[],
-    monitor: ktstr_harness::test::MonitorSpec::DEFAULT,
+    ..KtstrTest::new("stress_ng_fails", "1n1l2c1t", stress_ng_bad_option)
 };
 
 fn a_failing_payload_fails_the_verdict_naming_it() {

@@ -5,7 +5,7 @@
 //! `scx_bpf_error` fails when the text differs; a scheduler sched_ext asks
 //! to restart on CPU hotplug survives it.
 
-use ktstr_harness::test::{Expect, KtstrTest, MonitorSpec, needs, try_run};
+use ktstr_harness::test::{Expect, KtstrTest, needs, try_run};
 use ktstr_harness::workload::{
     CgroupSpec, CpusetSpec, Failure, FailureKind, Scenario, Step, WorkKind, catalogue,
 };
@@ -13,29 +13,15 @@ use ktstr_testenv::Test;
 
 mod scenarios;
 
-fn no_overrides(_: &mut ktstr_harness::workload::Thresholds) {}
-
 fn steady() -> Scenario {
     catalogue::steady().with_step_ms(12_000)
 }
 
 const QMAP_STALL: KtstrTest = KtstrTest {
-    name: "qmap_stall",
-    topology: "1n1l2c1t",
     scheduler: Some("scx_qmap"),
     // Stall every 2nd kernel thread: the sched_ext watchdog disables it.
     args: &["-T", "2"],
-    memory_mib: None,
-    step_ms: None,
-    timeout_s: None,
-    duration_ms: None,
-    watchdog_timeout_ms: None,
-    expect: Expect::PASS,
-    thresholds: no_overrides,
-    scenario: steady,
-    programs: &[],
-    files: &[],
-    monitor: MonitorSpec::DEFAULT,
+    ..KtstrTest::new("qmap_stall", "1n1l2c1t", steady)
 };
 
 fn a_scheduler_kicked_out_mid_run_fails_the_verdict_with_the_kernels_reason() {

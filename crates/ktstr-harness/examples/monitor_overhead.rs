@@ -10,9 +10,7 @@
 use std::time::{Duration, Instant};
 
 use ktstr_harness::test::{KtstrTest, MonitorPolicy, MonitorSpec, try_run};
-use ktstr_harness::workload::{Scenario, Thresholds, catalogue};
-
-fn no_overrides(_: &mut Thresholds) {}
+use ktstr_harness::workload::{Scenario, catalogue};
 
 fn steady() -> Scenario {
     catalogue::steady()
@@ -20,21 +18,8 @@ fn steady() -> Scenario {
 
 const fn test(name: &'static str, monitor: MonitorSpec) -> KtstrTest {
     KtstrTest {
-        name,
-        topology: "1n1l2c1t",
-        scheduler: None,
-        args: &[],
-        memory_mib: None,
-        step_ms: None,
-        timeout_s: None,
-        duration_ms: None,
-        watchdog_timeout_ms: None,
-        expect: ktstr_harness::test::Expect::PASS,
-        thresholds: no_overrides,
-        scenario: steady,
         monitor,
-        programs: &[],
-        files: &[],
+        ..KtstrTest::new(name, "1n1l2c1t", steady)
     }
 }
 

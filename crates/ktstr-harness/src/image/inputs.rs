@@ -164,8 +164,9 @@ fn remember(record: PathBuf, text: String) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_changed_input_misses_and_an_unchanged_one_hits() {
+    /// A temp dir with a copy of `/bin/true` as the only input, and the
+    /// image of it (no busybox, not stripped), cached under `cache`.
+    fn bare_image() -> (tempfile::TempDir, PathBuf, GuestImage, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let init = dir.path().join("init");
         std::fs::copy("/bin/true", &init).unwrap();
@@ -173,6 +174,12 @@ mod tests {
         img.busybox = None;
         img.strip_debug = false;
         let cache = dir.path().join("cache");
+        (dir, init, img, cache)
+    }
+
+    #[test]
+    fn a_changed_input_misses_and_an_unchanged_one_hits() {
+        let (_dir, init, img, cache) = bare_image();
         let built = img.build_cached(&cache).unwrap();
         assert!(!built.reused);
         let again = lookup(&img, &cache).expect("unchanged inputs hit");
@@ -192,13 +199,7 @@ mod tests {
 
     #[test]
     fn declared_programs_and_files_are_part_of_the_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let init = dir.path().join("init");
-        std::fs::copy("/bin/true", &init).unwrap();
-        let mut img = GuestImage::new(&init);
-        img.busybox = None;
-        img.strip_debug = false;
-        let cache = dir.path().join("cache");
+        let (dir, _init, img, cache) = bare_image();
         let bare = img.build_cached(&cache).unwrap();
         // Same init, plus a program: must not reuse the archive without it.
         let mut with_program = img.clone();
