@@ -10,11 +10,11 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use crate::worker::{cpu_set, write_all_fd};
+use crate::worker::{cpu_set, pipe, write_all_fd};
 
 /// What the child was doing when it failed (the first number it reports).
 const STEPS: [&str; 5] = [
@@ -56,7 +56,8 @@ pub(crate) fn spawn(plan: SpawnPlan<'_>) -> Result<libc::pid_t, String> {
     let cwd = c(plan.cwd.as_os_str().as_bytes())?;
     let devnull = File::open("/dev/null").map_err(|e| format!("open /dev/null: {e}"))?;
     let set = plan.pin_to.map(cpu_set);
-    let (mut report_rd, report_wr) = pipe().map_err(|e| format!("pipe: {e}"))?;
+    let (report_rd, report_wr) = pipe().map_err(|e| format!("pipe: {e}"))?;
+    let mut report_rd = File::from(report_rd);
     let fds = [
         devnull.as_raw_fd(),
         plan.stdout.as_raw_fd(),
@@ -164,14 +165,4 @@ fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     p.metadata()
         .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-fn pipe() -> std::io::Result<(File, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: fds is a valid 2-int out-array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: both fds were just returned by pipe2 and are owned by nobody else.
-    Ok(unsafe { (File::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }

@@ -15,7 +15,7 @@ mod work;
 
 pub use control::ControlPage;
 pub use process::{CollectError, WaitStatus, WorkerHandle, WorkerPlan, pin, pipe_pair, spawn};
-pub(crate) use process::{cpu_set, write_all_fd};
+pub(crate) use process::{cpu_set, pipe, write_all_fd};
 pub use telemetry::{ChildReport, LatencyStats, mono_ns};
 pub use work::PreparedWork;
 

@@ -33,7 +33,8 @@ pub fn pipe_pair() -> Result<[OwnedFd; 4], WorkerError> {
     Ok([a.0, a.1, b.0, b.1])
 }
 
-fn pipe() -> Result<(OwnedFd, OwnedFd), WorkerError> {
+/// A close-on-exec pipe: (read end, write end).
+pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), WorkerError> {
     let mut fds = [0; 2];
     // SAFETY: fds is a valid 2-int out-array.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
