@@ -301,7 +301,7 @@ impl QemuConfig {
         match &self.qemu_binary {
             Some(p) if is_executable(p) => Ok(p.clone()),
             Some(p) => Err(Error::QemuBinaryMissing { path: p.clone() }),
-            None => find_on_path("qemu-system-x86_64").ok_or(Error::QemuNotFound),
+            None => which::which("qemu-system-x86_64").map_err(|_| Error::QemuNotFound),
         }
     }
 }
@@ -318,13 +318,6 @@ fn host_vendor_is_amd() -> bool {
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-fn find_on_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| is_executable(p))
 }
 
 #[cfg(test)]

@@ -8,12 +8,9 @@ use crate::kernel::{FROM_CHECKOUT, Missing, SCHED_BUILD_COMMAND};
 /// Debian's `busybox-static`.
 pub const BUSYBOX: &str = "/bin/busybox";
 
-/// `name` in a directory of `PATH`.
+/// The executable `name` in a directory of `PATH`.
 pub fn find_program(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
+    which::which(name).ok()
 }
 
 /// Debian packages of programs tests commonly run in the guest, so a
