@@ -6,44 +6,107 @@ use std::path::Path;
 
 use ktstr_harness::HarnessError;
 use ktstr_harness::test::{KtstrTest, try_run_scenario};
-use ktstr_workload::{Failure, Scenario, Thresholds};
+use ktstr_workload::{Failure, FailureKind as VerdictKind, Scenario, Thresholds};
 
 use crate::FuzzError;
 
 /// The way a run failed: what "fails the same way" compares while
-/// shrinking. Coarse on purpose: a task that never gets a CPU shows up as
-/// a watchdog kick, a stuck worker, a worker without progress or one that
-/// could not even start, depending on which task the scheduler stalls and
-/// which timer fires first; all of them are [`STARVATION`]. Otherwise the
-/// kind is the verdict's first failure, or the kernel's disable cause
-/// (`scheduler kicked (scx_bpf_error)`).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct FailureKind(pub String);
+/// shrinking. It is the verdict's root cause as ktstr-workload ranks it
+/// ([`VerdictKind::rank`]), with one coarsening: a task that never gets a
+/// CPU shows up as a watchdog kick, a stuck worker, a worker without
+/// progress, a monitor stall or one that could not even start, depending on
+/// which task the scheduler stalls and which timer fires first; all of them
+/// are [`FailureKind::Starvation`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum FailureKind {
+    /// A runnable task did not get to run.
+    Starvation,
+    /// The verdict's root cause, with the cause the kernel gave when it
+    /// disabled the scheduler (`scx_bpf_error`), if it gave one.
+    Verdict {
+        root: VerdictKind,
+        cause: Option<String>,
+    },
+    /// The run ended early, the scheduler's or the guest's doing.
+    Run(RunEnd),
+}
 
-/// A runnable task did not get to run (see [`FailureKind`]).
-pub const STARVATION: &str = "starvation (a runnable task did not get to run)";
+/// How a run that produced no verdict ended (from [`HarnessError`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RunEnd {
+    /// The scheduler exited before it attached.
+    ExitedBeforeAttach,
+    /// The scheduler did not attach in time.
+    NoAttach,
+    /// The guest died or went away.
+    GuestDied,
+    /// The guest's init panicked.
+    InitPanicked,
+    /// The run timed out.
+    TimedOut,
+    /// The guest could not run the scenario.
+    ScenarioRefused,
+}
 
-/// A detach the harness saw only in sysfs ("enabled at the start, disabled
-/// at the end"), without the kernel's reason.
-pub const DETACHED: &str = "scheduler detached";
+impl RunEnd {
+    fn describe(self) -> &'static str {
+        match self {
+            RunEnd::ExitedBeforeAttach => "scheduler exited before attaching",
+            RunEnd::NoAttach => "scheduler did not attach",
+            RunEnd::GuestDied => "guest died",
+            RunEnd::InitPanicked => "guest init panicked",
+            RunEnd::TimedOut => "timed out",
+            RunEnd::ScenarioRefused => "guest could not run the scenario",
+        }
+    }
+}
+
+/// The kernel's cause for the watchdog's kick of a scheduler that left a
+/// task unrun.
+const STALL_CAUSE: &str = "runnable task stall";
 
 impl FailureKind {
     /// Whether `other` is the same failure: the same kind, or a detach seen
-    /// without its reason next to one seen with it (a stall kick reaches the
-    /// harness either way, depending on timing: seen in 1 of 12 runs of an
-    /// idle step under `scx_qmap -t 10`).
+    /// without its reason next to a kick seen with it (a stall kick reaches
+    /// the harness either way, depending on timing: seen in 1 of 12 runs of
+    /// an idle step under `scx_qmap -t 10`).
     pub fn same_way(&self, other: &FailureKind) -> bool {
-        let with_reason =
-            |k: &FailureKind| k.0 == STARVATION || k.0.starts_with("scheduler kicked");
+        let reasonless_detach = |k: &FailureKind| {
+            matches!(
+                k,
+                FailureKind::Verdict {
+                    root: VerdictKind::SchedulerDetached,
+                    cause: None
+                }
+            )
+        };
+        let kick_with_reason = |k: &FailureKind| match k {
+            FailureKind::Starvation => true,
+            FailureKind::Verdict {
+                root: VerdictKind::SchedulerKicked,
+                cause,
+            } => cause.is_some(),
+            _ => false,
+        };
         self == other
-            || (self.0 == DETACHED && with_reason(other))
-            || (other.0 == DETACHED && with_reason(self))
+            || (reasonless_detach(self) && kick_with_reason(other))
+            || (reasonless_detach(other) && kick_with_reason(self))
     }
 }
 
 impl fmt::Display for FailureKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            FailureKind::Starvation => {
+                f.write_str("starvation (a runnable task did not get to run)")
+            }
+            FailureKind::Verdict { root, cause: None } => write!(f, "{root}"),
+            FailureKind::Verdict {
+                root,
+                cause: Some(c),
+            } => write!(f, "{root} ({c})"),
+            FailureKind::Run(end) => f.write_str(end.describe()),
+        }
     }
 }
 
@@ -81,98 +144,84 @@ fn disable_cause(reason: &str) -> Option<&str> {
     rest.split(')').next().filter(|c| !c.is_empty())
 }
 
-/// The kind of a detach reason as `evaluate` receives it from the harness.
-fn detach_kind(reason: &str) -> String {
-    if disable_cause(reason) == Some("runnable task stall") {
-        return STARVATION.into();
+/// A scheduler's end as a kind: a detach whose reason says the kernel
+/// kicked it is the kick itself, seen in sysfs instead of the exit record.
+fn scheduler_end(root: VerdictKind, reason: &str) -> FailureKind {
+    if disable_cause(reason) == Some(STALL_CAUSE) {
+        return FailureKind::Starvation;
     }
-    let who = if reason.contains("kicked") {
-        "scheduler kicked"
-    } else if reason.contains("exited") {
-        "scheduler exited"
-    } else {
-        DETACHED
+    let root = match root {
+        VerdictKind::SchedulerDetached if reason.contains("kicked") => VerdictKind::SchedulerKicked,
+        VerdictKind::SchedulerDetached if reason.contains("exited") => VerdictKind::SchedulerExited,
+        other => other,
     };
-    match disable_cause(reason) {
-        Some(cause) => format!("{who} ({cause})"),
-        None => who.to_string(),
+    FailureKind::Verdict {
+        root,
+        cause: disable_cause(reason).map(str::to_owned),
     }
 }
 
-/// The kind of a kick whose reason the kernel gave, worded as [`detach_kind`]
-/// words the same kick seen only in sysfs, so both read alike.
-fn kicked_kind(reason: &str) -> Option<String> {
-    (!reason.is_empty()).then(|| detach_kind(&format!("kicked: disabled ({reason})")))
+/// A failure's kind; a scheduler's end carries the kernel's cause.
+fn failure_kind(f: &Failure) -> FailureKind {
+    match f {
+        Failure::SchedulerDetached { reason } => scheduler_end(f.kind(), reason),
+        Failure::SchedulerKicked { exit, .. } if !exit.reason.is_empty() => {
+            scheduler_end(f.kind(), &format!("disabled ({})", exit.reason))
+        }
+        Failure::NoProgress { .. } | Failure::Stuck { .. } => FailureKind::Starvation,
+        Failure::Monitor(m) if m.detector == ktstr_workload::MonitorDetector::Stall => {
+            FailureKind::Starvation
+        }
+        _ => FailureKind::Verdict {
+            root: f.kind(),
+            cause: None,
+        },
+    }
 }
 
-/// The kind of a failed verdict: a detach with a cause other than a stall
-/// (`scx_bpf_error`, ...) first, then starvation if any worker shows it
-/// (the detach may then carry no cause: "disabled at the end"), else the
-/// most severe failure (`failures` is ordered).
+/// The kind of a failed verdict (`failures` in root-cause order): a
+/// scheduler end with a cause other than a stall (`scx_bpf_error`, ...)
+/// first, then starvation if any failure shows it (the detach may then
+/// carry no cause: "disabled at the end"), else the root cause.
 pub fn verdict_kind(failures: &[Failure]) -> Option<FailureKind> {
-    let caused = failures.iter().find_map(|f| match f {
-        Failure::SchedulerDetached { reason } => disable_cause(reason)
-            .filter(|c| *c != "runnable task stall")
-            .map(|_| detach_kind(reason)),
-        Failure::SchedulerKicked { exit, .. } => {
-            kicked_kind(&exit.reason).filter(|k| k != STARVATION)
-        }
-        _ => None,
-    });
-    let starved = failures.iter().any(|f| match f {
-        Failure::NoProgress { .. } | Failure::Stuck { .. } => true,
-        Failure::SchedulerDetached { reason } => detach_kind(reason) == STARVATION,
-        Failure::SchedulerKicked { exit, .. } => {
-            kicked_kind(&exit.reason).as_deref() == Some(STARVATION)
-        }
-        Failure::Monitor(m) => m.detector == ktstr_workload::MonitorDetector::Stall,
-        _ => false,
-    });
-    let kind = match (caused, starved, failures.first()?) {
-        (Some(kind), _, _) => kind,
-        (None, true, _) => STARVATION.into(),
-        (None, false, Failure::SchedulerDetached { reason }) => detach_kind(reason),
-        (None, false, Failure::WorkerLost { .. }) => "worker lost".into(),
-        (None, false, Failure::OutsideCpuset { .. }) => "worker outside its cpuset".into(),
-        (None, false, Failure::Unfair { .. }) => "unfair".into(),
-        (None, false, Failure::WakeLatency { .. }) => "wake latency".into(),
-        (None, false, Failure::WorkerError { .. }) => "worker error".into(),
-        (None, false, Failure::NoProgress { .. } | Failure::Stuck { .. }) => STARVATION.into(),
-        (None, false, Failure::GuestCrashed { .. }) => "guest died".into(),
-        (None, false, Failure::SchedulerKicked { exit, .. }) => {
-            kicked_kind(&exit.reason).unwrap_or_else(|| "scheduler kicked".into())
-        }
-        (None, false, Failure::SchedulerExited { .. }) => "scheduler exited".into(),
-        (None, false, Failure::Monitor(m)) => format!("monitor {}", m.detector),
-        (None, false, Failure::Payload { .. }) => "payload failed".into(),
-    };
-    Some(FailureKind(kind))
+    let kinds: Vec<FailureKind> = failures.iter().map(failure_kind).collect();
+    let caused = kinds
+        .iter()
+        .find(|k| matches!(k, FailureKind::Verdict { cause: Some(_), .. }));
+    let starved = kinds.iter().find(|k| **k == FailureKind::Starvation);
+    caused.or(starved).or(kinds.first()).cloned()
 }
 
 /// The kind of a harness error that is the scheduler's or the guest's
 /// doing; `None` for errors that mean the run could not happen.
 pub fn error_kind(e: &HarnessError) -> Option<FailureKind> {
     let kind = match e {
-        HarnessError::SchedulerKicked { reason, .. } => detach_kind(&format!("kicked: {reason}")),
-        HarnessError::SchedulerExited { reason, .. } => detach_kind(&format!("exited: {reason}")),
-        HarnessError::SchedulerExitedBeforeAttach { .. } => {
-            "scheduler exited before attaching".into()
+        HarnessError::SchedulerKicked { reason, .. } => {
+            scheduler_end(VerdictKind::SchedulerKicked, reason)
         }
-        HarnessError::AttachTimeout { .. } => "scheduler did not attach".into(),
-        HarnessError::GuestDied { .. } | HarnessError::GuestGone { .. } => "guest died".into(),
-        HarnessError::GuestPanic(_) => "guest init panicked".into(),
-        HarnessError::Timeout { .. } => "timed out".into(),
+        HarnessError::SchedulerExited { reason, .. } => {
+            scheduler_end(VerdictKind::SchedulerExited, reason)
+        }
+        HarnessError::SchedulerExitedBeforeAttach { .. } => {
+            FailureKind::Run(RunEnd::ExitedBeforeAttach)
+        }
+        HarnessError::AttachTimeout { .. } => FailureKind::Run(RunEnd::NoAttach),
+        HarnessError::GuestDied { .. } | HarnessError::GuestGone { .. } => {
+            FailureKind::Run(RunEnd::GuestDied)
+        }
+        HarnessError::GuestPanic(_) => FailureKind::Run(RunEnd::InitPanicked),
+        HarnessError::Timeout { .. } => FailureKind::Run(RunEnd::TimedOut),
         // The guest's runner gives a worker 5 s to report ready: a worker
         // the scheduler never runs fails there before the watchdog fires.
         HarnessError::Guest { message, .. } if message.contains("did not start") => {
-            STARVATION.into()
+            FailureKind::Starvation
         }
         HarnessError::Guest { what, .. } if what.starts_with("scenario") => {
-            "guest could not run the scenario".into()
+            FailureKind::Run(RunEnd::ScenarioRefused)
         }
         _ => return None,
     };
-    Some(FailureKind(kind))
+    Some(kind)
 }
 
 /// Thresholds for generated scenarios: the stock ones without the
@@ -222,32 +271,53 @@ pub fn scheduler_label(path: &str) -> String {
 mod tests {
     use super::*;
 
+    fn kicked(cause: &str) -> FailureKind {
+        FailureKind::Verdict {
+            root: VerdictKind::SchedulerKicked,
+            cause: Some(cause.into()),
+        }
+    }
+
     #[test]
     fn kinds_keep_the_kernel_cause_and_drop_the_details() {
         let stall = "the kernel kicked scheduler qmap out: sched_ext: BPF scheduler \"qmap\" \
                      disabled (runnable task stall) kworker/0:1[12] failed to run for 5.2s";
-        assert_eq!(detach_kind(stall), STARVATION);
+        let detached = |reason: &str| Failure::SchedulerDetached {
+            reason: reason.into(),
+        };
         assert_eq!(
-            detach_kind("the kernel kicked scheduler qmap out: disabled (scx_bpf_error) boom"),
-            "scheduler kicked (scx_bpf_error)"
+            verdict_kind(&[detached(stall)]),
+            Some(FailureKind::Starvation)
+        );
+        assert_eq!(
+            verdict_kind(&[detached(
+                "the kernel kicked scheduler qmap out: disabled (scx_bpf_error) boom"
+            )]),
+            Some(kicked("scx_bpf_error"))
         );
         let other = stall
             .replace("5.2s", "6.0s")
             .replace("kworker/0:1[12]", "w[9]");
-        assert_eq!(detach_kind(stall), detach_kind(&other));
         assert_eq!(
-            detach_kind("scheduler qmap exited while attached (code 1): gone"),
-            "scheduler exited"
+            verdict_kind(&[detached(stall)]),
+            verdict_kind(&[detached(&other)])
+        );
+        assert_eq!(
+            verdict_kind(&[detached(
+                "scheduler qmap exited while attached (code 1): gone"
+            )]),
+            Some(FailureKind::Verdict {
+                root: VerdictKind::SchedulerExited,
+                cause: None
+            })
         );
         let f = [Failure::NoProgress {
             worker: "cg_0/0".into(),
         }];
-        assert_eq!(verdict_kind(&f), Some(FailureKind(STARVATION.into())));
+        assert_eq!(verdict_kind(&f), Some(FailureKind::Starvation));
         assert_eq!(verdict_kind(&[]), None);
         // A detach seen only in sysfs has no cause; stuck workers say why.
-        let at_end = Failure::SchedulerDetached {
-            reason: "sched_ext qmap was enabled at the start, disabled at the end".into(),
-        };
+        let at_end = detached("sched_ext qmap was enabled at the start, disabled at the end");
         let stuck = Failure::Stuck {
             worker: "cg_0/0".into(),
             gap_ms: 6079,
@@ -257,19 +327,33 @@ mod tests {
         };
         assert_eq!(
             verdict_kind(&[at_end.clone(), stuck.clone()]),
-            Some(FailureKind(STARVATION.into()))
+            Some(FailureKind::Starvation)
         );
-        let detached = verdict_kind(&[at_end]).expect("a kind");
-        assert_eq!(detached, FailureKind(DETACHED.into()));
-        assert!(detached.same_way(&FailureKind(STARVATION.into())));
-        assert!(FailureKind(STARVATION.into()).same_way(&detached));
-        assert!(!FailureKind("unfair".into()).same_way(&detached));
-        let bpf_error = Failure::SchedulerDetached {
-            reason: "the kernel kicked scheduler qmap out: disabled (scx_bpf_error) x".into(),
+        let reasonless = verdict_kind(&[at_end]).expect("a kind");
+        assert_eq!(
+            reasonless,
+            FailureKind::Verdict {
+                root: VerdictKind::SchedulerDetached,
+                cause: None
+            }
+        );
+        assert!(reasonless.same_way(&FailureKind::Starvation));
+        assert!(FailureKind::Starvation.same_way(&reasonless));
+        assert!(reasonless.same_way(&kicked("scx_bpf_error")));
+        let unfair = FailureKind::Verdict {
+            root: VerdictKind::Unfair,
+            cause: None,
         };
+        assert!(!unfair.same_way(&reasonless));
+        let bpf_error =
+            detached("the kernel kicked scheduler qmap out: disabled (scx_bpf_error) x");
         assert_eq!(
             verdict_kind(&[bpf_error, stuck]),
-            Some(FailureKind("scheduler kicked (scx_bpf_error)".into()))
+            Some(kicked("scx_bpf_error"))
+        );
+        assert_eq!(
+            kicked("scx_bpf_error").to_string(),
+            "scheduler_kicked (scx_bpf_error)"
         );
     }
 }

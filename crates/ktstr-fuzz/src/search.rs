@@ -174,7 +174,10 @@ mod tests {
                 .any(|st| st.cgroups.iter().map(|c| c.workers).sum::<u32>() >= 5);
             Ok(if crowded {
                 Outcome::Failed {
-                    kind: FailureKind("crowded".into()),
+                    kind: FailureKind::Verdict {
+                        root: ktstr_workload::FailureKind::Unfair,
+                        cause: None,
+                    },
                     headline: "crowded".into(),
                 }
             } else {
@@ -207,7 +210,7 @@ mod tests {
         for seed in [1, 7, 42] {
             let (found, judged) = run(seed);
             let s = &found.shrunk;
-            assert_eq!(found.kind.0, "crowded");
+            assert_eq!(found.kind.to_string(), "unfair");
             assert!(s.validate(&topo()).is_ok());
             // One step whose cgroups hold exactly 5 workers, at the
             // shortest duration, spinning on every CPU.

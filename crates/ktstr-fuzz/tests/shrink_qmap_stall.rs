@@ -15,7 +15,7 @@
 
 use std::time::Instant;
 
-use ktstr_fuzz::judge::STARVATION;
+use ktstr_fuzz::FailureKind;
 use ktstr_fuzz::realize::cgroup_count;
 use ktstr_fuzz::{Finding, FuzzRun, Limits, Search};
 use ktstr_testenv::{Need, Test};
@@ -65,7 +65,7 @@ fn a_seeded_stall_shrinks_to_two_steps_and_two_cgroups_deterministically() {
             found.shrink_runs,
             started.elapsed(),
         );
-        assert_eq!(found.kind.0, STARVATION, "{}", found.headline);
+        assert_eq!(found.kind, FailureKind::Starvation, "{}", found.headline);
         assert!(found.shrunk.steps.len() <= 2, "{test}");
         assert!(cgroup_count(&found.shrunk) <= 2, "{test}");
         assert!(

@@ -150,7 +150,7 @@ pub enum Failure {
 }
 
 /// A [`Failure`]'s kind: what `expect_fail` names and the JSON's `root_cause`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureKind {
     /// [`Failure::GuestCrashed`].
