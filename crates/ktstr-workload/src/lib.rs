@@ -44,4 +44,4 @@ pub use payload::{Figures, PayloadRecord, PayloadSpec};
 pub use report::{ScenarioReport, WorkerTelemetry};
 pub use runner::{RunError, RunOptions, run_scenario};
 pub use spec::{CgroupSpec, CpusetSpec, Op, Scenario, SpecError, Step, WorkKind};
-pub use verdict::{Failure, FailureKind, Thresholds, Verdict, evaluate};
+pub use verdict::{Failure, FailureKind, Thresholds, UnknownFailureKind, Verdict, evaluate};

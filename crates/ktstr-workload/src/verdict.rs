@@ -208,14 +208,13 @@ impl FailureKind {
     }
 
     /// The kind named `name`; the error lists the names.
-    pub fn from_name(name: &str) -> Result<FailureKind, String> {
+    pub fn from_name(name: &str) -> Result<FailureKind, UnknownFailureKind> {
         Self::ALL
             .iter()
             .find(|(_, n)| *n == name)
             .map(|(k, _)| *k)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Self::ALL.iter().map(|(_, n)| *n).collect();
-                format!("unknown verdict kind {name:?}; one of {}", names.join(", "))
+            .ok_or_else(|| UnknownFailureKind {
+                name: name.to_owned(),
             })
     }
 
@@ -230,6 +229,14 @@ impl FailureKind {
             _ => 4,
         }
     }
+}
+
+/// A name that is none of [`FailureKind::ALL`]'s.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown verdict kind {name:?}; one of {}", FailureKind::ALL.map(|(_, n)| n).join(", "))]
+pub struct UnknownFailureKind {
+    /// The name asked for.
+    pub name: String,
 }
 
 impl fmt::Display for FailureKind {
