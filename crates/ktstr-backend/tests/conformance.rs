@@ -507,7 +507,8 @@ fn topology_seen_by_guest(kind: BackendKind, text: &str) {
 }
 
 /// What `kind` needs for a test; `slow_boot` marks the ktstr-vmm boots that
-/// cost minutes on software KVM: there they wait for an opt-in (CI sets it).
+/// cost minutes on software KVM: there they wait for an opt-in (`.ci/run`
+/// sets it when its nested tier, which runs them with user space, is off).
 fn needs(kind: BackendKind, user_space: bool, slow_boot: bool) -> Vec<Need> {
     let mut needs = vec![Need::Kernel, Need::Busybox];
     match kind {
