@@ -51,7 +51,8 @@ impl std::str::FromStr for Suite {
 /// sessions on ktstr-vmm: exec and shell, scx_simple and scx_qmap
 /// lifecycles, the `scx_qmap -T` kick, a second session resuming the
 /// first one's snapshot; the backend conformance suite on ktstr-vmm with
-/// the wire echo and every CI topology preset; `tests/schedulers.rs`).
+/// the wire echo and every CI topology preset). Not yet
+/// `tests/schedulers.rs`: see [`SCHEDULER_SCENARIOS`].
 /// One entry per test binary: add a line to add one. Each skip says why.
 pub fn default_suites() -> Vec<Suite> {
     [
@@ -77,16 +78,23 @@ pub fn default_suites() -> Vec<Suite> {
          --skip out_of_memory_is_named_in_the_exec_result_and_as_a_death \
          --skip a_corrupt_truncated_or_foreign_snapshot_is_rebuilt \
          --skip sched_ext_toggles_50_times_in_one_smp_guest_without_a_kernel_crash",
-        // Skipped: `gauntlet_steady`, whose 30% cgroup fairness limit is
-        // missed intermittently (30-34% measured) when a 4-worker L2 guest
-        // shares L1's one emulated vCPU; it runs on QEMU. Each of its CI
-        // presets boots on ktstr-vmm in conformance's `vmm::topology_*`.
-        "ktstr-examples/schedulers=--skip gauntlet_steady",
+        // Not here: `tests/schedulers.rs` (`SCHEDULER_SCENARIOS`). Its
+        // verdicts rest on time: cgroup fairness limits and scenario time
+        // budgets, which a 2-vCPU L2 guest whose vCPUs share L1's one
+        // emulated vCPU does not give (2026-11-30, load 4: 2 of 8 failed,
+        // then 3 other of 8 on the rerun). Scheduler lifecycles on
+        // ktstr-vmm run in the harness suite above; the scenarios run on
+        // QEMU in the main tier.
     ]
     .iter()
     .filter_map(|s| s.parse().ok())
     .collect()
 }
+
+/// `tests/schedulers.rs` on ktstr-vmm, for `--suite`: left out of
+/// [`default_suites`] (see there); `gauntlet_steady` is skipped even then,
+/// its 30% fairness limit being missed most often in L1.
+pub const SCHEDULER_SCENARIOS: &str = "ktstr-examples/schedulers=--skip gauntlet_steady";
 
 /// A built suite: where its binary is.
 #[derive(Clone, Debug)]
@@ -189,7 +197,8 @@ mod tests {
         assert!("kernel_boot".parse::<Suite>().is_err());
         assert!("/x".parse::<Suite>().is_err());
         let defaults = default_suites();
-        assert_eq!(defaults.len(), 5);
+        assert_eq!(defaults.len(), 4);
+        assert!(SCHEDULER_SCENARIOS.parse::<Suite>().is_ok());
         assert_eq!(defaults[3].name(), "ktstr-harness/guest");
         assert_eq!(
             defaults[3].args.iter().filter(|a| *a == "--skip").count(),
