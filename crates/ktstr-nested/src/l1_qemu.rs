@@ -302,6 +302,17 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_download_says_the_network_may_be_missing_and_how_to_do_without() {
+        let d = tempfile::tempdir().expect("tempdir");
+        // Port 9 (discard) on loopback: nothing listens, curl exits 7.
+        let e = curl("http://127.0.0.1:9/Packages.xz", &d.path().join("p"))
+            .expect_err("nothing listens there");
+        let text = e.to_string();
+        assert!(text.contains("(no network?)"), "{text}");
+        assert!(text.contains(&format!("{ENV}=system")), "{text}");
+    }
+
+    #[test]
     fn a_checksum_is_lowercase_hex_of_the_file() {
         let d = tempfile::tempdir().expect("tempdir");
         let f = d.path().join("x");
