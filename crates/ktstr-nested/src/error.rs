@@ -35,6 +35,14 @@ pub enum Error {
         /// Where it was looked for.
         dir: PathBuf,
     },
+    /// L1's QEMU could not be fetched or run (see [`crate::l1_qemu`]).
+    #[error("L1's QEMU: {what}; to fix: {fix}")]
+    QemuFetch {
+        /// What failed.
+        what: String,
+        /// How to fix it or do without.
+        fix: String,
+    },
     /// `cargo test --no-run` built no executable for a requested suite.
     #[error("cargo built no test binary for {suite}")]
     NoTestBinary {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use ktstr_qemu::{Accel, ExitKind, Monitor, QemuBuilder};
 
 use crate::error::Error;
+use crate::l1_qemu::L1Qemu;
 use crate::watchdog::{Heartbeat, STALL_AFTER, Stall};
 
 /// How L1 runs.
@@ -23,6 +24,8 @@ pub struct L1Machine {
     /// the watchdog's ([`L1Machine::stall_after`]); this bounds a live but
     /// slow one (the default tier ran past 30 min at host load 7-10 on 2 cores).
     pub deadline: Duration,
+    /// The QEMU L1 runs under (see [`crate::l1_qemu`]).
+    pub qemu: L1Qemu,
     /// QEMU's `-cpu` for L1 (TCG): see [`L1_CPU`].
     pub cpu: String,
     /// L1 silent this long (no heartbeat) is killed as stalled.
@@ -45,6 +48,7 @@ impl Default for L1Machine {
             vcpus: 1,
             memory_mib: ktstr_qemu::MAX_MEMORY_MIB,
             deadline: Duration::from_secs(45 * 60),
+            qemu: L1Qemu::system(),
             cpu: L1_CPU.to_owned(),
             stall_after: STALL_AFTER,
             cmdline: String::new(),
@@ -74,7 +78,14 @@ pub fn run(
 ) -> Result<L1End, Error> {
     let (tx, rx) = channel();
     let heartbeat = Heartbeat::new();
-    let vm = QemuBuilder::new(vmlinuz)
+    let mut builder = QemuBuilder::new(vmlinuz);
+    if let Some(binary) = &machine.qemu.binary {
+        builder = builder.qemu_binary(binary.clone());
+    }
+    for arg in machine.qemu.firmware_args() {
+        builder = builder.extra_qemu_arg(arg);
+    }
+    let vm = builder
         .initramfs(initramfs.to_path_buf())
         .accel(Accel::Tcg)
         .vcpus(machine.vcpus)

@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::deb::{self, find_file};
 use crate::error::Error;
 use crate::host_command::run;
 
@@ -41,16 +42,7 @@ pub fn fetch(package: &str, dir: &Path, progress: &mut dyn FnMut(&str)) -> Resul
     if !unpacked.is_dir() {
         let deb = download(package, dir, progress)?;
         progress(&format!("unpack {}", deb.display()));
-        let partial = dir.join("unpacked.partial");
-        if partial.exists() {
-            std::fs::remove_dir_all(&partial)
-                .map_err(|e| Error::io("remove stale", &partial, e))?;
-        }
-        run(
-            "unpack the L1 kernel package",
-            Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&partial),
-        )?;
-        std::fs::rename(&partial, &unpacked).map_err(|e| Error::io("rename", &partial, e))?;
+        deb::unpack(&[deb], &unpacked)?;
     }
     let missing = |what: &str, dir: &Path| Error::PackageContent {
         package: package.to_owned(),
@@ -110,38 +102,4 @@ fn download(package: &str, dir: &Path, progress: &mut dyn FnMut(&str)) -> Result
         what: "a .deb after apt-get download".to_owned(),
         dir: dir.to_owned(),
     })
-}
-
-/// The first file under `dir` (recursively, in name order) whose file name
-/// satisfies `wanted`.
-fn find_file(dir: &Path, wanted: &dyn Fn(&str) -> bool) -> Option<PathBuf> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir).ok()?.flatten().collect();
-    entries.sort_by_key(|e| e.file_name());
-    let mut subdirs = Vec::new();
-    for e in entries {
-        let path = e.path();
-        if path.is_dir() {
-            subdirs.push(path);
-        } else if e.file_name().to_str().is_some_and(wanted) {
-            return Some(path);
-        }
-    }
-    subdirs.into_iter().find_map(|d| find_file(&d, wanted))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn find_file_searches_subdirectories_in_name_order() {
-        let d = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir_all(d.path().join("b/c")).expect("mkdir");
-        std::fs::create_dir_all(d.path().join("a")).expect("mkdir");
-        std::fs::write(d.path().join("b/c/kvm.ko.xz"), b"x").expect("write");
-        std::fs::write(d.path().join("a/kvm.ko.xz"), b"y").expect("write");
-        let found = find_file(d.path(), &|n| n == "kvm.ko.xz").expect("found");
-        assert_eq!(found, d.path().join("a/kvm.ko.xz"));
-        assert!(find_file(d.path(), &|n| n == "kvm-amd.ko.xz").is_none());
-    }
 }

@@ -5,7 +5,7 @@
 //! runs real guests (L2) inside it.
 //!
 //! The steps, each its own module: [`l1_kernel`] fetches and caches L1's
-//! kernel package; [`suite`] builds the chosen test binaries;
+//! kernel package, [`l1_qemu`] the QEMU it runs under; [`suite`] builds the chosen test binaries;
 //! [`l1_initramfs`] packs them with busybox, the modules, the L2 kernel and
 //! the schedulers under an [`init_script`]; [`l1_boot`] boots L1 and streams
 //! its console while [`watchdog`] checks that L1 still makes progress;
@@ -14,6 +14,7 @@
 
 #![warn(missing_docs)]
 
+mod deb;
 pub mod error;
 pub mod figures;
 mod host_command;
@@ -21,6 +22,7 @@ pub mod init_script;
 pub mod l1_boot;
 pub mod l1_initramfs;
 pub mod l1_kernel;
+pub mod l1_qemu;
 pub mod markers;
 pub mod suite;
 pub mod summary;

@@ -46,29 +46,55 @@ impl std::str::FromStr for Suite {
     }
 }
 
-/// Everything in the workspace that needs KVM with hardware semantics (issue 12).
-///
-/// Skipped: `gauntlet_steady`, whose 30% cgroup fairness limit is missed
-/// intermittently (30-34% measured) when a 4-worker L2 guest shares L1's
-/// one emulated vCPU; it runs on QEMU. The harness skips are said below.
+/// What needs KVM with hardware semantics: exactly issue 12's item-2 list
+/// (kernel-boot token at 1 and 2 vCPUs; the vmm snapshot test; harness
+/// sessions on ktstr-vmm: exec and shell, scx_simple and scx_qmap
+/// lifecycles, the `scx_qmap -T` kick, a second session resuming the
+/// first one's snapshot; the backend conformance suite on ktstr-vmm with
+/// the wire echo and every CI topology preset). Not yet
+/// `tests/schedulers.rs`: see [`SCHEDULER_SCENARIOS`].
+/// One entry per test binary: add a line to add one. Each skip says why.
 pub fn default_suites() -> Vec<Suite> {
     [
-        "ktstr-vmm/kernel_boot",
+        // Skipped: the tiny-init boots at 1 and 2 vCPUs need only KVM; they
+        // run on this host's KVM in the main tier (the compat layer's proof).
+        "ktstr-vmm/kernel_boot=kernel_boots_busybox_and_reports_nproc",
         "ktstr-vmm/kernel_snapshot",
         "ktstr-backend/conformance=vmm::",
-        // Not here: the backend-neutral resume test (the ktstr-vmm one,
-        // which runs, asserts the same resume, forced), the QEMU
-        // snapshot-file corruption test (QEMU's snapshot files), and the
+        // Skipped: the backend-neutral resume test (the ktstr-vmm one below
+        // asserts the resume and the clean slate); the clean-slate rounds
+        // and the death-naming tests (init panic, an init that never starts,
+        // a panic during exec, an unasked reset, OOM), whose harness code is
+        // backend-neutral and runs on QEMU in the main tier, while
+        // ktstr-vmm's own panic classification runs in conformance above;
+        // the QEMU snapshot-file corruption test (QEMU's files); the
         // 50-toggle regression for multi-threaded TCG (a QEMU hazard).
         "ktstr-harness/guest=--skip a_second_session_resumes_the_first_ones_snapshot \
+         --skip a_restored_session_leaves_nothing_for_the_next \
+         --skip init_panic_reaches_the_host_as_a_com2_line \
+         --skip an_init_that_never_starts_is_named_not_timed_out \
+         --skip a_kernel_panic_during_exec_is_named_at_once \
+         --skip a_reset_nobody_asked_for_is_named \
+         --skip out_of_memory_is_named_in_the_exec_result_and_as_a_death \
          --skip a_corrupt_truncated_or_foreign_snapshot_is_rebuilt \
          --skip sched_ext_toggles_50_times_in_one_smp_guest_without_a_kernel_crash",
-        "ktstr-examples/schedulers=--skip gauntlet_steady",
+        // Not here: `tests/schedulers.rs` (`SCHEDULER_SCENARIOS`). Its
+        // verdicts rest on time: cgroup fairness limits and scenario time
+        // budgets, which a 2-vCPU L2 guest whose vCPUs share L1's one
+        // emulated vCPU does not give (2026-11-30, load 4: 2 of 8 failed,
+        // then 3 other of 8 on the rerun). Scheduler lifecycles on
+        // ktstr-vmm run in the harness suite above; the scenarios run on
+        // QEMU in the main tier.
     ]
     .iter()
     .filter_map(|s| s.parse().ok())
     .collect()
 }
+
+/// `tests/schedulers.rs` on ktstr-vmm, for `--suite`: left out of
+/// [`default_suites`] (see there); `gauntlet_steady` is skipped even then,
+/// its 30% fairness limit being missed most often in L1.
+pub const SCHEDULER_SCENARIOS: &str = "ktstr-examples/schedulers=--skip gauntlet_steady";
 
 /// A built suite: where its binary is.
 #[derive(Clone, Debug)]
@@ -171,12 +197,14 @@ mod tests {
         assert!("kernel_boot".parse::<Suite>().is_err());
         assert!("/x".parse::<Suite>().is_err());
         let defaults = default_suites();
-        assert_eq!(defaults.len(), 5);
+        assert_eq!(defaults.len(), 4);
+        assert!(SCHEDULER_SCENARIOS.parse::<Suite>().is_ok());
         assert_eq!(defaults[3].name(), "ktstr-harness/guest");
         assert_eq!(
             defaults[3].args.iter().filter(|a| *a == "--skip").count(),
-            3
+            9
         );
+        assert_eq!(defaults[0].args, ["kernel_boots_busybox_and_reports_nproc"]);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! ktstr-nested-figures [--runs N] [--only boot,restore,harness] [--package DEB]
+//!                      [--l1-qemu system|backports|PATH]
 //!                      [--l1-memory-mib M] [--deadline-min MIN]
 //! ```
 //! The L2 kernel is `KTSTR_NESTED_KERNEL`, else the test kernel. Streams
@@ -16,12 +17,14 @@ use std::time::{Duration, Instant};
 use ktstr_nested::figures::{self, Groups, KERNEL_SNAPSHOT_FIGURE, Row};
 use ktstr_nested::l1_boot::{self, L1End, L1Machine};
 use ktstr_nested::markers::{FAIL, FIGURE};
-use ktstr_nested::{Error, init_script, l1_initramfs, l1_kernel, suite};
+use ktstr_nested::{Error, init_script, l1_initramfs, l1_kernel, l1_qemu, suite};
 
 struct Options {
     runs: u32,
     groups: Groups,
     package: String,
+    /// `--l1-qemu`: see `ktstr_nested::l1_qemu::resolve`.
+    qemu: Option<String>,
     machine: L1Machine,
 }
 
@@ -30,6 +33,7 @@ fn parse_args() -> Result<Options, String> {
         runs: 5,
         groups: Groups::ALL,
         package: l1_kernel::DEFAULT_PACKAGE.to_owned(),
+        qemu: None,
         machine: L1Machine {
             deadline: Duration::from_secs(60 * 60),
             ..L1Machine::default()
@@ -43,6 +47,7 @@ fn parse_args() -> Result<Options, String> {
             "--runs" => o.runs = number(value()?)? as u32,
             "--only" => o.groups = value()?.parse()?,
             "--package" => o.package = value()?,
+            "--l1-qemu" => o.qemu = Some(value()?),
             "--l1-memory-mib" => o.machine.memory_mib = number(value()?)?,
             "--deadline-min" => o.machine.deadline = Duration::from_secs(60 * number(value()?)?),
             _ => {
@@ -70,6 +75,11 @@ fn run(o: &Options, started: Instant) -> Result<(Vec<Row>, Vec<String>), Error> 
         ktstr_testenv::Missing::new("a cache directory", "set HOME or XDG_CACHE_HOME")
     })?;
     let kernel = l1_kernel::fetch(&o.package, &dir, &mut |p| progress(started, p))?;
+    let machine = L1Machine {
+        qemu: l1_qemu::resolve(o.qemu.as_deref(), &mut |p| progress(started, p))?,
+        ..o.machine.clone()
+    };
+    progress(started, &format!("L1 QEMU {}", machine.qemu.label));
     let root = std::env::current_dir().map_err(|e| Error::io("read", ".", e))?;
     progress(
         started,
@@ -101,12 +111,12 @@ fn run(o: &Options, started: Instant) -> Result<(Vec<Row>, Vec<String>), Error> 
         started,
         &format!(
             "boot L1 ({} vCPU, {} MiB, initramfs {mib} MiB); {} runs per figure",
-            o.machine.vcpus, o.machine.memory_mib, o.runs
+            machine.vcpus, machine.memory_mib, o.runs
         ),
     );
     let mut rows = Vec::new();
     let mut notes = vec![format!("host load at L1's start: {}", host_load())];
-    let end = l1_boot::run(&o.machine, &kernel.vmlinuz, cpio, &mut |line| {
+    let end = l1_boot::run(&machine, &kernel.vmlinuz, cpio, &mut |line| {
         println!("L1| {line}");
         if let Some(row) = Row::parse(line) {
             progress(

@@ -3,10 +3,12 @@
 //! ```text
 //! ktstr-nested [--suite PACKAGE/TEST[=ARGS]]... [--release] [--package DEB]
 //!              [--l1-vcpus N] [--l1-memory-mib M] [--l1-cpu QEMU-CPU]
-//!              [--l1-cmdline KERNEL-ARGS]
+//!              [--l1-cmdline KERNEL-ARGS] [--l1-qemu system|backports|PATH]
 //!              [--deadline-min MIN] [--repeat N] [--stall-retries N]
 //! ```
-//! Without `--suite`, every suite that needs hardware KVM. `--repeat N` runs
+//! Without `--suite`, every suite that needs hardware KVM. L1's QEMU is
+//! `--l1-qemu`, else `KTSTR_NESTED_QEMU`, else `backports` (see
+//! `ktstr_nested::l1_qemu`). `--repeat N` runs
 //! the list N times in one L1 (to count something intermittent). The L2 kernel is
 //! `KTSTR_NESTED_KERNEL`, else the test kernel (`KTSTR_KERNEL` / the cache);
 //! the schedulers come from `KTSTR_SCHEDULERS`. Prints a progress line per
@@ -25,6 +27,7 @@ use ktstr_nested::Error;
 use ktstr_nested::l1_boot::{self, L1End, L1Machine};
 use ktstr_nested::l1_initramfs::{self, Contents};
 use ktstr_nested::l1_kernel::{self, L1Kernel};
+use ktstr_nested::l1_qemu;
 use ktstr_nested::suite::{self, Suite};
 use ktstr_nested::summary::{Summary, TierFailure};
 use ktstr_qemu::ExitKind;
@@ -37,6 +40,8 @@ struct Options {
     suites: Vec<Suite>,
     release: bool,
     package: String,
+    /// `--l1-qemu`: see `ktstr_nested::l1_qemu::resolve`.
+    qemu: Option<String>,
     machine: L1Machine,
     repeat: usize,
     stall_retries: usize,
@@ -47,6 +52,7 @@ fn parse_args() -> Result<Options, String> {
         suites: Vec::new(),
         release: false,
         package: l1_kernel::DEFAULT_PACKAGE.to_owned(),
+        qemu: None,
         machine: L1Machine::default(),
         repeat: 1,
         stall_retries: STALL_RETRIES,
@@ -61,6 +67,7 @@ fn parse_args() -> Result<Options, String> {
             "--repeat" => o.repeat = number(value()?)?.max(1) as usize,
             "--stall-retries" => o.stall_retries = number(value()?)? as usize,
             "--package" => o.package = value()?,
+            "--l1-qemu" => o.qemu = Some(value()?),
             "--l1-vcpus" => o.machine.vcpus = number(value()?)? as u32,
             "--l1-memory-mib" => o.machine.memory_mib = number(value()?)?,
             "--l1-cpu" => o.machine.cpu = value()?,
@@ -98,6 +105,11 @@ fn run(o: &Options, started: Instant) -> Result<bool, Error> {
         ktstr_testenv::Missing::new("a cache directory", "set HOME or XDG_CACHE_HOME")
     })?;
     let kernel = l1_kernel::fetch(&o.package, &dir, &mut |p| progress(started, p))?;
+    let machine = L1Machine {
+        qemu: l1_qemu::resolve(o.qemu.as_deref(), &mut |p| progress(started, p))?,
+        ..o.machine.clone()
+    };
+    progress(started, &format!("L1 QEMU {}", machine.qemu.label));
     progress(started, &format!("L1 kernel {}", kernel.vmlinuz.display()));
 
     let names: Vec<String> = o.suites.iter().map(Suite::name).collect();
@@ -126,7 +138,7 @@ fn run(o: &Options, started: Instant) -> Result<bool, Error> {
             suites: &todo,
             repeat: o.repeat,
         };
-        let (part, end) = run_l1(o, &kernel, &contents, started)?;
+        let (part, end) = run_l1(&machine, &kernel, &contents, started)?;
         summary.broken.extend(part.broken.iter().cloned());
         let end = match end {
             L1End::Exited(ExitKind::Shutdown) => None,
@@ -203,7 +215,7 @@ fn run(o: &Options, started: Instant) -> Result<bool, Error> {
 
 /// Boots one L1 with `contents` and folds its console into a [`Summary`].
 fn run_l1(
-    o: &Options,
+    machine: &L1Machine,
     kernel: &L1Kernel,
     contents: &Contents<'_>,
     started: Instant,
@@ -222,11 +234,11 @@ fn run_l1(
         started,
         &format!(
             "boot L1 ({} vCPU, {} MiB, initramfs {mib} MiB, deadline {:?}, stalled after {:?} without a heartbeat)",
-            o.machine.vcpus, o.machine.memory_mib, o.machine.deadline, o.machine.stall_after
+            machine.vcpus, machine.memory_mib, machine.deadline, machine.stall_after
         ),
     );
     let mut summary = Summary::default();
-    let end = l1_boot::run(&o.machine, &kernel.vmlinuz, cpio, &mut |line| {
+    let end = l1_boot::run(machine, &kernel.vmlinuz, cpio, &mut |line| {
         println!("L1| {line}");
         let before = summary.suites.len();
         summary.feed(line);
