@@ -21,6 +21,7 @@ use ktstr_monitor::{
 use ktstr_workload::{MonitorDetector, MonitorFinding};
 use serde::Serialize;
 
+use crate::error::HarnessError;
 use crate::session::Session;
 
 /// What a test does with one detector's findings.
@@ -354,6 +355,19 @@ pub struct Monitored {
 }
 
 impl Monitored {
+    /// `e` ended the run early. When the monitor had already found what
+    /// fails the test, that finding is the root cause (a wedged guest
+    /// cannot start workers or finish its scenario): `e`'s text, for a note
+    /// under the verdict. Otherwise `e` stands.
+    pub(crate) fn explains(&self, e: HarnessError) -> Result<String, HarnessError> {
+        if self.failures.is_empty() {
+            Err(e)
+        } else {
+            tracing::warn!("the run ended early in a guest the monitor saw fail: {e}");
+            Ok(e.to_string())
+        }
+    }
+
     /// Lines under the verdict: report-only findings, the monitor's state
     /// when it could not sample, and the timeline.
     pub fn notes(&self) -> String {
@@ -425,6 +439,47 @@ mod tests {
         assert_eq!(
             verdict_finding(&imbalance).to_string(),
             "monitor: imbalance on all cpus from +0 ms for 2000 ms: cpu0 had 8 runnable, cpu1 0"
+        );
+    }
+
+    #[test]
+    fn a_run_cut_short_is_the_monitors_verdict_only_when_it_found_a_failure() {
+        let monitored = |failures: Vec<MonitorFinding>| Monitored {
+            record: MonitorRecord {
+                state: "sampled".into(),
+                period_ms: 100,
+                spec: MonitorSpec::DEFAULT,
+                findings: Vec::new(),
+                torn: 0,
+                samples: Vec::new(),
+                timeline: None,
+            },
+            failures,
+            reported: Vec::new(),
+            timeline: None,
+        };
+        let timeout = || HarnessError::Timeout {
+            what: "scenario \"steady\"".into(),
+            after: Duration::from_secs(48),
+        };
+        let clean = monitored(Vec::new());
+        assert!(matches!(
+            clean.explains(timeout()),
+            Err(HarnessError::Timeout { .. })
+        ));
+        let stall = Finding::Stall {
+            cpu: 0,
+            kind: StallKind::TaskWaiting,
+            from: Duration::from_secs(2),
+            samples: 20,
+            nr_running: 2,
+            curr: task(1, "init"),
+            waiting: Some(task(16, "rcu_sched")),
+        };
+        let wedged = monitored(vec![verdict_finding(&stall)]);
+        assert_eq!(
+            wedged.explains(timeout()).ok().as_deref(),
+            Some("timed out after 48s waiting for scenario \"steady\"")
         );
     }
 
