@@ -78,7 +78,17 @@ fn a_wedged_cpu_fails_with_the_monitors_finding_in_the_first_line() {
         "{}",
         o.rendered
     );
+    // When in the scenario it began (the stall starts as qmap attaches,
+    // before the scenario, so the time may be negative).
+    assert!(first.contains(" from scenario "), "{first}");
     let record = &o.monitored.record;
+    let started = record.scenario_started_ms.expect("the scenario started");
+    for f in &record.findings {
+        use ktstr_monitor::Finding::{DeepLocalDsq, Imbalance, Stall};
+        let (Stall { from, .. } | DeepLocalDsq { from, .. } | Imbalance { from, .. }) = &f.finding;
+        let from = from.as_millis() as i64;
+        assert_eq!(f.from_scenario_ms, Some(from - started), "{f:?}");
+    }
     // The monitor found it while qmap was still enabled: before the
     // kernel's watchdog kicked it out, not because of the kick.
     let kicked = record

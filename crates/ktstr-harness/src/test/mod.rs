@@ -220,7 +220,7 @@ pub fn try_run_scenario(t: &KtstrTest, scenario: Scenario) -> Result<TestOutcome
     );
     // The sampler thread is joined whatever the run's outcome.
     let json = result_path(t.name);
-    let monitored = watch.finish(t.name, &json);
+    let monitored = watch.finish(t.name, &json, session.scenario_started());
     // A run cut short (a worker that never started, a scenario past its
     // deadline) in a guest the monitor saw wedged is that wedge's verdict.
     let (mut watched, cut_short) = match watched {
