@@ -379,16 +379,19 @@ fn the_cache_builds_once_then_hits_and_rebuilds_a_corrupt_file() {
     assert_ne!(other.file_name(), key.file_name());
 }
 
+/// Prints "s", then counts forever at COUNTER.
+fn print_then_count(a: &mut CodeAssembler) -> Result<(), IcedError> {
+    out_str(a, COM1, b"s")?;
+    a.mov(rbx, COUNTER)?;
+    let mut l = a.create_label();
+    a.set_label(&mut l)?;
+    a.inc(qword_ptr(rbx))?;
+    a.jmp(l)
+}
+
 /// Counts forever at COUNTER after printing "s"; the host pauses it.
 fn endless_counter() -> Vec<u8> {
-    assemble(|a| {
-        out_str(a, COM1, b"s")?;
-        a.mov(rbx, COUNTER)?;
-        let mut l = a.create_label();
-        a.set_label(&mut l)?;
-        a.inc(qword_ptr(rbx))?;
-        a.jmp(l)
-    })
+    assemble(print_then_count)
 }
 
 fn a_host_requested_pause_snapshots_a_running_guest_mid_count() {
@@ -592,12 +595,7 @@ fn syscall_entry_then_count() -> Vec<u8> {
         a.mov(eax, SYSCALL_ENTRY as u32)?;
         a.mov(edx, (SYSCALL_ENTRY >> 32) as u32)?;
         a.wrmsr()?;
-        out_str(a, COM1, b"s")?;
-        a.mov(rbx, COUNTER)?;
-        let mut l = a.create_label();
-        a.set_label(&mut l)?;
-        a.inc(qword_ptr(rbx))?;
-        a.jmp(l)
+        print_then_count(a)
     })
 }
 
