@@ -90,14 +90,8 @@ impl HostRequests {
         key: String,
     ) -> Result<Receiver<Result<SnapshotInfo, SnapshotError>>, SnapshotError> {
         let (reply, answer) = channel();
-        self.queue(HostRequest::Snapshot { path, key, reply })
-            .map_err(|(closed, _)| {
-                if closed {
-                    SnapshotError::NotRunning
-                } else {
-                    SnapshotError::Busy
-                }
-            })?;
+        let request = HostRequest::Snapshot { path, key, reply };
+        self.queue(request, SnapshotError::NotRunning, SnapshotError::Busy)?;
         Ok(answer)
     }
 
@@ -108,23 +102,21 @@ impl HostRequests {
         index: u32,
     ) -> Result<Receiver<Result<u64, VcpuReadError>>, VcpuReadError> {
         let (reply, answer) = channel();
-        self.queue(HostRequest::ReadMsr { vcpu, index, reply })
-            .map_err(|(closed, _)| {
-                if closed {
-                    VcpuReadError::NotRunning { vcpu }
-                } else {
-                    VcpuReadError::Busy
-                }
-            })?;
+        let request = HostRequest::ReadMsr { vcpu, index, reply };
+        let closed = VcpuReadError::NotRunning { vcpu };
+        self.queue(request, closed, VcpuReadError::Busy)?;
         Ok(answer)
     }
 
-    /// Puts `request` in the slot; when it cannot be, whether the slot was
-    /// closed (else busy) and the request back.
-    fn queue(&self, request: HostRequest) -> Result<(), (bool, HostRequest)> {
+    /// Puts `request` in the slot, or says why not: `closed` (the run
+    /// ended) or `busy` (another request is pending).
+    fn queue<E>(&self, request: HostRequest, closed: E, busy: E) -> Result<(), E> {
         let mut slot = self.lock();
-        if slot.closed || slot.pending.is_some() {
-            return Err((slot.closed, request));
+        if slot.closed {
+            return Err(closed);
+        }
+        if slot.pending.is_some() {
+            return Err(busy);
         }
         slot.pending = Some(request);
         Ok(())
