@@ -49,31 +49,21 @@ fn detach_tolerated(t: &mut ktstr_harness::workload::Thresholds) {
     t.require_scheduler_attached = false;
 }
 
-/// scx_qmap never dispatches every 2nd user thread it is given (`-t 2`):
-/// those tasks stay runnable, unrun, on their CPU while the CPU runs others.
-/// The kernel's watchdog kicks qmap out seconds later; the detach is
-/// tolerated here so that the verdict shows what the monitor alone found.
-/// Reported ignored by name unless `KTSTR_UNREPEATABLE=1`: `scx_qmap -t 2`
-/// stalled a CPU in the monitor helper's runs, but in 2 of 2 runs after the
-/// merge (full and lean kernel, QEMU TCG) the monitor saw only a 4.7 s
-/// imbalance (cpu1 with 4 runnable, cpu0 idle) and no stall, so the test
-/// does not yet give one verdict every run.
-const NOT_YET_REPEATABLE: ktstr_testenv::Need = ktstr_testenv::Need::LargerRun {
-    var: "KTSTR_UNREPEATABLE",
-    value: "1",
-    what: "a test whose scenario does not yet stall a CPU every run",
-};
-
+/// The same wedge as [`QMAP_STALL`] (`scx_qmap -T 2`: every 2nd kernel
+/// thread it is given stays runnable, never dispatched, on its CPU), with
+/// the kernel's watchdog kick tolerated, so that the verdict shows what the
+/// monitor alone found, before the kick. The stranded kernel threads
+/// (rcu_sched, kworkers, ksoftirqd) can hold up the scenario itself: in 2
+/// of 8 runs a worker did not start within its 5 s or the scenario missed
+/// its deadline. The monitor's finding is then still the verdict's first
+/// line (the harness reports a run cut short in a guest the monitor saw
+/// wedged as that finding, with the error as a note), which is what this
+/// test checks. (`-t 2`, user threads, strands whichever user thread comes
+/// second: the guest agent as often as a worker.)
 const QMAP_WEDGE: KtstrTest = KtstrTest {
-    name: "qmap_user_stall",
-    topology: "1n1l2c1t",
-    scheduler: Some("scx_qmap"),
-    args: &["-t", "2"],
-    memory_mib: None,
+    name: "qmap_kthread_stall",
     step_ms: Some(8_000),
-    timeout_s: None,
     thresholds: detach_tolerated,
-    scenario: catalogue::steady,
     ..QMAP_STALL
 };
 
@@ -82,11 +72,23 @@ fn a_wedged_cpu_fails_with_the_monitors_finding_in_the_first_line() {
     eprint!("{}", o.rendered);
     let first = o.rendered.lines().next().unwrap_or_default();
     assert!(
-        first.starts_with("qmap_user_stall [1n1l2c1t scx_qmap -t 2] failed: monitor: stall on cpu"),
+        first.starts_with(
+            "qmap_kthread_stall [1n1l2c1t scx_qmap -T 2] failed: monitor: stall on cpu"
+        ),
         "{}",
         o.rendered
     );
+    // When in the scenario it began (the stall starts as qmap attaches,
+    // before the scenario, so the time may be negative).
+    assert!(first.contains(" from scenario "), "{first}");
     let record = &o.monitored.record;
+    let started = record.scenario_started_ms.expect("the scenario started");
+    for f in &record.findings {
+        use ktstr_monitor::Finding::{DeepLocalDsq, Imbalance, Stall};
+        let (Stall { from, .. } | DeepLocalDsq { from, .. } | Imbalance { from, .. }) = &f.finding;
+        let from = from.as_millis() as i64;
+        assert_eq!(f.from_scenario_ms, Some(from - started), "{f:?}");
+    }
     // The monitor found it while qmap was still enabled: before the
     // kernel's watchdog kicked it out, not because of the kick.
     let kicked = record
@@ -197,7 +199,7 @@ fn main() -> std::process::ExitCode {
         ),
         Test::new(
             "a_wedged_cpu_fails_with_the_monitors_finding_in_the_first_line",
-            &[needs(&QMAP_WEDGE), vec![NOT_YET_REPEATABLE]].concat(),
+            &needs(&QMAP_WEDGE),
             a_wedged_cpu_fails_with_the_monitors_finding_in_the_first_line,
         ),
         Test::new(

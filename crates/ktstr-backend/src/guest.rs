@@ -115,6 +115,14 @@ pub trait Guest: Send {
         self.memory().read(addr, buf)
     }
 
+    /// MSR `index` of vCPU `vcpu`, read while the guest runs (it may pause
+    /// it briefly); `Ok(None)` where the backend cannot read vCPU state
+    /// (QEMU). E.g. `MSR_LSTAR`, to cross-check the kernel's KASLR offset.
+    fn vcpu_msr(&self, vcpu: usize, index: u32) -> Result<Option<u64>, BackendError> {
+        let _ = (vcpu, index);
+        Ok(None)
+    }
+
     /// Pauses the guest, writes a snapshot into `dir` (created) and resumes
     /// it. A later [`BootSpec::restore_from`] with the same spec continues
     /// from this point, with a fresh bulk channel; a different spec is refused.

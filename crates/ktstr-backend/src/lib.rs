@@ -32,6 +32,8 @@ pub enum BackendError {
     Vmm(#[from] ktstr_vmm::VmmError),
     #[error("QEMU: {0}")]
     Qemu(#[from] ktstr_qemu::Error),
+    #[error("ktstr-vmm: {0}")]
+    VcpuRead(#[from] ktstr_vmm::VcpuReadError),
     #[error("guest memory read of {len} bytes at {addr:#x} failed: {source}")]
     Memory {
         addr: u64,

@@ -160,6 +160,10 @@ impl Guest for VmmGuest {
         Arc::new(self.memory.clone())
     }
 
+    fn vcpu_msr(&self, vcpu: usize, index: u32) -> Result<Option<u64>, BackendError> {
+        Ok(Some(self.handle.read_msr(vcpu, index)?))
+    }
+
     fn snapshot(&self, dir: &Path) -> Result<(), BackendError> {
         std::fs::create_dir_all(dir).map_err(|source| {
             VmmError::from(ktstr_vmm::SnapshotError::Io {

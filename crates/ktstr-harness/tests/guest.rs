@@ -763,12 +763,51 @@ fn vmm_needs() -> Vec<Need> {
     ]
 }
 
+/// The KASLR offset the monitor learns from `SysReady` (`_text`) agrees
+/// with the one vCPU state gives (`MSR_LSTAR` minus `entry_SYSCALL_64`) on
+/// every vCPU where the backend reads vCPU state (ktstr-vmm, hardware KVM:
+/// the nested tier runs it there); QEMU offers none and says so.
+fn the_kaslr_offset_agrees_with_msr_lstar_where_the_backend_reads_it() {
+    let _slot = vm_slot();
+    let env = test_env();
+    let (mut cfg, _cache) = config(&env, &[]);
+    cfg.vcpus = 2;
+    let backend = cfg.backend;
+    let mut s = Session::boot(&cfg).expect("boot");
+    let sys = s.sys_info();
+    let vmlinux = ktstr_monitor::Vmlinux::find_for(&env.kernel)
+        .and_then(|p| ktstr_monitor::Vmlinux::load(&p))
+        .expect("vmlinux");
+    let placement = ktstr_monitor::Placement {
+        text: sys.kernel_text,
+        phys_base: sys.kernel_phys_base,
+    };
+    let memory = ktstr_harness::test::BackendMemory(s.guest_memory().expect("running"));
+    let monitor = ktstr_monitor::Monitor::attach(std::sync::Arc::new(vmlinux), placement, &memory)
+        .expect("attach");
+    for vcpu in 0..2 {
+        let lstar = s.vcpu_msr(vcpu, ktstr_monitor::MSR_LSTAR).expect("read");
+        match (backend, lstar) {
+            (BackendKind::Vmm, Some(lstar)) => monitor
+                .check_lstar(lstar)
+                .unwrap_or_else(|e| panic!("vCPU {vcpu}: {e}")),
+            (BackendKind::Vmm, None) => panic!("ktstr-vmm read no MSR_LSTAR"),
+            (_, lstar) => assert_eq!(lstar, None, "QEMU reads no vCPU state"),
+        }
+    }
+    // The guest went on after the reads.
+    let r = s.exec(&["echo", "ok"], EXEC).expect("exec");
+    assert_eq!(text(&r.stdout).trim(), "ok");
+    s.shutdown().expect("shutdown");
+}
+
 fn main() -> std::process::ExitCode {
     let tests = [
         ktstr_testenv::tests![&needs(&[]); test_binary_is_init_and_exec_returns_output_and_codes, init_panic_reaches_the_host_as_a_com2_line, an_init_that_never_starts_is_named_not_timed_out, a_kernel_panic_during_exec_is_named_at_once, a_reset_nobody_asked_for_is_named, out_of_memory_is_named_in_the_exec_result_and_as_a_death],
         ktstr_testenv::tests![&needs(&[]); a_second_session_resumes_the_first_ones_snapshot, a_restored_session_leaves_nothing_for_the_next],
         ktstr_testenv::tests![&[needs(&[]), vec![Need::Probe(qemu_backend)]].concat(); a_corrupt_truncated_or_foreign_snapshot_is_rebuilt],
         ktstr_testenv::tests![&vmm_needs(); vmm_second_session_resumes_the_first_ones_snapshot],
+        ktstr_testenv::tests![&needs(&[]); the_kaslr_offset_agrees_with_msr_lstar_where_the_backend_reads_it],
         ktstr_testenv::tests![&needs(&["scx_simple", "scx_qmap"]); schedulers_attach_detach_and_early_exit_is_an_error],
         ktstr_testenv::tests![&needs(&["scx_qmap"]); kernel_kick_out_reaches_the_host_with_its_reason],
         ktstr_testenv::tests![&needs(&["scx_simple"]); sched_ext_toggles_50_times_in_one_smp_guest_without_a_kernel_crash],

@@ -14,6 +14,12 @@ use crate::{CpuSample, CurrentTask, Sample};
 pub struct Thresholds {
     /// Consecutive samples with the same rq clock and runnable tasks.
     pub stall_samples: usize,
+    /// A sched_ext task seen waiting, never run, in consecutive samples is
+    /// a stall once it has waited this long in the guest's own time (as
+    /// sched_ext's watchdog measures it), however few samples that took:
+    /// when the guest's clock outruns the host's, 20 host samples can come
+    /// after the watchdog's kick.
+    pub stall_wait_ms: u64,
     /// A local DSQ deeper than this ...
     pub dsq_depth: u32,
     /// ... for this many consecutive samples.
@@ -31,6 +37,9 @@ impl Default for Thresholds {
     fn default() -> Self {
         Thresholds {
             stall_samples: 20,
+            // 40% of sched_ext's shortest common watchdog timeout (5 s,
+            // scx_qmap's): found well before the kick.
+            stall_wait_ms: 2_000,
             dsq_depth: 32,
             dsq_samples: 10,
             imbalance_ratio: 4.0,
@@ -163,7 +172,14 @@ fn stalls(samples: &[Sample], t: &Thresholds) -> Vec<Finding> {
                     && match kind {
                         StallKind::ClockStopped => x.clock_ns == y.clock_ns,
                         StallKind::IdleWhileRunnable => x.curr.pid == 0 && y.curr.pid == 0,
-                        StallKind::TaskWaiting => x.waiting.is_some() && x.waiting == y.waiting,
+                        // The same task, runnable since the same jiffy: it
+                        // has not run in between (how long it waited grows).
+                        StallKind::TaskWaiting => match (&x.waiting, &y.waiting) {
+                            (Some(a), Some(b)) => {
+                                a.task == b.task && a.since_jiffies == b.since_jiffies
+                            }
+                            _ => false,
+                        },
                     }
             };
             let continues = std::iter::once(false).chain(samples.windows(2).map(|w| {
@@ -174,7 +190,15 @@ fn stalls(samples: &[Sample], t: &Thresholds) -> Vec<Finding> {
                 let guest_ran = matches!((a.jiffies, b.jiffies), (Some(ja), Some(jb)) if jb > ja);
                 guest_ran && stuck(x, y)
             }));
-            for (first, len) in runs(continues, t.stall_samples.saturating_sub(1)) {
+            let long_enough = |first: usize, len: usize| {
+                len + 1 >= t.stall_samples
+                    || kind == StallKind::TaskWaiting
+                        && waited_ms(&samples[first + len - 1], cpu) >= t.stall_wait_ms
+            };
+            for (first, len) in runs(continues, 1) {
+                if !long_enough(first, len) {
+                    continue;
+                }
                 let start = first - 1;
                 let span = start..first + len;
                 if reported
@@ -202,6 +226,14 @@ fn stalls(samples: &[Sample], t: &Thresholds) -> Vec<Finding> {
         }
     }
     out
+}
+
+/// How long `cpu`'s waiting task had waited at sample `s` (0 if unknown).
+fn waited_ms(s: &Sample, cpu: usize) -> u64 {
+    s.cpus
+        .get(cpu)
+        .and_then(|c| c.as_ref()?.waiting.as_ref()?.waited_ms)
+        .unwrap_or(0)
 }
 
 fn deep_dsqs(samples: &[Sample], t: &Thresholds) -> Vec<Finding> {
@@ -416,6 +448,7 @@ mod tests {
             c.waiting = Some(crate::WaitingTask {
                 task: waiter.clone(),
                 since_jiffies: 5,
+                waited_ms: None,
             });
         }
         let found = detect(&s, &few(4));
@@ -443,8 +476,43 @@ mod tests {
         s[2].cpus[0].as_mut().expect("cpu 0").waiting = Some(crate::WaitingTask {
             task: waiter.clone(),
             since_jiffies: 25,
+            waited_ms: None,
         });
         assert_eq!(detect(&s, &few(3)), vec![]);
+    }
+
+    #[test]
+    fn a_task_waiting_long_in_guest_time_is_a_stall_in_few_samples() {
+        // Three samples (far fewer than stall_samples) in which the guest's
+        // clock ran fast: the task had waited 0.4, 1.2 and 2.1 guest seconds.
+        let busy: [Cpu; 1] = [Some((2, 0, 0))];
+        let mut s = series(&[(10, &busy), (90, &busy), (180, &busy)]);
+        let waiter = CurrentTask {
+            pid: 16,
+            comm: "rcu_sched".into(),
+        };
+        for (sample, waited) in s.iter_mut().zip([400, 1200, 2100]) {
+            let c = sample.cpus[0].as_mut().expect("cpu 0");
+            c.waiting = Some(crate::WaitingTask {
+                task: waiter.clone(),
+                since_jiffies: 0,
+                waited_ms: Some(waited),
+            });
+        }
+        let t = Thresholds::default();
+        let found = detect(&s, &t);
+        assert!(
+            matches!(&found[..], [Finding::Stall { cpu: 0, kind: StallKind::TaskWaiting, samples: 3, from, .. }] if from.is_zero()),
+            "{found:?}"
+        );
+        // 1.2 s so far: not yet.
+        assert_eq!(detect(&s[..2], &t), vec![]);
+        // The guest's time unknown: the sample count decides, as before.
+        for sample in &mut s {
+            let c = sample.cpus[0].as_mut().expect("cpu 0");
+            c.waiting.as_mut().expect("waiting").waited_ms = None;
+        }
+        assert_eq!(detect(&s, &t), vec![]);
     }
 
     #[test]

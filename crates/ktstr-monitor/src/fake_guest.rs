@@ -35,6 +35,7 @@ fn vmlinux() -> Vmlinux {
             nr_cpu_ids: sym(0x1018),
             per_cpu_offset: sym(0x1020),
             jiffies: sym(0x1040),
+            tick_nsec: Some(sym(0x1050)),
             scx_enable_state: Some(sym(0x1048)),
             scx_ops: Some(sym(0x1100)),
             init_top_pgt: sym(0x2000),
@@ -87,6 +88,8 @@ fn memory() -> VecMemory {
     let rq1_va = VMALLOC + 0x4_5000;
     m.put_u64(img(0x1028), rq1_va - RUNQUEUES);
     m.put_u64(img(0x1040), 4242);
+    // HZ=100.
+    m.put_u64(img(0x1050), 10_000_000);
     m.put(img(0x1048), &2u32.to_le_bytes());
     m.put(img(0x1100), b"qmap\0\0\0\0");
     // 4-level tables from init_top_pgt (image + 0x2000) to rq1_va's page.
@@ -165,6 +168,8 @@ fn attach_finds_each_cpus_run_queue_and_a_sample_reads_them() {
         (w.task.pid, w.task.comm.as_str(), w.since_jiffies),
         (90, "waiter", 4000)
     );
+    // 242 jiffies of 10 ms before the sample's 4242.
+    assert_eq!(w.waited_ms, Some(2420));
     // CPU 1's rq is only reachable through the page tables.
     let c1 = s.cpus[1].as_ref().expect("cpu 1");
     assert_eq!((c1.nr_running, c1.clock_ns), (0, 2_000_000));

@@ -49,7 +49,7 @@ pub use detect::{Finding, StallKind, Thresholds, detect};
 pub use error::{AttachError, LoadError, MemoryError, ReadError};
 pub use layout::{KernelLayout, RqLayout, ScxRqLayout, ScxTaskLayout, TaskLayout};
 pub use memory::GuestMemoryReader;
-pub use monitor::{Monitor, Placement};
+pub use monitor::{MSR_LSTAR, Monitor, Placement};
 pub use sample::{CpuSample, CurrentTask, Sample, ScxStatus, WaitingTask};
 pub use sampler::{DEFAULT_PERIOD, Recording, SamplerHandle, SamplerPanicked};
 pub use symbols::KernelSymbols;

@@ -9,6 +9,10 @@ use crate::sample::{self, Sample};
 use crate::translate::{AddressSpace, PagingLevels};
 use crate::{AttachError, GuestMemoryReader, ReadError, Vmlinux};
 
+/// `MSR_LSTAR` (x86-64 architecture, not a kernel offset): the 64-bit
+/// syscall entry point, where the running kernel put `entry_SYSCALL_64`.
+pub const MSR_LSTAR: u32 = 0xc000_0082;
+
 /// Upper bound of a plausible `nr_cpu_ids` (the kernel's NR_CPUS limit).
 const MAX_CPUS: u32 = 8192;
 
@@ -31,6 +35,9 @@ pub struct Monitor {
     pub(crate) shift: u64,
     /// Virtual address of each CPU's `struct rq`, by CPU number.
     pub(crate) rqs: Vec<u64>,
+    /// Guest nanoseconds per jiffy (`tick_nsec`), where the kernel has it
+    /// and it is plausible (HZ between 10 and 10 000).
+    pub(crate) tick_ns: Option<u64>,
     pub(crate) started: Instant,
 }
 
@@ -89,6 +96,11 @@ impl Monitor {
                 Ok(off.wrapping_add(sym.runqueues))
             })
             .collect::<Result<Vec<_>, AttachError>>()?;
+        let tick_ns = match sym.tick_nsec {
+            Some(at) => Some(read(&space, "tick_nsec", at, 8)?),
+            None => None,
+        }
+        .filter(|ns| (100_000..=100_000_000).contains(ns));
         tracing::debug!(
             shift = format_args!("{shift:#x}"),
             page_offset_base = format_args!("{page_offset_base:#x}"),
@@ -101,6 +113,7 @@ impl Monitor {
             space,
             shift,
             rqs,
+            tick_ns,
             started: Instant::now(),
         })
     }
@@ -120,6 +133,11 @@ impl Monitor {
                 from_lstar: from_lstar as i64,
             })
         }
+    }
+
+    /// The instant sample times ([`Sample::at`]) count from: the attach.
+    pub fn started(&self) -> Instant {
+        self.started
     }
 
     /// CPUs the guest kernel has (`nr_cpu_ids`).

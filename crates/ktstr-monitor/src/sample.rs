@@ -31,6 +31,10 @@ pub struct WaitingTask {
     /// `scx.runnable_at`: the guest's jiffies when it became runnable.
     /// The same value in two samples means it has not run in between.
     pub since_jiffies: u64,
+    /// How long it had waited at this sample, in the guest's time (its
+    /// jiffies since `since_jiffies`): what sched_ext's watchdog measures.
+    /// `None` where the kernel's tick length or jiffies could not be read.
+    pub waited_ms: Option<u64>,
 }
 
 /// One CPU's run queue at one moment.
@@ -107,7 +111,12 @@ pub(crate) fn take(m: &Monitor, mem: &dyn GuestMemoryReader) -> Sample {
     let mut torn = 0;
     let cpus = (0..m.rqs.len())
         .map(|cpu| match read_cpu(m, mem, cpu) {
-            Ok(Some(s)) => Some(s),
+            Ok(Some(mut s)) => {
+                if let Some(w) = &mut s.waiting {
+                    w.waited_ms = waited_ms(m, jiffies, w.since_jiffies);
+                }
+                Some(s)
+            }
             Ok(None) => {
                 torn += 1;
                 None
@@ -126,6 +135,14 @@ pub(crate) fn take(m: &Monitor, mem: &dyn GuestMemoryReader) -> Sample {
         scx: read_scx(m, mem),
         torn,
     }
+}
+
+/// Guest milliseconds from jiffy `since` to jiffy `now`; `None` when
+/// either is unknown or `since` is later (a torn read).
+fn waited_ms(m: &Monitor, now: Option<u64>, since: u64) -> Option<u64> {
+    // Jiffies wrap: the difference as the kernel's time_after() takes it.
+    let jiffies = u64::try_from(now?.wrapping_sub(since) as i64).ok()?;
+    Some(jiffies.saturating_mul(m.tick_ns?) / 1_000_000)
 }
 
 /// `Ok(None)`: read, but implausible.
@@ -216,6 +233,7 @@ fn read_waiting(
     Ok(read_task(m, mem, task)?.map(|task| WaitingTask {
         task,
         since_jiffies,
+        waited_ms: None,
     }))
 }
 

@@ -31,6 +31,8 @@ pub struct KernelSymbols {
     pub runqueues: u64,
     /// `jiffies`: advances while any CPU ticks (the guest is making progress).
     pub jiffies: u64,
+    /// `tick_nsec`: nanoseconds per jiffy (1e9 / HZ), to turn jiffies into time.
+    pub tick_nsec: Option<u64>,
     /// `entry_SYSCALL_64`: what `MSR_LSTAR` points at, for the KASLR cross-check.
     pub entry_syscall_64: Option<u64>,
     /// sched_ext's enable state (`scx_ops_enable_state_var` in 6.12, `scx_enable_state_var` later).
@@ -53,6 +55,7 @@ impl KernelSymbols {
             "nr_cpu_ids",
             "runqueues",
             "jiffies",
+            "tick_nsec",
             "entry_SYSCALL_64",
             "scx_ops_enable_state_var",
             "scx_enable_state_var",
@@ -83,6 +86,7 @@ impl KernelSymbols {
             nr_cpu_ids: need("nr_cpu_ids")?,
             runqueues: need("runqueues")?,
             jiffies: need("jiffies")?,
+            tick_nsec: opt("tick_nsec"),
             entry_syscall_64: opt("entry_SYSCALL_64"),
             scx_enable_state: opt("scx_ops_enable_state_var").or(opt("scx_enable_state_var")),
             scx_ops: opt("scx_ops"),

@@ -74,6 +74,7 @@ pub use error::{
 pub use outcome::{ExitKind, Outcome, ShimUse, Timings};
 pub use snapshot::{
     AfterSnapshot, RestoreOptions, SnapshotError, SnapshotInfo, SnapshotPlan, SnapshotTrigger,
+    VcpuReadError,
 };
 pub use vcpu::panic_shim::{current_vcpu, install as install_panic_shim};
 pub use vcpu::state::InterruptHandle;

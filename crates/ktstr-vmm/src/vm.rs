@@ -25,6 +25,8 @@ use crate::loader::{self, KernelFormat};
 use crate::outcome::{ExitKind, Outcome, ShimUse, Timings};
 use crate::platform;
 use crate::profile::Profile;
+use crate::snapshot::VcpuReadError;
+use crate::snapshot::request::HostRequest;
 use crate::snapshot::request::HostRequests;
 use crate::snapshot::{AfterSnapshot, SnapshotInfo, SnapshotPlan, SnapshotTrigger};
 use crate::vcpu::run_loop::{VcpuContext, VcpuReport, run_vcpu};
@@ -285,14 +287,7 @@ impl Vm {
             // Every vCPU thread is joined: the machine is quiescent. A host
             // request is served first; the guest always continues after it.
             if let Some(request) = self.requests.take() {
-                let saved = self.save_snapshot(&request.path, &request.key, started.elapsed());
-                match &saved {
-                    Ok(info) => {
-                        tracing::info!(path = %info.path.display(), bytes = info.disk_bytes, "snapshot saved on request")
-                    }
-                    Err(e) => tracing::warn!(error = %e, "requested snapshot failed; resuming"),
-                }
-                request.answer(saved);
+                self.serve(request, started.elapsed());
                 state.rearm();
                 continue;
             }
@@ -411,6 +406,42 @@ impl Vm {
                 })
                 .collect()
         })
+    }
+
+    /// Serves a host request with every vCPU parked; the caller resumes.
+    fn serve(&mut self, request: HostRequest, now: Duration) {
+        // The caller may have given up waiting; nothing else to tell.
+        match request {
+            HostRequest::Snapshot { path, key, reply } => {
+                let saved = self.save_snapshot(&path, &key, now);
+                match &saved {
+                    Ok(info) => {
+                        tracing::info!(path = %info.path.display(), bytes = info.disk_bytes, "snapshot saved on request")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "requested snapshot failed; resuming"),
+                }
+                let _ = reply.send(saved);
+            }
+            HostRequest::ReadMsr { vcpu, index, reply } => {
+                let _ = reply.send(self.read_msr(vcpu, index));
+            }
+        }
+    }
+
+    /// MSR `index` of the parked vCPU `vcpu`.
+    fn read_msr(&self, vcpu: usize, index: u32) -> std::result::Result<u64, VcpuReadError> {
+        let fd = self.vcpus.get(vcpu).ok_or(VcpuReadError::NoVcpu { vcpu })?;
+        let read = crate::snapshot::vcpu_state::read_msrs(fd, &[index]).map_err(|source| {
+            VcpuReadError::Kvm {
+                vcpu,
+                index,
+                source,
+            }
+        })?;
+        match read.first() {
+            Some(entry) => Ok(entry.data),
+            None => Err(VcpuReadError::Refused { vcpu, index }),
+        }
     }
 
     /// Captures the parked machine and writes it to `path`, keyed by `key`.

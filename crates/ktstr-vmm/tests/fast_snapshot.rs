@@ -379,16 +379,19 @@ fn the_cache_builds_once_then_hits_and_rebuilds_a_corrupt_file() {
     assert_ne!(other.file_name(), key.file_name());
 }
 
+/// Prints "s", then counts forever at COUNTER.
+fn print_then_count(a: &mut CodeAssembler) -> Result<(), IcedError> {
+    out_str(a, COM1, b"s")?;
+    a.mov(rbx, COUNTER)?;
+    let mut l = a.create_label();
+    a.set_label(&mut l)?;
+    a.inc(qword_ptr(rbx))?;
+    a.jmp(l)
+}
+
 /// Counts forever at COUNTER after printing "s"; the host pauses it.
 fn endless_counter() -> Vec<u8> {
-    assemble(|a| {
-        out_str(a, COM1, b"s")?;
-        a.mov(rbx, COUNTER)?;
-        let mut l = a.create_label();
-        a.set_label(&mut l)?;
-        a.inc(qword_ptr(rbx))?;
-        a.jmp(l)
-    })
+    assemble(print_then_count)
 }
 
 fn a_host_requested_pause_snapshots_a_running_guest_mid_count() {
@@ -579,9 +582,63 @@ fn a_topology_vm_restores_with_the_same_apic_ids() {
     );
 }
 
+/// `MSR_LSTAR`: the 64-bit syscall entry point (a guest kernel puts its
+/// `entry_SYSCALL_64` there).
+const MSR_LSTAR: u32 = 0xc000_0082;
+/// What the guest writes into it: any canonical address will do.
+const SYSCALL_ENTRY: u64 = 0xffff_ffff_8123_4560;
+
+/// Sets `MSR_LSTAR` to [`SYSCALL_ENTRY`], prints "s", counts forever.
+fn syscall_entry_then_count() -> Vec<u8> {
+    assemble(|a| {
+        a.mov(ecx, MSR_LSTAR)?;
+        a.mov(eax, SYSCALL_ENTRY as u32)?;
+        a.mov(edx, (SYSCALL_ENTRY >> 32) as u32)?;
+        a.wrmsr()?;
+        print_then_count(a)
+    })
+}
+
+/// The pause machinery serves a register read too: each vCPU's `MSR_LSTAR`
+/// as the guest set it, the guest counting on after each read; typed errors
+/// for a vCPU the VM lacks and for a VM that ended.
+fn a_running_guests_msr_is_read_at_a_pause_and_the_guest_continues() {
+    let _slot = vm_slot();
+    let vm = raw_vm(syscall_entry_then_count())
+        .vcpus(2)
+        .build()
+        .expect("build");
+    let mem = vm.memory().clone();
+    let handle = vm.interrupt_handle();
+    let runner = std::thread::spawn(move || vm.run().expect("run"));
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    for vcpu in 0..2 {
+        let before = read_u64(&mem, COUNTER);
+        let lstar = handle.read_msr(vcpu, MSR_LSTAR).expect("read MSR_LSTAR");
+        assert_eq!(lstar, SYSCALL_ENTRY, "vCPU {vcpu}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(
+            read_u64(&mem, COUNTER) > before,
+            "the guest went on counting"
+        );
+    }
+    assert!(matches!(
+        handle.read_msr(7, MSR_LSTAR),
+        Err(ktstr_vmm::VcpuReadError::NoVcpu { vcpu: 7 })
+    ));
+    handle.kill();
+    let outcome = runner.join().expect("join");
+    assert_eq!(outcome.exit, ExitKind::Killed, "{outcome:?}");
+    assert_eq!(outcome.com1_text(), "ss", "both vCPUs ran");
+    assert!(matches!(
+        handle.read_msr(0, MSR_LSTAR),
+        Err(ktstr_vmm::VcpuReadError::NotRunning { vcpu: 0 })
+    ));
+}
+
 fn main() -> std::process::ExitCode {
     let tests = [
-        ktstr_testenv::tests![&[Need::Kvm]; two_restores_continue_counting_independently_from_the_snapshot, register_and_device_state_round_trip_exactly, a_com1_marker_snapshots_and_stops_and_the_restore_prints_the_rest, broken_files_give_typed_errors_before_anything_is_applied, a_snapshot_needing_cpu_features_this_host_lacks_is_refused, the_cache_builds_once_then_hits_and_rebuilds_a_corrupt_file, a_host_requested_pause_snapshots_a_running_guest_mid_count, a_vm_with_the_virtio_console_restores_only_with_a_console_attached, a_device_without_state_support_refuses_the_snapshot_and_leaves_no_file, a_topology_vm_restores_with_the_same_apic_ids],
+        ktstr_testenv::tests![&[Need::Kvm]; two_restores_continue_counting_independently_from_the_snapshot, register_and_device_state_round_trip_exactly, a_com1_marker_snapshots_and_stops_and_the_restore_prints_the_rest, broken_files_give_typed_errors_before_anything_is_applied, a_snapshot_needing_cpu_features_this_host_lacks_is_refused, the_cache_builds_once_then_hits_and_rebuilds_a_corrupt_file, a_host_requested_pause_snapshots_a_running_guest_mid_count, a_vm_with_the_virtio_console_restores_only_with_a_console_attached, a_device_without_state_support_refuses_the_snapshot_and_leaves_no_file, a_topology_vm_restores_with_the_same_apic_ids, a_running_guests_msr_is_read_at_a_pause_and_the_guest_continues],
     ];
     ktstr_testenv::run(tests.into_iter().flatten().collect())
 }

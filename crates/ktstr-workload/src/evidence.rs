@@ -242,6 +242,7 @@ mod tests {
             detector: crate::MonitorDetector::DeepLocalDsq,
             cpu: Some(1),
             from_ms: 1000,
+            from_scenario_ms: None,
             lasted_ms: 3000,
             detail: "local DSQ 40 deep".into(),
         };

@@ -38,6 +38,10 @@ pub struct MonitorFinding {
     pub cpu: Option<u32>,
     /// When it began, ms after the monitor attached.
     pub from_ms: u64,
+    /// When it began, ms after the scenario started (negative: before,
+    /// e.g. as the scheduler attached); `None` if no scenario started.
+    #[serde(default)]
+    pub from_scenario_ms: Option<i64>,
     /// How long it held, ms (sampled: a multiple of the period).
     pub lasted_ms: u64,
     /// What the monitor saw, e.g. `idle while 2 runnable; current swapper/1[0]`.
@@ -51,11 +55,11 @@ impl fmt::Display for MonitorFinding {
             Some(cpu) => write!(f, "cpu{cpu}")?,
             None => f.write_str("all cpus")?,
         }
-        write!(
-            f,
-            " from +{} ms for {} ms: {}",
-            self.from_ms, self.lasted_ms, self.detail
-        )
+        match self.from_scenario_ms {
+            Some(ms) => write!(f, " from scenario {ms:+} ms")?,
+            None => write!(f, " from +{} ms", self.from_ms)?,
+        }
+        write!(f, " for {} ms: {}", self.lasted_ms, self.detail)
     }
 }
 
@@ -69,9 +73,31 @@ mod tests {
             detector: MonitorDetector::Stall,
             cpu: Some(1),
             from_ms: 2300,
+            from_scenario_ms: None,
             lasted_ms: 2000,
             detail: "idle while 2 runnable; current swapper/1[0]".into(),
         }
+    }
+
+    #[test]
+    fn a_finding_reads_in_scenario_time_when_the_scenario_started() {
+        let mut f = stall();
+        assert!(
+            f.to_string().contains(" from +2300 ms for 2000 ms: "),
+            "{f}"
+        );
+        f.from_scenario_ms = Some(-300);
+        assert!(
+            f.to_string()
+                .contains(" from scenario -300 ms for 2000 ms: "),
+            "{f}"
+        );
+        f.from_scenario_ms = Some(1200);
+        assert!(
+            f.to_string()
+                .contains(" from scenario +1200 ms for 2000 ms: "),
+            "{f}"
+        );
     }
 
     #[test]

@@ -167,6 +167,7 @@ impl Session {
             scheduler: None,
             deadline: cfg.deadline,
             logs: Vec::new(),
+            scenario_sent: None,
             timings: BootTimings {
                 image: image_time,
                 boot: up,

@@ -118,6 +118,8 @@ pub struct Session {
     deadline: Duration,
     logs: Vec<String>,
     timings: BootTimings,
+    /// When the last scenario request went to the guest.
+    scenario_sent: Option<std::time::Instant>,
 }
 
 /// Where a session's start-up time went.
@@ -204,6 +206,21 @@ impl Session {
     /// once the VM ended.
     pub fn guest_memory(&self) -> Option<std::sync::Arc<dyn ktstr_backend::PhysMemory>> {
         self.guest.as_ref().map(|g| g.memory())
+    }
+
+    /// MSR `index` of vCPU `vcpu` where the backend can read it (ktstr-vmm),
+    /// `Ok(None)` where it cannot (QEMU) or the VM ended.
+    pub fn vcpu_msr(&self, vcpu: usize, index: u32) -> Result<Option<u64>, HarnessError> {
+        match &self.guest {
+            Some(g) => Ok(g.vcpu_msr(vcpu, index)?),
+            None => Ok(None),
+        }
+    }
+
+    /// When the last scenario was sent to the guest (it starts on receipt):
+    /// what the monitor's finding times count from.
+    pub fn scenario_started(&self) -> Option<std::time::Instant> {
+        self.scenario_sent
     }
 
     /// `Log` lines the guest sent (kept after its VM ends).

@@ -191,6 +191,7 @@ impl Session {
         let req = Request::RunScenario {
             scenario: scenario.clone(),
         };
+        self.scenario_sent = Some(std::time::Instant::now());
         match self.request(&req, wait)? {
             Reply::Scenario { report } => ktstr_workload::protocol::parse_report(report.as_bytes())
                 .map_err(|e| HarnessError::Protocol {

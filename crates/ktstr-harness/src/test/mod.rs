@@ -220,8 +220,18 @@ pub fn try_run_scenario(t: &KtstrTest, scenario: Scenario) -> Result<TestOutcome
     );
     // The sampler thread is joined whatever the run's outcome.
     let json = result_path(t.name);
-    let monitored = watch.finish(t.name, &json);
-    let mut watched = watched?;
+    let monitored = watch.finish(t.name, &json, session.scenario_started());
+    // A run cut short (a worker that never started, a scenario past its
+    // deadline) in a guest the monitor saw wedged is that wedge's verdict.
+    let (mut watched, cut_short) = match watched {
+        Ok(w) => (w, None),
+        Err(e) => {
+            let why = monitored.explains(e)?;
+            let report = ScenarioReport::not_run(&scenario.name, guest_topology.clone(), &why);
+            let evidence = ktstr_workload::RunEvidence::default();
+            (watched::Watched { report, evidence }, Some(why))
+        }
+    };
     if watched.evidence.crash.is_none() {
         // Everything the verdict needs has arrived: end the VM instead of
         // waiting for the guest to power off.
@@ -237,6 +247,9 @@ pub fn try_run_scenario(t: &KtstrTest, scenario: Scenario) -> Result<TestOutcome
     let verdict = judge(&report, &thresholds, &watched.evidence);
     let context = context(t);
     let mut rendered = verdict.render(t.name, &context, &report) + &monitored.notes();
+    if let Some(why) = cut_short {
+        rendered += &format!("  the run did not complete: {why}\n");
+    }
     let expected = t.expect.check(&verdict);
     match &expected {
         Ok(Some(line)) | Err(line) if t.expect != Expect::PASS => {

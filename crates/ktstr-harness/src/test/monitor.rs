@@ -12,15 +12,17 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
 use ktstr_backend::PhysMemory;
 use ktstr_monitor::{
-    DEFAULT_PERIOD, Finding, GuestMemoryReader, MemoryError, Monitor, Placement, Recording,
-    SamplerHandle, StallKind, Thresholds, Vmlinux, detect, render_svg,
+    DEFAULT_PERIOD, Finding, GuestMemoryReader, MSR_LSTAR, MemoryError, Monitor, Placement,
+    Recording, SamplerHandle, StallKind, Thresholds, Vmlinux, detect, render_svg,
 };
 use ktstr_workload::{MonitorDetector, MonitorFinding};
 use serde::Serialize;
 
+use crate::error::HarnessError;
 use crate::session::Session;
 
 /// What a test does with one detector's findings.
@@ -116,6 +118,10 @@ pub(crate) struct Watch {
     sampler: Option<SamplerHandle>,
     /// Why nothing is sampled, when the spec asked for sampling.
     unavailable: Option<String>,
+    /// The KASLR offset was confirmed from vCPU state (`MSR_LSTAR`).
+    lstar_checked: bool,
+    /// What sample times count from.
+    attached: Option<Instant>,
 }
 
 impl Watch {
@@ -126,10 +132,15 @@ impl Watch {
             spec,
             sampler: None,
             unavailable: None,
+            lstar_checked: false,
+            attached: None,
         };
         if spec.samples() {
             match Self::spawn(session, kernel) {
-                Ok(s) => watch.sampler = Some(s),
+                Ok((s, checked, attached)) => {
+                    (watch.sampler, watch.lstar_checked) = (Some(s), checked);
+                    watch.attached = Some(attached);
+                }
                 Err(reason) => {
                     tracing::warn!("monitor unavailable: {reason}");
                     watch.unavailable = Some(reason);
@@ -139,7 +150,9 @@ impl Watch {
         watch
     }
 
-    fn spawn(session: &Session, kernel: &Path) -> Result<SamplerHandle, String> {
+    /// The sampler, whether vCPU state confirmed the KASLR offset, and what
+    /// sample times count from.
+    fn spawn(session: &Session, kernel: &Path) -> Result<(SamplerHandle, bool, Instant), String> {
         let vmlinux = vmlinux_for(kernel).map_err(|e| e.to_string())?;
         let mem = BackendMemory(
             session
@@ -152,14 +165,41 @@ impl Watch {
             phys_base: sys.kernel_phys_base,
         };
         let monitor = Monitor::attach(vmlinux, placement, &mem).map_err(|e| e.to_string())?;
-        SamplerHandle::spawn(monitor, mem, DEFAULT_PERIOD)
-            .map_err(|e| format!("start the sampler thread: {e}"))
+        // Where the backend reads vCPU state (ktstr-vmm; one brief pause),
+        // MSR_LSTAR must give the same KASLR offset; a disagreement leaves
+        // the monitor unavailable, saying so, rather than reading wrong memory.
+        let lstar = session
+            .vcpu_msr(0, MSR_LSTAR)
+            .map_err(|e| format!("read MSR_LSTAR for the KASLR cross-check: {e}"))?;
+        if let Some(lstar) = lstar {
+            monitor.check_lstar(lstar).map_err(|e| e.to_string())?;
+        }
+        let attached = monitor.started();
+        let sampler = SamplerHandle::spawn(monitor, mem, DEFAULT_PERIOD)
+            .map_err(|e| format!("start the sampler thread: {e}"))?;
+        Ok((sampler, lstar.is_some(), attached))
     }
 
     /// Stops sampling, runs the detectors, writes the timeline beside
     /// `json` (the test's result file) and sorts findings by policy.
-    pub(crate) fn finish(mut self, test: &str, json: &Path) -> Monitored {
+    /// `scenario_started`: when the scenario began, which finding times
+    /// count from in the verdict.
+    pub(crate) fn finish(
+        mut self,
+        test: &str,
+        json: &Path,
+        scenario_started: Option<Instant>,
+    ) -> Monitored {
         let spec = self.spec;
+        // The scenario's start on the sample clock (ms; it may precede the
+        // attach only in principle: the scenario is sent after it).
+        let scenario_ms = self.attached.zip(scenario_started).map(|(a, s)| {
+            if s >= a {
+                (s - a).as_millis() as i64
+            } else {
+                -((a - s).as_millis() as i64)
+            }
+        });
         let (recording, state) = match (self.sampler.take(), self.unavailable.take()) {
             (Some(s), _) => match s.stop() {
                 Ok(r) => (r, "sampled".to_string()),
@@ -185,7 +225,7 @@ impl Watch {
         };
         let (mut failures, mut reported) = (Vec::new(), Vec::new());
         for (f, p) in &findings {
-            let v = verdict_finding(f);
+            let v = verdict_finding(f, scenario_ms);
             match p {
                 MonitorPolicy::Fail => failures.push(v),
                 _ => reported.push(v),
@@ -197,12 +237,18 @@ impl Watch {
         Monitored {
             record: MonitorRecord {
                 state,
+                lstar_checked: self.lstar_checked,
                 period_ms: DEFAULT_PERIOD.as_millis() as u64,
                 spec,
                 findings: findings
                     .into_iter()
-                    .map(|(finding, policy)| PolicedFinding { finding, policy })
+                    .map(|(finding, policy)| PolicedFinding {
+                        from_scenario_ms: scenario_ms.map(|s| finding_from(&finding) - s),
+                        finding,
+                        policy,
+                    })
                     .collect(),
+                scenario_started_ms: scenario_ms,
                 torn: recording.torn,
                 samples: recording.samples,
                 timeline: timeline.clone(),
@@ -225,7 +271,7 @@ impl Drop for Watch {
             for f in detect(&r.samples, &Thresholds::default()) {
                 tracing::warn!(
                     "monitor, before the test ended early: {}",
-                    verdict_finding(&f)
+                    verdict_finding(&f, None)
                 );
             }
         }
@@ -249,8 +295,23 @@ fn write_timeline(json: &Path, svg: &str) -> Option<PathBuf> {
     }
 }
 
-/// A finding as the verdict shows it.
-fn verdict_finding(f: &Finding) -> MonitorFinding {
+/// When `f` began, ms on the sample clock.
+fn finding_from(f: &Finding) -> i64 {
+    let (Finding::Stall { from, .. }
+    | Finding::DeepLocalDsq { from, .. }
+    | Finding::Imbalance { from, .. }) = f;
+    from.as_millis() as i64
+}
+
+/// A finding as the verdict shows it; `scenario_ms`: the scenario's start
+/// on the sample clock, which its time then counts from.
+fn verdict_finding(f: &Finding, scenario_ms: Option<i64>) -> MonitorFinding {
+    let mut v = finding_on_the_sample_clock(f);
+    v.from_scenario_ms = scenario_ms.map(|s| finding_from(f) - s);
+    v
+}
+
+fn finding_on_the_sample_clock(f: &Finding) -> MonitorFinding {
     let period = DEFAULT_PERIOD.as_millis() as u64;
     let task = |t: &ktstr_monitor::CurrentTask| format!("{}[{}]", t.comm, t.pid);
     match f {
@@ -277,6 +338,7 @@ fn verdict_finding(f: &Finding) -> MonitorFinding {
                 detector: MonitorDetector::Stall,
                 cpu: Some(*cpu as u32),
                 from_ms: from.as_millis() as u64,
+                from_scenario_ms: None,
                 lasted_ms: *samples as u64 * period,
                 detail: format!("{what}; current {}", task(curr)),
             }
@@ -290,6 +352,7 @@ fn verdict_finding(f: &Finding) -> MonitorFinding {
             detector: MonitorDetector::DeepLocalDsq,
             cpu: Some(*cpu as u32),
             from_ms: from.as_millis() as u64,
+            from_scenario_ms: None,
             lasted_ms: *samples as u64 * period,
             detail: format!("up to {max_depth} tasks queued"),
         },
@@ -302,6 +365,7 @@ fn verdict_finding(f: &Finding) -> MonitorFinding {
             detector: MonitorDetector::Imbalance,
             cpu: None,
             from_ms: from.as_millis() as u64,
+            from_scenario_ms: None,
             lasted_ms: *samples as u64 * period,
             detail: format!(
                 "cpu{} had {} runnable, cpu{} {}",
@@ -314,9 +378,11 @@ fn verdict_finding(f: &Finding) -> MonitorFinding {
 /// One finding with what the test made of it.
 #[derive(Debug, Serialize)]
 pub struct PolicedFinding {
-    /// What the detector saw.
+    /// What the detector saw (`from_ms` on the sample clock).
     #[serde(flatten)]
     pub finding: Finding,
+    /// When it began, ms after the scenario started (negative: before).
+    pub from_scenario_ms: Option<i64>,
     /// Fail or report.
     pub policy: MonitorPolicy,
 }
@@ -326,8 +392,13 @@ pub struct PolicedFinding {
 pub struct MonitorRecord {
     /// `sampled`, `off`, or `unavailable: <why>`.
     pub state: String,
+    /// The KASLR offset was confirmed by `MSR_LSTAR` (backends that read
+    /// vCPU state: ktstr-vmm; not QEMU).
+    pub lstar_checked: bool,
     /// Sampling period.
     pub period_ms: u64,
+    /// When the scenario started, on the sample clock (samples' `at_ms`).
+    pub scenario_started_ms: Option<i64>,
     /// The test's policies.
     pub spec: MonitorSpec,
     /// Every finding the policies did not turn off.
@@ -354,6 +425,19 @@ pub struct Monitored {
 }
 
 impl Monitored {
+    /// `e` ended the run early. When the monitor had already found what
+    /// fails the test, that finding is the root cause (a wedged guest
+    /// cannot start workers or finish its scenario): `e`'s text, for a note
+    /// under the verdict. Otherwise `e` stands.
+    pub(crate) fn explains(&self, e: HarnessError) -> Result<String, HarnessError> {
+        if self.failures.is_empty() {
+            Err(e)
+        } else {
+            tracing::warn!("the run ended early in a guest the monitor saw fail: {e}");
+            Ok(e.to_string())
+        }
+    }
+
     /// Lines under the verdict: report-only findings, the monitor's state
     /// when it could not sample, and the timeline.
     pub fn notes(&self) -> String {
@@ -408,7 +492,7 @@ mod tests {
         };
         assert_eq!(MonitorSpec::DEFAULT.policy(&stall), MonitorPolicy::Fail);
         assert_eq!(
-            verdict_finding(&stall).to_string(),
+            verdict_finding(&stall, None).to_string(),
             "monitor: stall on cpu1 from +2100 ms for 2000 ms: \
              scx_qmap[52] runnable but not run; current swapper/1[0]"
         );
@@ -423,8 +507,51 @@ mod tests {
             MonitorPolicy::Report
         );
         assert_eq!(
-            verdict_finding(&imbalance).to_string(),
+            verdict_finding(&imbalance, None).to_string(),
             "monitor: imbalance on all cpus from +0 ms for 2000 ms: cpu0 had 8 runnable, cpu1 0"
+        );
+    }
+
+    #[test]
+    fn a_run_cut_short_is_the_monitors_verdict_only_when_it_found_a_failure() {
+        let monitored = |failures: Vec<MonitorFinding>| Monitored {
+            record: MonitorRecord {
+                state: "sampled".into(),
+                lstar_checked: false,
+                period_ms: 100,
+                scenario_started_ms: None,
+                spec: MonitorSpec::DEFAULT,
+                findings: Vec::new(),
+                torn: 0,
+                samples: Vec::new(),
+                timeline: None,
+            },
+            failures,
+            reported: Vec::new(),
+            timeline: None,
+        };
+        let timeout = || HarnessError::Timeout {
+            what: "scenario \"steady\"".into(),
+            after: Duration::from_secs(48),
+        };
+        let clean = monitored(Vec::new());
+        assert!(matches!(
+            clean.explains(timeout()),
+            Err(HarnessError::Timeout { .. })
+        ));
+        let stall = Finding::Stall {
+            cpu: 0,
+            kind: StallKind::TaskWaiting,
+            from: Duration::from_secs(2),
+            samples: 20,
+            nr_running: 2,
+            curr: task(1, "init"),
+            waiting: Some(task(16, "rcu_sched")),
+        };
+        let wedged = monitored(vec![verdict_finding(&stall, None)]);
+        assert_eq!(
+            wedged.explains(timeout()).ok().as_deref(),
+            Some("timed out after 48s waiting for scenario \"steady\"")
         );
     }
 

@@ -29,6 +29,7 @@ use crate::config::ExtraDevice;
 use crate::devices::bus::{IoDevice, IoSpace};
 
 pub use machine::MachineState;
+pub use request::VcpuReadError;
 
 /// Why a snapshot could not be written or loaded.
 #[derive(Debug, thiserror::Error)]

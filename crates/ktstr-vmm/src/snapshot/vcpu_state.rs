@@ -81,7 +81,10 @@ pub(crate) fn readable_msrs(kvm: &Kvm, vcpu: &VcpuFd) -> Result<Vec<u32>, Snapsh
     Ok(accepted)
 }
 
-fn read_msrs(vcpu: &VcpuFd, indices: &[u32]) -> Result<Vec<kvm_msr_entry>, SnapshotError> {
+pub(crate) fn read_msrs(
+    vcpu: &VcpuFd,
+    indices: &[u32],
+) -> Result<Vec<kvm_msr_entry>, SnapshotError> {
     let entries: Vec<kvm_msr_entry> = indices
         .iter()
         .map(|&index| kvm_msr_entry {

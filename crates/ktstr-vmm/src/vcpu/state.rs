@@ -300,6 +300,18 @@ impl InterruptHandle {
             .unwrap_or(Err(crate::SnapshotError::NotRunning))
     }
 
+    /// Pauses the running VM, reads MSR `index` of vCPU `vcpu` and lets the
+    /// guest continue; blocks until it is read (one pause: every vCPU
+    /// leaves `KVM_RUN` for it). E.g. `MSR_LSTAR`, where the guest kernel
+    /// put its syscall entry, to check a KASLR offset learnt otherwise.
+    pub fn read_msr(&self, vcpu: usize, index: u32) -> Result<u64, crate::VcpuReadError> {
+        let answer = self.requests.submit_msr_read(vcpu, index)?;
+        self.state.request_pause();
+        answer
+            .recv()
+            .unwrap_or(Err(crate::VcpuReadError::NotRunning { vcpu }))
+    }
+
     /// True once the VM is ending, for whatever reason.
     pub fn is_stopping(&self) -> bool {
         self.state.is_stopping()
