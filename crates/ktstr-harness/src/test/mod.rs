@@ -73,6 +73,10 @@ pub struct KtstrTest {
     pub files: &'static [(&'static str, &'static str)],
     /// What the host-side monitor's findings do to the verdict.
     pub monitor: MonitorSpec,
+    /// Always attach the scheduler in this test's own VM, never resume a
+    /// snapshot taken right after an earlier test attached it (see
+    /// `session/attach_snapshot.rs`): for a test that asserts on the attach.
+    pub fresh_attach: bool,
 }
 
 fn no_threshold_overrides(_: &mut Thresholds) {}
@@ -102,6 +106,7 @@ impl KtstrTest {
             programs: &[],
             files: &[],
             monitor: MonitorSpec::DEFAULT,
+            fresh_attach: false,
         }
     }
 }
@@ -205,6 +210,9 @@ pub fn try_run_scenario(t: &KtstrTest, scenario: Scenario) -> Result<TestOutcome
         Duration::from_millis(steps_ms) + Duration::from_secs(300),
         Duration::from_secs,
     );
+    if let (Some(path), false) = (&scheduler, t.fresh_attach) {
+        cfg.attach_snapshot = Some(crate::session::AttachPoint::new(path, t.args));
+    }
     let mut session = Session::boot(&cfg)?;
     let boot = session.timings();
     clock.lap(Phase::VmStart);
@@ -229,7 +237,11 @@ pub fn try_run_scenario(t: &KtstrTest, scenario: Scenario) -> Result<TestOutcome
     }
     clock.lap(Phase::Shutdown);
     let report = watched.report;
-    clock.note(boot.restored, Duration::from_millis(report.wall_ms));
+    clock.note(
+        boot.restored,
+        boot.attach_resumed,
+        Duration::from_millis(report.wall_ms),
+    );
 
     let mut thresholds = Thresholds::default();
     (t.thresholds)(&mut thresholds);
@@ -245,16 +257,14 @@ pub fn try_run_scenario(t: &KtstrTest, scenario: Scenario) -> Result<TestOutcome
         _ => {}
     }
     let result = TestResult::new(t.name, &context, verdict.clone(), report.clone());
+    // Timed up to the write itself, which is the one step the file cannot include.
+    clock.lap(Phase::Result);
     let record = monitor::ResultFile {
         result: &result,
         monitor: &monitored.record,
+        phases: clock.timings(),
     };
-    let mut value = serde_json::to_value(&record)
-        .map_err(|e| HarnessError::io("encode the JSON result", std::io::Error::other(e)))?;
-    // Timed up to the write itself, which is the one step the file cannot include.
-    clock.lap(Phase::Result);
-    value["phases"] = clock.timings().to_json();
-    ktstr_workload::report::json(&json, &value)
+    ktstr_workload::report::json(&json, &record)
         .map_err(|e| HarnessError::io("write the JSON result", std::io::Error::other(e)))?;
     clock.lap(Phase::Result);
     Ok(TestOutcome {

@@ -378,6 +378,7 @@ pub(crate) struct ResultFile<'a> {
     #[serde(flatten)]
     pub(crate) result: &'a ktstr_workload::report::TestResult,
     pub(crate) monitor: &'a MonitorRecord,
+    pub(crate) phases: super::PhaseTimings,
 }
 
 #[cfg(test)]
