@@ -30,6 +30,7 @@ mod expect;
 pub mod gauntlet;
 mod monitor;
 pub mod phases;
+mod preload;
 pub mod registry;
 pub mod watchdog;
 mod watched;
@@ -196,6 +197,7 @@ pub fn try_run_scenario(t: &KtstrTest, scenario: Scenario) -> Result<TestOutcome
         .validate(&guest_topology)
         .map_err(|e| invalid(e.to_string()))?;
     let steps_ms: u64 = scenario.longest_ms();
+    let preload = preload::Preload::start(&kernel, t.monitor);
     clock.lap(Phase::Inputs);
 
     let _slot =
@@ -217,7 +219,9 @@ pub fn try_run_scenario(t: &KtstrTest, scenario: Scenario) -> Result<TestOutcome
     let boot = session.timings();
     clock.lap(Phase::VmStart);
     clock.split(Phase::VmStart, &boot.phases());
+    drop(preload);
     let watch = monitor::Watch::start(&session, &kernel, t.monitor);
+    clock.lap(Phase::MonitorStart);
     let watched = watched::run(
         &mut session,
         scheduler.as_deref(),

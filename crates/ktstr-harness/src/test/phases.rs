@@ -23,6 +23,9 @@ pub enum Phase {
     GuestReady,
     /// Cold boot only: writing the snapshot later sessions resume.
     SnapshotSave,
+    /// Attaching the host-side monitor to the guest (waiting for its
+    /// vmlinux, loaded meanwhile).
+    MonitorStart,
     /// Starting the scheduler until the kernel reports it attached.
     SchedulerAttach,
     /// The scenario, request to report (the guest's own `wall_ms` is inside it).
@@ -37,13 +40,14 @@ pub enum Phase {
 
 impl Phase {
     /// Every phase, in order.
-    pub const ALL: [Phase; 11] = [
+    pub const ALL: [Phase; 12] = [
         Phase::Inputs,
         Phase::Slot,
         Phase::Image,
         Phase::VmStart,
         Phase::GuestReady,
         Phase::SnapshotSave,
+        Phase::MonitorStart,
         Phase::SchedulerAttach,
         Phase::Scenario,
         Phase::SchedulerStop,
@@ -60,6 +64,7 @@ impl Phase {
             Phase::VmStart => "vm_start",
             Phase::GuestReady => "guest_ready",
             Phase::SnapshotSave => "snapshot_save",
+            Phase::MonitorStart => "monitor_start",
             Phase::SchedulerAttach => "scheduler_attach",
             Phase::Scenario => "scenario",
             Phase::SchedulerStop => "scheduler_stop",
