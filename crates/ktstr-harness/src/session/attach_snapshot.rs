@@ -25,8 +25,9 @@
 //!
 //! A failed attach never produces a snapshot ([`Session::attach`] saves only
 //! after `Attached`), and a test that asserts on the attach itself opts out
-//! (`KtstrTest::fresh_attach`). Attach snapshots share the snapshot root and
-//! its least-recently-used pruning ([`snapshots::touch_and_prune`]).
+//! (`KtstrTest::fresh_attach`). Attach snapshots live under the snapshot root,
+//! pruned least recently used apart from the machine snapshots
+//! ([`snapshots::touch_and_prune`]).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -83,7 +84,7 @@ impl AttachPoint {
         );
         let digest = Sha256::digest(material.as_bytes());
         let name: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
-        Some(machine.with_file_name(format!("{name}-attached")))
+        Some(machine.with_file_name(format!("{name}{}", snapshots::ATTACHED_SUFFIX)))
     }
 }
 
