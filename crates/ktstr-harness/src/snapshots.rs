@@ -52,12 +52,17 @@ pub fn default_root(initramfs_cache: &Path) -> PathBuf {
     )
 }
 
-/// Snapshots kept under a root; each holds a copy of guest RAM (sparse, but
-/// hundreds of MiB once a guest has run), so the least recently used go.
-/// Machine snapshots and attach snapshots (names ending in
-/// [`ATTACHED_SUFFIX`]) count separately, so that a suite's many
-/// scheduler/argument pairs never push out the machines every test resumes.
+/// Machine snapshots kept under a root; each holds a copy of guest RAM
+/// (sparse, but ~100 MiB once a guest has run), so the least recently used go.
 pub const KEEP: usize = 8;
+
+/// Attach snapshots (names ending in [`ATTACHED_SUFFIX`]) kept under a root,
+/// counted apart from machine snapshots so that they never push out the
+/// machines every test resumes. More than [`KEEP`]: a suite visits its points
+/// in turn, and least-recently-used eviction of a cycle longer than the
+/// budget misses every time (`tests/schedulers.rs` has 9 scheduler, argument
+/// and shape points on the CI presets, `tests/verdicts.rs` 3 more).
+pub const KEEP_ATTACHED: usize = 16;
 
 /// How an attach snapshot's directory name ends (see `session::AttachPoint`).
 pub const ATTACHED_SUFFIX: &str = "-attached";
@@ -67,8 +72,8 @@ fn is_attached(dir: &Path) -> bool {
         .is_some_and(|n| n.to_string_lossy().ends_with(ATTACHED_SUFFIX))
 }
 
-/// Marks `dir` as just used and removes all but the [`KEEP`] most recently used
-/// snapshots of its kind under its parent.
+/// Marks `dir` as just used and removes all but the [`KEEP`] (or
+/// [`KEEP_ATTACHED`]) most recently used snapshots of its kind under its parent.
 pub fn touch_and_prune(dir: &Path) {
     let now = std::time::SystemTime::now();
     if let Ok(f) = File::open(dir.join(SYS_FILE)) {
@@ -90,7 +95,12 @@ pub fn touch_and_prune(dir: &Path) {
         })
         .collect();
     found.sort_by_key(|(used, _)| std::cmp::Reverse(*used));
-    for (_, old) in found.into_iter().skip(KEEP) {
+    let keep = if is_attached(dir) {
+        KEEP_ATTACHED
+    } else {
+        KEEP
+    };
+    for (_, old) in found.into_iter().skip(keep) {
         discard(&old);
         let _ = std::fs::remove_file(old.with_extension("lock"));
     }
@@ -209,8 +219,8 @@ mod tests {
         for d in &machines {
             touch_and_prune(d);
         }
-        // More attach snapshots than KEEP push out only older attach snapshots.
-        let attached: Vec<_> = (0..KEEP + 2)
+        // More attach snapshots than KEEP_ATTACHED push out only older attach snapshots.
+        let attached: Vec<_> = (0..KEEP_ATTACHED + 2)
             .map(|i| {
                 std::thread::sleep(std::time::Duration::from_millis(5));
                 let d = make(&format!("a{i}{ATTACHED_SUFFIX}"));
