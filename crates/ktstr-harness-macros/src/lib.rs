@@ -333,8 +333,11 @@ mod tests {
             out.contains("duration_ms : :: core :: option :: Option :: Some (3000u64)"),
             "{out}"
         );
+        assert!(out.contains("fresh_attach : false"), "{out}");
         let out = expand_str(r#"expect_fail = "stuck""#).unwrap();
         assert!(out.contains("FailureKind :: Stuck"), "{out}");
+        let out = expand_str(r#"scheduler = "scx_simple", fresh_attach = true"#).unwrap();
+        assert!(out.contains("fresh_attach : true"), "{out}");
     }
 
     #[test]

@@ -55,6 +55,7 @@ pub struct TestAttr {
     expect: Expectations,
     programs: Vec<LitStr>,
     files: Vec<(LitStr, LitStr)>,
+    fresh_attach: bool,
 }
 
 fn float(meta: &ParseNestedMeta) -> syn::Result<f64> {
@@ -168,6 +169,7 @@ impl TestAttr {
             }
             "programs" => self.programs = crate::guest::programs(&value(&meta)?)?,
             "files" => self.files = crate::guest::files(&value(&meta)?)?,
+            "fresh_attach" => self.fresh_attach = boolean(&meta)?,
             other => {
                 return Err(meta.error(format!(
                     "unknown #[ktstr_test] key `{other}`; expected one of topology, gauntlet, \
@@ -176,7 +178,7 @@ impl TestAttr {
                      require_scheduler_attached, monitor, monitor_stall, monitor_dsq, \
                      monitor_imbalance, min_cpus, max_cpus, min_llcs, min_nodes, needs_smt, \
                      expect_fail, expect_scx_error, watchdog_timeout_ms, duration_ms, \
-                     programs, files"
+                     programs, files, fresh_attach"
                 )));
             }
         }
@@ -272,6 +274,7 @@ impl TestAttr {
             overrides.push(quote!(t.require_scheduler_attached = #v;));
         }
         let monitor = self.monitor.spec();
+        let fresh_attach = self.fresh_attach;
         quote! {
             ::ktstr_harness::test::KtstrTest {
                 name: #test_name,
@@ -293,6 +296,7 @@ impl TestAttr {
                 programs: &[#(#programs),*],
                 files: #files,
                 monitor: #monitor,
+                fresh_attach: #fresh_attach,
             }
         }
     }

@@ -52,12 +52,28 @@ pub fn default_root(initramfs_cache: &Path) -> PathBuf {
     )
 }
 
-/// Snapshots kept under a root; each holds a copy of guest RAM (sparse, but
-/// hundreds of MiB once a guest has run), so the least recently used go.
+/// Machine snapshots kept under a root; each holds a copy of guest RAM
+/// (sparse, but ~100 MiB once a guest has run), so the least recently used go.
 pub const KEEP: usize = 8;
 
-/// Marks `dir` as just used and removes all but the [`KEEP`] most recently used
-/// snapshots under its parent.
+/// Attach snapshots (names ending in [`ATTACHED_SUFFIX`]) kept under a root,
+/// counted apart from machine snapshots so that they never push out the
+/// machines every test resumes. More than [`KEEP`]: a suite visits its points
+/// in turn, and least-recently-used eviction of a cycle longer than the
+/// budget misses every time (`tests/schedulers.rs` has 9 scheduler, argument
+/// and shape points on the CI presets, `tests/verdicts.rs` 3 more).
+pub const KEEP_ATTACHED: usize = 16;
+
+/// How an attach snapshot's directory name ends (see `session::AttachPoint`).
+pub const ATTACHED_SUFFIX: &str = "-attached";
+
+fn is_attached(dir: &Path) -> bool {
+    dir.file_name()
+        .is_some_and(|n| n.to_string_lossy().ends_with(ATTACHED_SUFFIX))
+}
+
+/// Marks `dir` as just used and removes all but the [`KEEP`] (or
+/// [`KEEP_ATTACHED`]) most recently used snapshots of its kind under its parent.
 pub fn touch_and_prune(dir: &Path) {
     let now = std::time::SystemTime::now();
     if let Ok(f) = File::open(dir.join(SYS_FILE)) {
@@ -70,7 +86,7 @@ pub fn touch_and_prune(dir: &Path) {
     let mut found: Vec<(std::time::SystemTime, PathBuf)> = entries
         .flatten()
         .map(|e| e.path())
-        .filter(|p| exists(p))
+        .filter(|p| exists(p) && is_attached(p) == is_attached(dir))
         .map(|p| {
             let used = std::fs::metadata(p.join(SYS_FILE))
                 .and_then(|m| m.modified())
@@ -79,7 +95,12 @@ pub fn touch_and_prune(dir: &Path) {
         })
         .collect();
     found.sort_by_key(|(used, _)| std::cmp::Reverse(*used));
-    for (_, old) in found.into_iter().skip(KEEP) {
+    let keep = if is_attached(dir) {
+        KEEP_ATTACHED
+    } else {
+        KEEP
+    };
+    for (_, old) in found.into_iter().skip(keep) {
         discard(&old);
         let _ = std::fs::remove_file(old.with_extension("lock"));
     }
@@ -182,5 +203,33 @@ mod tests {
         assert_ne!(a, dir_for(tmp.path(), &spec(2), BackendKind::QemuTcg));
         assert_ne!(a, dir_for(tmp.path(), &spec(1), BackendKind::QemuKvm));
         let _l = DirLock::acquire(&a).unwrap();
+    }
+
+    #[test]
+    fn pruning_keeps_the_newest_of_each_kind() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sys = SysInfo::default();
+        let make = |name: &str| {
+            let d = tmp.path().join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            save_sys(&d, &sys).unwrap();
+            d
+        };
+        let machines: Vec<_> = (0..KEEP).map(|i| make(&format!("m{i}"))).collect();
+        for d in &machines {
+            touch_and_prune(d);
+        }
+        // More attach snapshots than KEEP_ATTACHED push out only older attach snapshots.
+        let attached: Vec<_> = (0..KEEP_ATTACHED + 2)
+            .map(|i| {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                let d = make(&format!("a{i}{ATTACHED_SUFFIX}"));
+                touch_and_prune(&d);
+                d
+            })
+            .collect();
+        assert!(machines.iter().all(|d| exists(d)));
+        assert!(!exists(&attached[0]) && !exists(&attached[1]));
+        assert!(attached[2..].iter().all(|d| exists(d)));
     }
 }

@@ -12,11 +12,13 @@ use common::{config, kernel_release, needs, powered_off_cleanly, scheduler, test
 use ktstr_backend::death::CrashKind;
 use ktstr_backend::{BackendKind, Exit};
 use ktstr_guest::proto::ProcExit;
+use ktstr_harness::session::AttachPoint;
 use ktstr_harness::{GuestDeath, GuestExit, HarnessError, Session, SessionConfig, ShellEnd};
 use ktstr_testenv::Need;
 use ktstr_wire::SchedState;
 
 const EXEC: Duration = Duration::from_secs(120);
+const ATTACH: Duration = Duration::from_secs(120);
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -638,21 +640,44 @@ fn second_sessions_resume(backend: Option<BackendKind>) {
 /// process one restored session leaves behind are absent in the next (and
 /// visible in the session that made them, so the look can fail).
 fn a_restored_session_leaves_nothing_for_the_next() {
+    restored_sessions_leave_nothing(None);
+}
+
+/// The same for sessions resumed from the snapshot taken right after
+/// scx_simple attached (the runner's second-level snapshot).
+fn a_resumed_attach_leaves_nothing_for_the_next() {
+    restored_sessions_leave_nothing(Some("scx_simple"));
+}
+
+/// Three restored sessions in turn each look for the previous one's
+/// marks, then leave them; with `attach`, every session resumes with that
+/// scheduler attached and still running it.
+fn restored_sessions_leave_nothing(attach: Option<&str>) {
     const LOOK: &str = "ls -d /tmp/ktstr-marker /sys/fs/cgroup/ktstr-marker 2>/dev/null; \
                         pidof sleep; echo end";
     const MARK: &str = "echo x > /tmp/ktstr-marker && mkdir /sys/fs/cgroup/ktstr-marker && \
                         { sleep 4242 </dev/null >/dev/null 2>&1 & }";
     let _slot = vm_slot();
     let env = test_env();
-    let (mut cfg, _cache) = config(&env, &[]);
+    let (mut cfg, _cache) = config(&env, attach.as_slice());
     cfg.snapshots = true;
-    powered_off_cleanly(Session::boot(&cfg).expect("cold boot"));
+    let point = attach.map(|name| AttachPoint::new(&scheduler(name), &[]));
+    cfg.attach_snapshot = point.clone();
+    let mut first = Session::boot(&cfg).expect("cold boot");
+    if let Some(p) = &point {
+        first.attach(&p.scheduler, &[], ATTACH).expect("attach");
+    }
+    powered_off_cleanly(first);
     for round in 0..3 {
         let mut s = Session::boot(&cfg).expect("restore");
         assert!(
             s.timings().restored,
             "round {round} booted instead of resuming"
         );
+        assert_eq!(s.timings().attach_resumed, point.is_some(), "round {round}");
+        if let Some(p) = &point {
+            s.attach(&p.scheduler, &[], ATTACH).expect("attached");
+        }
         let r = s.exec(&["sh", "-c", LOOK], EXEC).expect("look");
         assert_eq!(
             text(&r.stdout).trim(),
@@ -670,8 +695,85 @@ fn a_restored_session_leaves_nothing_for_the_next() {
             seen.lines().any(|l| l.trim().parse::<u32>().is_ok()),
             "no sleep pid: {r:?}"
         );
+        if point.is_some() {
+            s.watch_scheduler(Duration::from_millis(300))
+                .expect("the resumed scheduler still runs");
+        }
         s.end().expect("end from the host");
     }
+}
+
+/// What a check can see of a just-attached scheduler: the session's
+/// `Attached` and `SchedulerState` reports, the scheduler's stderr, and in
+/// the guest sched_ext's state, ops, `enable_seq` and the process.
+fn attach_view(s: &mut Session, att: &ktstr_harness::Attached) -> Vec<String> {
+    let mut view = vec![format!("{att:?}")];
+    view.extend(s.scheduler_events().map(|e| format!("{e:?}")));
+    view.push(format!("stderr {:?}", s.scheduler_stderr()));
+    let sysfs = format!(
+        "cd /sys/kernel/sched_ext && cat state root/ops enable_seq && \
+         tr '\\0' ' ' < /proc/{}/cmdline",
+        att.pid
+    );
+    let r = s.exec(&["sh", "-c", &sysfs], EXEC).expect("sysfs");
+    view.push(text(&r.stdout));
+    view
+}
+
+/// Issue 18: a session resumed from the attach snapshot sees exactly what
+/// the session that attached saw (host-side reports and the guest's
+/// sched_ext state), and can stop the scheduler as usual; a scheduler that
+/// fails to attach leaves no snapshot and fails again the next time.
+fn a_resumed_attach_looks_like_a_fresh_one_and_a_failed_attach_takes_none() {
+    let _slot = vm_slot();
+    let env = test_env();
+    let (mut cfg, _cache) = config(&env, &["scx_simple", "scx_qmap"]);
+    cfg.snapshots = true;
+    let simple = scheduler("scx_simple");
+    cfg.attach_snapshot = Some(AttachPoint::new(&simple, &[]));
+    let mut fresh = Session::boot(&cfg).expect("boot");
+    let att = fresh.attach(&simple, &[], ATTACH).expect("attach");
+    assert!(!fresh.timings().attach_resumed);
+    assert!(fresh.timings().attach_snapshot_save > Duration::ZERO);
+    let want = attach_view(&mut fresh, &att);
+    assert!(
+        want[want.len() - 1].starts_with("enabled\nsimple\n"),
+        "{want:?}"
+    );
+    fresh.end().expect("end");
+    for round in 0..2 {
+        let mut s = Session::boot(&cfg).expect("resume");
+        assert!(s.timings().attach_resumed, "round {round} attached again");
+        let again = s.attach(&simple, &[], ATTACH).expect("attached");
+        assert_eq!(again, att);
+        assert_eq!(attach_view(&mut s, &again), want, "round {round}");
+        let det = s.stop_scheduler(Duration::from_secs(10)).expect("stop");
+        assert_eq!(det.exit.code, Some(0), "{det:?}");
+        s.end().expect("end");
+    }
+
+    // scx_qmap rejects an unknown option before attaching.
+    let qmap = scheduler("scx_qmap");
+    cfg.attach_snapshot = Some(AttachPoint::new(&qmap, &["--no-such-option"]));
+    for round in 0..2 {
+        let mut s = Session::boot(&cfg).expect("boot");
+        assert!(!s.timings().attach_resumed, "round {round}");
+        let err = s
+            .attach(&qmap, &["--no-such-option"], ATTACH)
+            .expect_err("a bad option must not attach");
+        assert!(
+            matches!(err, HarnessError::SchedulerExitedBeforeAttach { .. }),
+            "round {round}: {err}"
+        );
+        s.end().expect("end");
+    }
+    let attached: Vec<_> = std::fs::read_dir(&cfg.snapshot_dir)
+        .expect("snapshot root")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with("-attached"))
+        .collect();
+    assert_eq!(attached.len(), 1, "only scx_simple's: {attached:?}");
 }
 
 /// The one finished snapshot under `root` (a private cache holds one machine).
@@ -810,6 +912,8 @@ fn main() -> std::process::ExitCode {
         ktstr_testenv::tests![&needs(&[]); the_kaslr_offset_agrees_with_msr_lstar_where_the_backend_reads_it],
         ktstr_testenv::tests![&needs(&["scx_simple", "scx_qmap"]); schedulers_attach_detach_and_early_exit_is_an_error],
         ktstr_testenv::tests![&needs(&["scx_qmap"]); kernel_kick_out_reaches_the_host_with_its_reason],
+        ktstr_testenv::tests![&needs(&["scx_simple"]); a_resumed_attach_leaves_nothing_for_the_next],
+        ktstr_testenv::tests![&needs(&["scx_simple", "scx_qmap"]); a_resumed_attach_looks_like_a_fresh_one_and_a_failed_attach_takes_none],
         ktstr_testenv::tests![&needs(&["scx_simple"]); sched_ext_toggles_50_times_in_one_smp_guest_without_a_kernel_crash],
         ktstr_testenv::tests![&[]; missing_scheduler_fails_before_any_vm_boots],
     ];

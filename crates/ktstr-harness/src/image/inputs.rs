@@ -28,7 +28,7 @@ const RECORD_DIR: &str = "inputs";
 static SEEN: Mutex<Option<HashMap<PathBuf, String>>> = Mutex::new(None);
 
 /// What identifies a file's contents without reading them.
-fn identity(path: &Path) -> Option<String> {
+pub(crate) fn identity(path: &Path) -> Option<String> {
     let m = std::fs::metadata(path).ok()?;
     Some(format!(
         "{}:{}:{}:{}.{}",

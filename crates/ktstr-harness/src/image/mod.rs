@@ -11,6 +11,8 @@
 
 mod inputs;
 
+pub(crate) use inputs::identity as file_identity;
+
 use std::path::{Path, PathBuf};
 
 use ktstr_initramfs::Archive;

@@ -3,12 +3,14 @@
 //! that snapshot for the next session.
 
 use std::collections::{HashMap, VecDeque};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ktstr_backend::death::console;
 use ktstr_backend::{BootSpec, Outcome};
 use ktstr_guest::init::INIT_ENV;
 
+use super::attach_snapshot::AttachSnapshot;
 use super::{BootTimings, Session, SessionConfig};
 use crate::error::HarnessError;
 use crate::events::{Event, EventStream, NoEvent, SysInfo};
@@ -44,7 +46,7 @@ impl Session {
         let image = img.build_cached(&cfg.cache_dir)?;
         let image_time = started.elapsed();
         tracing::info!(path = %image.path.display(), reused = image.reused, "initramfs");
-        let mut spec = BootSpec {
+        let spec = BootSpec {
             kernel: cfg.kernel.clone(),
             initramfs: Some(image.path.clone()),
             cmdline: format!("{} {INIT_ENV}=1", cfg.cmdline),
@@ -57,24 +59,48 @@ impl Session {
         if !cfg.snapshots {
             return Self::cold_boot(cfg, &spec, image, image_time);
         }
-        let dir = snapshots::dir_for(&cfg.snapshot_dir, &spec, cfg.backend);
-        let _building = snapshots::DirLock::acquire(&dir)?;
-        if snapshots::exists(&dir) {
-            if let Some(sys) = snapshots::load_sys(&dir) {
-                spec.restore_from = Some(dir.clone());
-                match Self::start(cfg, &spec, image.clone(), image_time) {
-                    Ok(mut s) => {
-                        s.sys = sys;
-                        s.timings.restored = true;
-                        snapshots::touch_and_prune(&dir);
-                        tracing::info!(dir = %dir.display(), "resumed snapshot");
-                        return Ok(s);
+        let machine = snapshots::dir_for(&cfg.snapshot_dir, &spec, cfg.backend);
+        let mut pending = AttachSnapshot::None;
+        if let Some(point) = &cfg.attach_snapshot {
+            if let Some(dir) = point.dir(&machine) {
+                let lock = snapshots::DirLock::acquire(&dir)?;
+                if let Some(mut s) = Self::resume(cfg, &spec, &image, image_time, &dir) {
+                    match s.load_attached(&dir) {
+                        Ok(()) => {
+                            s.attach_snapshot = AttachSnapshot::Resumed(point.clone());
+                            s.timings.attach_resumed = true;
+                            return Ok(s);
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "attach snapshot unusable; rebuilding");
+                            snapshots::discard(&dir);
+                        }
                     }
-                    Err(e) => tracing::warn!(error = %e, "snapshot did not restore; rebuilding"),
                 }
-                spec.restore_from = None;
+                pending = AttachSnapshot::Pending {
+                    point: point.clone(),
+                    dir,
+                    _lock: lock,
+                };
             }
-            snapshots::discard(&dir);
+        }
+        let mut s = Self::boot_machine(cfg, spec, image, image_time, &machine)?;
+        s.attach_snapshot = pending;
+        Ok(s)
+    }
+
+    /// Resume the machine's `SysReady` snapshot in `dir`, or boot it cold
+    /// and take that snapshot for the next session.
+    fn boot_machine(
+        cfg: &SessionConfig,
+        spec: BootSpec,
+        image: CachedImage,
+        image_time: Duration,
+        dir: &Path,
+    ) -> Result<Session, HarnessError> {
+        let _building = snapshots::DirLock::acquire(dir)?;
+        if let Some(s) = Self::resume(cfg, &spec, &image, image_time, dir) {
+            return Ok(s);
         }
         let mut s = Self::cold_boot(cfg, &spec, image, image_time)?;
         // The guest idles in its request loop: snapshot it for the next session.
@@ -82,24 +108,59 @@ impl Session {
         let building = dir.with_extension("building");
         snapshots::discard(&building);
         let saved = s
-            .guest
-            .as_ref()
-            .ok_or_else(|| HarnessError::GuestGone {
-                what: "snapshot".into(),
-            })
-            .and_then(|g| g.snapshot(&building).map_err(HarnessError::from))
+            .snapshot_guest(&building)
             .and_then(|()| snapshots::save_sys(&building, &s.sys))
             .and_then(|()| {
-                std::fs::rename(&building, &dir)
-                    .map_err(|e| HarnessError::io("publish snapshot", e))
+                std::fs::rename(&building, dir).map_err(|e| HarnessError::io("publish snapshot", e))
             })
-            .map(|()| snapshots::touch_and_prune(&dir));
+            .map(|()| snapshots::touch_and_prune(dir));
         if let Err(e) = saved {
             tracing::warn!(error = %e, "could not snapshot the booted guest; later sessions boot");
             snapshots::discard(&building);
         }
         s.timings.snapshot_save = saving.elapsed();
         Ok(s)
+    }
+
+    /// The session resumed from the snapshot in `dir` (caller holds its
+    /// lock); `None` if there is none, or it did not restore (then it is
+    /// removed, so the caller rebuilds it).
+    fn resume(
+        cfg: &SessionConfig,
+        spec: &BootSpec,
+        image: &CachedImage,
+        image_time: Duration,
+        dir: &Path,
+    ) -> Option<Session> {
+        if !snapshots::exists(dir) {
+            return None;
+        }
+        if let Some(sys) = snapshots::load_sys(dir) {
+            let spec = BootSpec {
+                restore_from: Some(dir.to_owned()),
+                ..spec.clone()
+            };
+            match Self::start(cfg, &spec, image.clone(), image_time) {
+                Ok(mut s) => {
+                    s.sys = sys;
+                    s.timings.restored = true;
+                    snapshots::touch_and_prune(dir);
+                    tracing::info!(dir = %dir.display(), "resumed snapshot");
+                    return Some(s);
+                }
+                Err(e) => tracing::warn!(error = %e, "snapshot did not restore; rebuilding"),
+            }
+        }
+        snapshots::discard(dir);
+        None
+    }
+
+    /// Snapshot the running guest into `dir` (see `Guest::snapshot`).
+    pub(super) fn snapshot_guest(&self, dir: &Path) -> Result<(), HarnessError> {
+        let guest = self.guest.as_ref().ok_or_else(|| HarnessError::GuestGone {
+            what: "snapshot".into(),
+        })?;
+        Ok(guest.snapshot(dir)?)
     }
 
     /// Boot `spec` and wait for the guest init's `SysReady`.
@@ -174,7 +235,10 @@ impl Session {
                 vm_start: up,
                 snapshot_save: Duration::ZERO,
                 restored: false,
+                attach_snapshot_save: Duration::ZERO,
+                attach_resumed: false,
             },
+            attach_snapshot: AttachSnapshot::None,
         })
     }
 }

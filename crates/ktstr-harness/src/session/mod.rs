@@ -2,12 +2,15 @@
 //!
 //! * `boot`: building the image, then booting or resuming the machine's
 //!   snapshot (and taking it after a cold boot).
+//! * `attach_snapshot`: the snapshot one step further, with the scheduler
+//!   just attached.
 //! * `requests`: the request/reply plumbing over the wire, and `exec` and
 //!   `run_scenario` on top of it.
 //! * `scheduler`: starting, watching and stopping the scheduler under test.
 //! * `end`: shutting the guest down and classifying how it ended, and the
 //!   error for a VM that ended while the host waited.
 
+mod attach_snapshot;
 mod boot;
 mod end;
 mod requests;
@@ -25,6 +28,7 @@ use crate::events::{EventStream, SchedEvent, SysInfo};
 use crate::image::{CachedImage, default_cache_dir};
 use crate::snapshots;
 
+pub use attach_snapshot::AttachPoint;
 pub use end::{GuestExit, RunResult, init_panic_message};
 pub use requests::ExecResult;
 pub use scheduler::{Attached, Detached};
@@ -69,6 +73,10 @@ pub struct SessionConfig {
     pub snapshots: bool,
     /// Where snapshots live.
     pub snapshot_dir: PathBuf,
+    /// With `snapshots`: resume the machine with this scheduler already
+    /// attached, or take that snapshot when [`Session::attach`] attaches it
+    /// (see `attach_snapshot.rs`). `None` by default.
+    pub attach_snapshot: Option<AttachPoint>,
 }
 
 impl SessionConfig {
@@ -95,6 +103,7 @@ impl SessionConfig {
             cmdline: "quiet".into(),
             snapshots: std::env::var("KTSTR_SNAPSHOTS").map_or(true, |v| v != "0"),
             snapshot_dir: snapshots::default_root(&default_cache_dir()),
+            attach_snapshot: None,
             cache_dir: default_cache_dir(),
         }
     }
@@ -120,6 +129,7 @@ pub struct Session {
     timings: BootTimings,
     /// When the last scenario request went to the guest.
     scenario_sent: Option<std::time::Instant>,
+    attach_snapshot: attach_snapshot::AttachSnapshot,
 }
 
 /// Where a session's start-up time went.
@@ -135,6 +145,10 @@ pub struct BootTimings {
     pub snapshot_save: Duration,
     /// The guest resumed a snapshot instead of booting.
     pub restored: bool,
+    /// Writing the attach snapshot (inside [`Session::attach`]).
+    pub attach_snapshot_save: Duration,
+    /// The snapshot resumed had the scheduler attached already.
+    pub attach_resumed: bool,
 }
 
 impl BootTimings {

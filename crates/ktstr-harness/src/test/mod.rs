@@ -30,6 +30,7 @@ mod expect;
 pub mod gauntlet;
 mod monitor;
 pub mod phases;
+mod preload;
 pub mod registry;
 pub mod watchdog;
 mod watched;
@@ -73,6 +74,10 @@ pub struct KtstrTest {
     pub files: &'static [(&'static str, &'static str)],
     /// What the host-side monitor's findings do to the verdict.
     pub monitor: MonitorSpec,
+    /// Always attach the scheduler in this test's own VM, never resume a
+    /// snapshot taken right after an earlier test attached it (see
+    /// `session/attach_snapshot.rs`): for a test that asserts on the attach.
+    pub fresh_attach: bool,
 }
 
 fn no_threshold_overrides(_: &mut Thresholds) {}
@@ -102,6 +107,7 @@ impl KtstrTest {
             programs: &[],
             files: &[],
             monitor: MonitorSpec::DEFAULT,
+            fresh_attach: false,
         }
     }
 }
@@ -191,6 +197,7 @@ pub fn try_run_scenario(t: &KtstrTest, scenario: Scenario) -> Result<TestOutcome
         .validate(&guest_topology)
         .map_err(|e| invalid(e.to_string()))?;
     let steps_ms: u64 = scenario.longest_ms();
+    let preload = preload::Preload::start(&kernel, t.monitor);
     clock.lap(Phase::Inputs);
 
     let _slot =
@@ -205,11 +212,16 @@ pub fn try_run_scenario(t: &KtstrTest, scenario: Scenario) -> Result<TestOutcome
         Duration::from_millis(steps_ms) + Duration::from_secs(300),
         Duration::from_secs,
     );
+    if let (Some(path), false) = (&scheduler, t.fresh_attach) {
+        cfg.attach_snapshot = Some(crate::session::AttachPoint::new(path, t.args));
+    }
     let mut session = Session::boot(&cfg)?;
     let boot = session.timings();
     clock.lap(Phase::VmStart);
     clock.split(Phase::VmStart, &boot.phases());
+    drop(preload);
     let watch = monitor::Watch::start(&session, &kernel, t.monitor);
+    clock.lap(Phase::MonitorStart);
     let watched = watched::run(
         &mut session,
         scheduler.as_deref(),
@@ -239,7 +251,11 @@ pub fn try_run_scenario(t: &KtstrTest, scenario: Scenario) -> Result<TestOutcome
     }
     clock.lap(Phase::Shutdown);
     let report = watched.report;
-    clock.note(boot.restored, Duration::from_millis(report.wall_ms));
+    clock.note(
+        boot.restored,
+        boot.attach_resumed,
+        Duration::from_millis(report.wall_ms),
+    );
 
     let mut thresholds = Thresholds::default();
     (t.thresholds)(&mut thresholds);
@@ -258,16 +274,14 @@ pub fn try_run_scenario(t: &KtstrTest, scenario: Scenario) -> Result<TestOutcome
         _ => {}
     }
     let result = TestResult::new(t.name, &context, verdict.clone(), report.clone());
+    // Timed up to the write itself, which is the one step the file cannot include.
+    clock.lap(Phase::Result);
     let record = monitor::ResultFile {
         result: &result,
         monitor: &monitored.record,
+        phases: clock.timings(),
     };
-    let mut value = serde_json::to_value(&record)
-        .map_err(|e| HarnessError::io("encode the JSON result", std::io::Error::other(e)))?;
-    // Timed up to the write itself, which is the one step the file cannot include.
-    clock.lap(Phase::Result);
-    value["phases"] = clock.timings().to_json();
-    ktstr_workload::report::json(&json, &value)
+    ktstr_workload::report::json(&json, &record)
         .map_err(|e| HarnessError::io("write the JSON result", std::io::Error::other(e)))?;
     clock.lap(Phase::Result);
     Ok(TestOutcome {

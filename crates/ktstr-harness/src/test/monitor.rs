@@ -61,7 +61,7 @@ impl MonitorSpec {
         imbalance: MonitorPolicy::Report,
     };
 
-    fn samples(&self) -> bool {
+    pub(super) fn samples(&self) -> bool {
         [self.stall, self.deep_dsq, self.imbalance]
             .iter()
             .any(|p| *p != MonitorPolicy::Off)
@@ -98,7 +98,7 @@ impl GuestMemoryReader for BackendMemory {
 }
 
 /// Parsing a vmlinux's BTF takes a while: once per kernel per process.
-fn vmlinux_for(kernel: &Path) -> Result<Arc<Vmlinux>, ktstr_monitor::LoadError> {
+pub(super) fn vmlinux_for(kernel: &Path) -> Result<Arc<Vmlinux>, ktstr_monitor::LoadError> {
     static LOADED: OnceLock<Mutex<HashMap<PathBuf, Arc<Vmlinux>>>> = OnceLock::new();
     let path = Vmlinux::find_for(kernel)?;
     let cache = LOADED.get_or_init(Default::default);
@@ -462,6 +462,7 @@ pub(crate) struct ResultFile<'a> {
     #[serde(flatten)]
     pub(crate) result: &'a ktstr_workload::report::TestResult,
     pub(crate) monitor: &'a MonitorRecord,
+    pub(crate) phases: super::PhaseTimings,
 }
 
 #[cfg(test)]

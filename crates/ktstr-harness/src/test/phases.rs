@@ -23,6 +23,9 @@ pub enum Phase {
     GuestReady,
     /// Cold boot only: writing the snapshot later sessions resume.
     SnapshotSave,
+    /// Attaching the host-side monitor to the guest (waiting for its
+    /// vmlinux, loaded meanwhile).
+    MonitorStart,
     /// Starting the scheduler until the kernel reports it attached.
     SchedulerAttach,
     /// The scenario, request to report (the guest's own `wall_ms` is inside it).
@@ -37,13 +40,14 @@ pub enum Phase {
 
 impl Phase {
     /// Every phase, in order.
-    pub const ALL: [Phase; 11] = [
+    pub const ALL: [Phase; 12] = [
         Phase::Inputs,
         Phase::Slot,
         Phase::Image,
         Phase::VmStart,
         Phase::GuestReady,
         Phase::SnapshotSave,
+        Phase::MonitorStart,
         Phase::SchedulerAttach,
         Phase::Scenario,
         Phase::SchedulerStop,
@@ -60,6 +64,7 @@ impl Phase {
             Phase::VmStart => "vm_start",
             Phase::GuestReady => "guest_ready",
             Phase::SnapshotSave => "snapshot_save",
+            Phase::MonitorStart => "monitor_start",
             Phase::SchedulerAttach => "scheduler_attach",
             Phase::Scenario => "scenario",
             Phase::SchedulerStop => "scheduler_stop",
@@ -78,6 +83,8 @@ pub struct PhaseTimings {
     pub phases: [Duration; Phase::ALL.len()],
     /// The guest resumed a snapshot instead of booting.
     pub restored: bool,
+    /// That snapshot had the scheduler attached already.
+    pub attach_resumed: bool,
     /// The scenario's own wall time, as the guest measured it.
     pub scenario_wall: Duration,
 }
@@ -103,6 +110,7 @@ impl PhaseTimings {
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         let mut m = serde_json::Map::new();
         m.insert("restored".into(), self.restored.into());
+        m.insert("attach_resumed".into(), self.attach_resumed.into());
         m.insert("process_start_ms".into(), self.process_start.map(ms).into());
         for p in Phase::ALL {
             m.insert(format!("{}_ms", p.name()), ms(self.get(p)).into());
@@ -111,6 +119,13 @@ impl PhaseTimings {
         m.insert("total_ms".into(), ms(self.total()).into());
         m.insert("overhead_ms".into(), ms(self.overhead()).into());
         serde_json::Value::Object(m)
+    }
+}
+
+/// Written as [`PhaseTimings::to_json`]'s object.
+impl serde::Serialize for PhaseTimings {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.to_json().serialize(s)
     }
 }
 
@@ -150,9 +165,11 @@ impl PhaseClock {
         }
     }
 
-    /// Notes what the guest reported and whether it resumed a snapshot.
-    pub(crate) fn note(&mut self, restored: bool, scenario_wall: Duration) {
+    /// Notes what the guest reported and whether it resumed a snapshot
+    /// (and one with the scheduler attached).
+    pub(crate) fn note(&mut self, restored: bool, attach_resumed: bool, scenario_wall: Duration) {
         self.timings.restored = restored;
+        self.timings.attach_resumed = attach_resumed;
         self.timings.scenario_wall = scenario_wall;
     }
 
@@ -198,7 +215,7 @@ mod tests {
         c.split(Phase::VmStart, &[(Phase::Image, Duration::from_millis(10))]);
         // A part longer than its whole takes the whole, never more.
         c.split(Phase::Inputs, &[(Phase::Slot, Duration::from_secs(9))]);
-        c.note(true, Duration::from_millis(5));
+        c.note(true, false, Duration::from_millis(5));
         let t = c.timings();
         assert_eq!(t.get(Phase::Inputs), Duration::ZERO);
         assert!(t.get(Phase::Slot) >= Duration::from_millis(20));
@@ -208,6 +225,7 @@ mod tests {
         assert_eq!(t.overhead(), t.total() - Duration::from_millis(5));
         let j = t.to_json();
         assert_eq!(j["restored"], true);
+        assert_eq!(j["attach_resumed"], false);
         assert_eq!(j["image_ms"], 10.0);
         assert!(j["process_start_ms"].as_f64().is_some_and(|ms| ms >= 0.0));
     }

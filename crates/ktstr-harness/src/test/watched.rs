@@ -37,7 +37,7 @@ pub(super) fn run(
     let not_run = |why: &str| ScenarioReport::not_run(&scenario.name, topology.clone(), why);
     let mut evidence = RunEvidence::default();
     if let Some(path) = scheduler {
-        if let Err(e) = session.start_scheduler(path, args, ATTACH_DEADLINE) {
+        if let Err(e) = session.attach(path, args, ATTACH_DEADLINE) {
             let why = e.to_string();
             match e {
                 HarnessError::SchedulerExitedBeforeAttach {
@@ -75,6 +75,8 @@ pub(super) fn run(
         }
     }
     clock.lap(Phase::SchedulerAttach);
+    let saved = session.timings().attach_snapshot_save;
+    clock.split(Phase::SchedulerAttach, &[(Phase::SnapshotSave, saved)]);
     let report = match session.run_scenario(scenario) {
         Ok(r) => r,
         Err(e) => {
