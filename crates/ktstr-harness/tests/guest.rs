@@ -868,7 +868,8 @@ fn vmm_needs() -> Vec<Need> {
 /// The KASLR offset the monitor learns from `SysReady` (`_text`) agrees
 /// with the one vCPU state gives (`MSR_LSTAR` minus `entry_SYSCALL_64`) on
 /// every vCPU where the backend reads vCPU state (ktstr-vmm, hardware KVM:
-/// the nested tier runs it there); QEMU offers none and says so.
+/// the nested tier runs it there); QEMU offers none and says so. On both,
+/// the monitor samples every CPU's run queue from guest memory.
 fn the_kaslr_offset_agrees_with_msr_lstar_where_the_backend_reads_it() {
     let _slot = vm_slot();
     let env = test_env();
@@ -897,9 +898,24 @@ fn the_kaslr_offset_agrees_with_msr_lstar_where_the_backend_reads_it() {
             (_, lstar) => assert_eq!(lstar, None, "QEMU reads no vCPU state"),
         }
     }
-    // The guest went on after the reads.
+    // The guest went on after the reads, and the monitor reads its run
+    // queues on this backend: every CPU, with jiffies moving across a
+    // request the guest served (which wakes it from NOHZ idle).
+    let before = monitor.sample(&memory);
     let r = s.exec(&["echo", "ok"], EXEC).expect("exec");
     assert_eq!(text(&r.stdout).trim(), "ok");
+    let after = monitor.sample(&memory);
+    assert_eq!(after.cpus.len(), 2, "{after:?}");
+    assert!(
+        after.cpus.iter().all(Option::is_some),
+        "a CPU unread: {after:?}"
+    );
+    assert!(
+        matches!((before.jiffies, after.jiffies), (Some(b), Some(a)) if a > b),
+        "jiffies did not move: {:?} -> {:?}",
+        before.jiffies,
+        after.jiffies
+    );
     s.shutdown().expect("shutdown");
 }
 
