@@ -235,13 +235,26 @@ pub fn try_run_scenario(t: &KtstrTest, scenario: Scenario) -> Result<TestOutcome
     let monitored = watch.finish(t.name, &json, session.scenario_started());
     // A run cut short (a worker that never started, a scenario past its
     // deadline) in a guest the monitor saw wedged is that wedge's verdict.
+    // The scheduler's account of a run cut short is kept (a kick that
+    // explains the unstarted worker leads the verdict).
     let (mut watched, cut_short) = match watched {
-        Ok(w) => (w, None),
+        Ok(mut w) => match w.cut_short.take() {
+            Some(e) => (w, Some(monitored.explains(e)?)),
+            None => (w, None),
+        },
         Err(e) => {
             let why = monitored.explains(e)?;
             let report = ScenarioReport::not_run(&scenario.name, guest_topology.clone(), &why);
             let evidence = ktstr_workload::RunEvidence::default();
-            (watched::Watched { report, evidence }, Some(why))
+            let cut_short = None;
+            (
+                watched::Watched {
+                    report,
+                    evidence,
+                    cut_short,
+                },
+                Some(why),
+            )
         }
     };
     if watched.evidence.crash.is_none() {

@@ -18,10 +18,22 @@ use crate::session::Session;
 /// How long a scheduler may take to attach.
 const ATTACH_DEADLINE: Duration = Duration::from_secs(60);
 
+/// How long a run cut short waits for the kernel to end a scheduler that
+/// is still attached: a scheduler that starves tasks is kicked by the
+/// sched_ext watchdog within its timeout (scx_qmap asks for 5 s, checked
+/// every half of it), and that kick, not the worker it kept from starting,
+/// is the root cause. A longer timeout (the kernel allows 30 s) ends after
+/// this; the verdict then rests on what the monitor saw.
+const KICK_GRACE: Duration = Duration::from_secs(10);
+
 /// The guest's report (empty when the scenario did not run) and the rest.
 pub(super) struct Watched {
     pub report: ScenarioReport,
     pub evidence: RunEvidence,
+    /// The guest could not finish the scenario (a worker that never
+    /// started, a missed deadline) while it lived on: the caller decides
+    /// whether that error stands or a finding explains it.
+    pub cut_short: Option<HarnessError>,
 }
 
 /// Start `scheduler` (if any), run `scenario`, stop the scheduler; each
@@ -71,14 +83,22 @@ pub(super) fn run(
             return Ok(Watched {
                 report: not_run(&why),
                 evidence,
+                cut_short: None,
             });
         }
     }
     clock.lap(Phase::SchedulerAttach);
     let saved = session.timings().attach_snapshot_save;
     clock.split(Phase::SchedulerAttach, &[(Phase::SnapshotSave, saved)]);
+    let mut cut_short = None;
     let report = match session.run_scenario(scenario) {
         Ok(r) => r,
+        Err(HarnessError::Guest { what, message }) => {
+            let e = HarnessError::Guest { what, message };
+            let why = e.to_string();
+            cut_short = Some(e);
+            not_run(&why)
+        }
         Err(e) => {
             let why = e.to_string();
             evidence.crash = Some(crash(e)?);
@@ -86,6 +106,14 @@ pub(super) fn run(
         }
     };
     clock.lap(Phase::Scenario);
+    if scheduler.is_some() && cut_short.is_some() && scheduler_run(session).ended.is_none() {
+        // A guest error (not a death): the scheduler may be why. Give the
+        // kernel's watchdog its time; its end, if it comes, joins the
+        // scheduler's events below.
+        if let Err(e) = session.watch_scheduler(KICK_GRACE) {
+            tracing::info!("after the run was cut short: {e}");
+        }
+    }
     if scheduler.is_some() {
         // Stopping hands the output over, so keep it first; the account is
         // read after the stop: the guest finishes watching a restart in
@@ -100,7 +128,11 @@ pub(super) fn run(
         });
     }
     clock.lap(Phase::SchedulerStop);
-    Ok(Watched { report, evidence })
+    Ok(Watched {
+        report,
+        evidence,
+        cut_short,
+    })
 }
 
 /// The guest died (a verdict: the scheduler may have crashed it), or an
