@@ -854,6 +854,17 @@ fn qemu_backend() -> Result<(), ktstr_testenv::Missing> {
     }
 }
 
+/// Attach snapshots are taken on QEMU only (`session/boot.rs` says why).
+fn attach_snapshot_backend() -> Result<(), ktstr_testenv::Missing> {
+    match ktstr_backend::choose() {
+        Ok(c) if c.kind == ktstr_backend::BackendKind::Vmm => Err(ktstr_testenv::Missing::new(
+            "a QEMU backend (attach snapshots are QEMU-only so far)",
+            "run with KTSTR_BACKEND=qemu-tcg or qemu-kvm",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// ktstr-vmm running the guest init: KVM with hardware semantics.
 fn vmm_needs() -> Vec<Need> {
     vec![
@@ -928,8 +939,8 @@ fn main() -> std::process::ExitCode {
         ktstr_testenv::tests![&needs(&[]); the_kaslr_offset_agrees_with_msr_lstar_where_the_backend_reads_it],
         ktstr_testenv::tests![&needs(&["scx_simple", "scx_qmap"]); schedulers_attach_detach_and_early_exit_is_an_error],
         ktstr_testenv::tests![&needs(&["scx_qmap"]); kernel_kick_out_reaches_the_host_with_its_reason],
-        ktstr_testenv::tests![&needs(&["scx_simple"]); a_resumed_attach_leaves_nothing_for_the_next],
-        ktstr_testenv::tests![&needs(&["scx_simple", "scx_qmap"]); a_resumed_attach_looks_like_a_fresh_one_and_a_failed_attach_takes_none],
+        ktstr_testenv::tests![&[needs(&["scx_simple"]), vec![Need::Probe(attach_snapshot_backend)]].concat(); a_resumed_attach_leaves_nothing_for_the_next],
+        ktstr_testenv::tests![&[needs(&["scx_simple", "scx_qmap"]), vec![Need::Probe(attach_snapshot_backend)]].concat(); a_resumed_attach_looks_like_a_fresh_one_and_a_failed_attach_takes_none],
         ktstr_testenv::tests![&needs(&["scx_simple"]); sched_ext_toggles_50_times_in_one_smp_guest_without_a_kernel_crash],
         ktstr_testenv::tests![&[]; missing_scheduler_fails_before_any_vm_boots],
     ];
