@@ -845,9 +845,14 @@ fn a_corrupt_truncated_or_foreign_snapshot_is_rebuilt() {
 
 /// The corruption cases damage QEMU's snapshot files (ram0, state, manifest.json).
 fn qemu_backend() -> Result<(), ktstr_testenv::Missing> {
+    qemu_only("a QEMU backend (this test damages QEMU's snapshot files)")
+}
+
+/// Missing `what` when the chosen backend is ktstr-vmm.
+fn qemu_only(what: &str) -> Result<(), ktstr_testenv::Missing> {
     match ktstr_backend::choose() {
         Ok(c) if c.kind == ktstr_backend::BackendKind::Vmm => Err(ktstr_testenv::Missing::new(
-            "a QEMU backend (this test damages QEMU's snapshot files)",
+            what,
             "run with KTSTR_BACKEND=qemu-tcg or qemu-kvm",
         )),
         _ => Ok(()),
@@ -856,13 +861,7 @@ fn qemu_backend() -> Result<(), ktstr_testenv::Missing> {
 
 /// Attach snapshots are taken on QEMU only (`session/boot.rs` says why).
 fn attach_snapshot_backend() -> Result<(), ktstr_testenv::Missing> {
-    match ktstr_backend::choose() {
-        Ok(c) if c.kind == ktstr_backend::BackendKind::Vmm => Err(ktstr_testenv::Missing::new(
-            "a QEMU backend (attach snapshots are QEMU-only so far)",
-            "run with KTSTR_BACKEND=qemu-tcg or qemu-kvm",
-        )),
-        _ => Ok(()),
-    }
+    qemu_only("a QEMU backend (attach snapshots are QEMU-only so far)")
 }
 
 /// ktstr-vmm running the guest init: KVM with hardware semantics.
