@@ -243,7 +243,7 @@ impl Watch {
                 findings: findings
                     .into_iter()
                     .map(|(finding, policy)| PolicedFinding {
-                        from_scenario_ms: scenario_ms.map(|s| finding_from(&finding) - s),
+                        from_scenario_ms: from_scenario(&finding, scenario_ms),
                         finding,
                         policy,
                     })
@@ -295,19 +295,20 @@ fn write_timeline(json: &Path, svg: &str) -> Option<PathBuf> {
     }
 }
 
-/// When `f` began, ms on the sample clock.
-fn finding_from(f: &Finding) -> i64 {
+/// When `f` began, ms from the scenario's start (`scenario_ms` on the
+/// sample clock); `None` without a scenario start.
+fn from_scenario(f: &Finding, scenario_ms: Option<i64>) -> Option<i64> {
     let (Finding::Stall { from, .. }
     | Finding::DeepLocalDsq { from, .. }
     | Finding::Imbalance { from, .. }) = f;
-    from.as_millis() as i64
+    scenario_ms.map(|s| from.as_millis() as i64 - s)
 }
 
 /// A finding as the verdict shows it; `scenario_ms`: the scenario's start
 /// on the sample clock, which its time then counts from.
 fn verdict_finding(f: &Finding, scenario_ms: Option<i64>) -> MonitorFinding {
     let mut v = finding_on_the_sample_clock(f);
-    v.from_scenario_ms = scenario_ms.map(|s| finding_from(f) - s);
+    v.from_scenario_ms = from_scenario(f, scenario_ms);
     v
 }
 
