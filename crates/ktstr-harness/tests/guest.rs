@@ -639,6 +639,39 @@ fn second_sessions_resume(backend: Option<BackendKind>) {
 /// the test runner ends them, hand nothing on: a file, a cgroup and a
 /// process one restored session leaves behind are absent in the next (and
 /// visible in the session that made them, so the look can fail).
+/// Guest time keeps the host's pace while every vCPU is busy, boot after
+/// boot. Under TCG the kernel's clocksource watchdog used to mark the TSC
+/// unstable in about half the boots (its reference, jiffies, lags when
+/// emulation is slow) and fall back to refined-jiffies, after which guest
+/// time ran at half speed with both vCPUs busy: a scenario's "2 s" took 4.5 s
+/// and every verdict measured in guest time was off. Several boots, because
+/// the fallback did not happen in every one.
+fn guest_time_keeps_the_hosts_pace_with_every_vcpu_busy() {
+    const BUSY: &str = "for i in 1 2; do timeout 3 sh -c 'while :; do :; done' & done; wait; \
+                        cat /sys/devices/system/clocksource/clocksource0/current_clocksource";
+    let _slot = vm_slot();
+    let env = test_env();
+    let (mut cfg, _cache) = config(&env, &[]);
+    cfg.vcpus = 2;
+    for boot in 0..3 {
+        let mut s = Session::boot(&cfg).expect("boot");
+        let started = Instant::now();
+        let out = s.exec(&["sh", "-c", BUSY], EXEC).expect("busy exec");
+        let host = started.elapsed();
+        let clocksource = text(&out.stdout).trim().to_string();
+        // 3 s of guest time; a guest clock at half speed takes 6 s.
+        assert!(
+            host >= Duration::from_millis(2900) && host < Duration::from_millis(4500),
+            "boot {boot}: 3 s of guest time took {host:?} on the host (clocksource {clocksource})"
+        );
+        assert!(
+            !clocksource.contains("jiffies"),
+            "boot {boot}: the guest fell back to {clocksource}"
+        );
+        powered_off_cleanly(s);
+    }
+}
+
 fn a_restored_session_leaves_nothing_for_the_next() {
     restored_sessions_leave_nothing(None);
 }
@@ -932,7 +965,7 @@ fn the_kaslr_offset_agrees_with_msr_lstar_where_the_backend_reads_it() {
 fn main() -> std::process::ExitCode {
     let tests = [
         ktstr_testenv::tests![&needs(&[]); test_binary_is_init_and_exec_returns_output_and_codes, init_panic_reaches_the_host_as_a_com2_line, an_init_that_never_starts_is_named_not_timed_out, a_kernel_panic_during_exec_is_named_at_once, a_reset_nobody_asked_for_is_named, out_of_memory_is_named_in_the_exec_result_and_as_a_death],
-        ktstr_testenv::tests![&needs(&[]); a_second_session_resumes_the_first_ones_snapshot, a_restored_session_leaves_nothing_for_the_next],
+        ktstr_testenv::tests![&needs(&[]); a_second_session_resumes_the_first_ones_snapshot, a_restored_session_leaves_nothing_for_the_next, guest_time_keeps_the_hosts_pace_with_every_vcpu_busy],
         ktstr_testenv::tests![&[needs(&[]), vec![Need::Probe(qemu_backend)]].concat(); a_corrupt_truncated_or_foreign_snapshot_is_rebuilt],
         ktstr_testenv::tests![&vmm_needs(); vmm_second_session_resumes_the_first_ones_snapshot],
         ktstr_testenv::tests![&needs(&[]); the_kaslr_offset_agrees_with_msr_lstar_where_the_backend_reads_it],

@@ -34,12 +34,20 @@ impl RunFds {
 }
 
 /// Default kernel command line; `tsc_khz` of `None` omits `tsc_early_khz`.
-pub fn kernel_cmdline(extra: &str, tsc_khz: Option<u64>) -> String {
+pub fn kernel_cmdline(extra: &str, tsc_khz: Option<u64>, accel: Accel) -> String {
     // reboot=t: microvm has no i8042, so only a triple fault resets (and, with -no-reboot,
     // exits QEMU). panic=-1: a panic reboots at once so the run ends.
     let mut s = String::from("console=ttyS0 reboot=t panic=-1");
     if let Some(khz) = tsc_khz {
         s.push_str(&format!(" tsc_early_khz={khz}"));
+    }
+    // TCG's TSC is the host's: one counter every vCPU reads, so synchronised and at a
+    // constant rate. The kernel's clocksource watchdog checks it against refined-jiffies,
+    // whose ticks lag while TCG is slow, and in some boots marked the TSC unstable and
+    // switched to refined-jiffies; guest time then ran at half the host's rate whenever
+    // both vCPUs were busy, and every verdict measured in guest time with it.
+    if accel == Accel::Tcg {
+        s.push_str(" tsc=reliable");
     }
     let extra = extra.trim();
     if !extra.is_empty() {
@@ -134,7 +142,10 @@ pub fn build_args(cfg: &QemuConfig, fds: &RunFds, tsc_khz: Option<u64>) -> Resul
         a.push(initrd.clone().into_os_string());
     }
     let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
-    push(&["-append", &kernel_cmdline(&cfg.cmdline_extra, tsc_khz)]);
+    push(&[
+        "-append",
+        &kernel_cmdline(&cfg.cmdline_extra, tsc_khz, cfg.accel),
+    ]);
     // A socket chardev given `fd=` uses it as an already connected client socket.
     let sock = |id: &str, fd: RawFd| format!("socket,id={id},fd={fd}");
     push(&[
@@ -225,7 +236,7 @@ mod tests {
             "-smp 2 -m 256M",
             "-object memory-backend-file,id=mem,size=256M,mem-path=/proc/self/fd/20,share=on",
             "-kernel /k/bzImage -initrd /k/initrd",
-            "-append console=ttyS0 reboot=t panic=-1 tsc_early_khz=2445406 quiet -chardev",
+            "-append console=ttyS0 reboot=t panic=-1 tsc_early_khz=2445406 tsc=reliable quiet -chardev",
             "-chardev socket,id=qmp,fd=10 -mon chardev=qmp,mode=control",
             "-chardev socket,id=com1,fd=11 -serial chardev:com1",
             "-chardev socket,id=com2,fd=12 -device isa-serial,chardev=com2,iobase=0x2f8,irq=3",
@@ -262,6 +273,7 @@ mod tests {
         assert!(a.contains("-accel kvm -cpu host"), "{a}");
         assert!(a.contains("-smp 4,sockets=2,cores=2,threads=1"), "{a}");
         assert!(!a.contains("tsc_early_khz"), "{a}");
+        assert!(!a.contains("tsc=reliable"), "{a}");
         assert!(!a.contains("-initrd"), "{a}");
         assert!(a.ends_with("-d guest_errors"), "{a}");
     }

@@ -105,7 +105,9 @@ pub fn snapshot_key(cfg: &QemuConfig) -> Result<String> {
     Ok(format!(
         "v{FORMAT_VERSION};kernel={};initramfs={initramfs};cmdline={:?};vcpus={};topology={:?};memory_mib={};accel={:?};extra={:?}",
         digest_file(&cfg.kernel)?,
-        cfg.cmdline_extra,
+        // The whole command line but the host's TSC rate (which `cpu MHz` may round
+        // differently between reads), so a changed default boots a new snapshot.
+        crate::command::kernel_cmdline(&cfg.cmdline_extra, None, cfg.accel),
         cfg.vcpus,
         cfg.topology,
         cfg.memory_mib,
