@@ -46,10 +46,7 @@ pub fn dir_for(root: &Path, spec: &BootSpec, backend: BackendKind) -> PathBuf {
 
 /// The default root: `snapshots/` beside the initramfs cache.
 pub fn default_root(initramfs_cache: &Path) -> PathBuf {
-    initramfs_cache.parent().map_or_else(
-        || initramfs_cache.join("snapshots"),
-        |p| p.join("snapshots"),
-    )
+    crate::image::beside_images(initramfs_cache, "snapshots")
 }
 
 /// Machine snapshots kept under a root; each holds a copy of guest RAM

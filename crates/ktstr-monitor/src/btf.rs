@@ -6,7 +6,7 @@ use object::{Object, ObjectSection};
 use crate::LoadError;
 
 /// Where a member lives in its struct, and how many bytes it takes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Field {
     pub offset: usize,
     pub size: usize,

@@ -6,7 +6,7 @@ use crate::LoadError;
 use crate::btf::{Btf, Field};
 
 /// `struct rq`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RqLayout {
     pub nr_running: Field,
     pub clock: Field,
@@ -16,7 +16,7 @@ pub struct RqLayout {
 }
 
 /// `struct scx_rq` inside `struct rq`, offsets from the start of the rq.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ScxRqLayout {
     pub nr_running: Field,
     /// `scx.local_dsq.nr`: the local dispatch queue's depth.
@@ -29,7 +29,7 @@ pub struct ScxRqLayout {
 }
 
 /// `struct sched_ext_entity` inside `struct task_struct`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ScxTaskLayout {
     /// `scx.runnable_node`: the task's link in its rq's runnable list.
     pub runnable_node: Field,
@@ -40,7 +40,7 @@ pub struct ScxTaskLayout {
 }
 
 /// `struct task_struct`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TaskLayout {
     pub pid: Field,
     pub comm: Field,
@@ -49,7 +49,7 @@ pub struct TaskLayout {
 }
 
 /// What the monitor reads, located.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KernelLayout {
     pub rq: RqLayout,
     pub task: TaskLayout,

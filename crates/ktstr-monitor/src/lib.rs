@@ -43,6 +43,7 @@ mod symbols;
 mod timeline;
 mod translate;
 mod vmlinux;
+mod vmlinux_cache;
 
 pub use btf::{Btf, Field};
 pub use detect::{Finding, StallKind, Thresholds, detect};

@@ -9,7 +9,7 @@ use crate::LoadError;
 
 /// Link-time addresses (before KASLR). Per-CPU variables (`runqueues`)
 /// are offsets into a CPU's per-CPU area, not addresses.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KernelSymbols {
     /// `_text`: the KASLR shift is its runtime address minus this.
     pub text: u64,

@@ -9,7 +9,7 @@ use crate::layout::KernelLayout;
 use crate::symbols::KernelSymbols;
 
 /// What the monitor knows about a kernel before it runs.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Vmlinux {
     pub symbols: KernelSymbols,
     pub layout: KernelLayout,

@@ -57,6 +57,53 @@ fn symbols_and_layouts_of_the_test_kernel() {
     assert!(states.contains(&"SCX_OPS_DISABLED"), "{states:?}");
 }
 
+/// The on-disk cache serves a second load, and a replaced vmlinux (a new
+/// inode at the same path) is parsed again rather than served stale.
+fn the_cache_serves_a_second_load_and_not_a_replaced_kernel() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kernel = dir.path().join("vmlinux");
+    std::fs::copy(common::vmlinux_path(), &kernel).expect("copy vmlinux");
+    let cache = dir.path().join("cache");
+    let parsed = load();
+
+    assert_eq!(
+        Vmlinux::load_cached(&kernel, &cache).expect("first"),
+        parsed
+    );
+    let entries: Vec<_> = std::fs::read_dir(&cache)
+        .expect("cache")
+        .flatten()
+        .collect();
+    assert_eq!(entries.len(), 1, "one entry written");
+    // What a second load returns is the entry: prove it by altering it.
+    let mut altered = parsed.clone();
+    altered.symbols.jiffies += 8;
+    std::fs::write(
+        entries[0].path(),
+        serde_json::to_vec(&altered).expect("json"),
+    )
+    .expect("write");
+    assert_eq!(
+        Vmlinux::load_cached(&kernel, &cache).expect("second"),
+        altered
+    );
+
+    std::fs::remove_file(&kernel).expect("remove");
+    std::fs::copy(common::vmlinux_path(), &kernel).expect("copy again");
+    assert_eq!(
+        Vmlinux::load_cached(&kernel, &cache).expect("replaced"),
+        parsed
+    );
+    // A corrupt entry is parsed around, not an error.
+    for e in std::fs::read_dir(&cache).expect("cache").flatten() {
+        std::fs::write(e.path(), b"{").expect("corrupt");
+    }
+    assert_eq!(
+        Vmlinux::load_cached(&kernel, &cache).expect("corrupt"),
+        parsed
+    );
+}
+
 fn a_missing_struct_or_member_is_an_error_naming_it() {
     let bytes = std::fs::read(common::vmlinux_path()).expect("read vmlinux");
     let elf = object::File::parse(&*bytes).expect("ELF");
@@ -205,6 +252,7 @@ fn a_kernel_without_btf_or_a_needed_symbol_is_refused_by_name() {
 fn main() -> std::process::ExitCode {
     let mut tests = ktstr_testenv::tests![&[Need::Kernel];
         symbols_and_layouts_of_the_test_kernel,
+        the_cache_serves_a_second_load_and_not_a_replaced_kernel,
         a_missing_struct_or_member_is_an_error_naming_it];
     tests.extend(ktstr_testenv::tests![&[Need::Kernel, PAHOLE]; btf_offsets_agree_with_pahole]);
     tests.extend(ktstr_testenv::tests![&[Need::Kernel, OBJCOPY];

@@ -231,6 +231,13 @@ pub fn default_cache_dir() -> PathBuf {
         .unwrap_or_else(|| std::env::temp_dir().join("ktstr-initramfs"))
 }
 
+/// The cache named `name` beside the initramfs cache `images` (all share one root).
+pub fn beside_images(images: &Path, name: &str) -> PathBuf {
+    images
+        .parent()
+        .map_or_else(|| images.join(name), |p| p.join(name))
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -97,7 +97,8 @@ impl GuestMemoryReader for BackendMemory {
     }
 }
 
-/// Parsing a vmlinux's BTF takes a while: once per kernel per process.
+/// Parsing a vmlinux's BTF takes a while: once per kernel per process, and
+/// across processes through the on-disk cache beside the snapshots.
 pub(super) fn vmlinux_for(kernel: &Path) -> Result<Arc<Vmlinux>, ktstr_monitor::LoadError> {
     static LOADED: OnceLock<Mutex<HashMap<PathBuf, Arc<Vmlinux>>>> = OnceLock::new();
     let path = Vmlinux::find_for(kernel)?;
@@ -107,9 +108,14 @@ pub(super) fn vmlinux_for(kernel: &Path) -> Result<Arc<Vmlinux>, ktstr_monitor::
     if let Some(v) = map.get(&path) {
         return Ok(Arc::clone(v));
     }
-    let v = Arc::new(Vmlinux::load(&path)?);
+    let v = Arc::new(Vmlinux::load_cached(&path, &vmlinux_cache_dir())?);
     map.insert(path, Arc::clone(&v));
     Ok(v)
+}
+
+/// `monitor/` beside the initramfs cache and the snapshots.
+fn vmlinux_cache_dir() -> PathBuf {
+    crate::image::beside_images(&crate::image::default_cache_dir(), "monitor")
 }
 
 /// A sampler watching one test's guest, from boot until [`Watch::finish`].

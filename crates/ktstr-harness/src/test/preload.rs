@@ -1,8 +1,9 @@
 //! The monitor's kernel symbols and BTF, loaded on a thread while the VM
-//! starts: parsing the vmlinux takes ~0.4 s in a debug test binary, once
-//! per process (see `monitor::vmlinux_for`), and was paid in series before
-//! the scheduler attached. The load is joined before the monitor attaches,
-//! and on drop, so the thread never outlives its test.
+//! starts: parsing the vmlinux takes ~0.4 s in a debug test binary, paid by
+//! the first test process per kernel (later ones read the on-disk cache, see
+//! `monitor::vmlinux_for`), and was paid in series before the scheduler
+//! attached. The load is joined before the monitor attaches, and on drop,
+//! so the thread never outlives its test.
 
 use std::path::Path;
 use std::thread::JoinHandle;
