@@ -89,6 +89,8 @@ fn init_main() -> Result<i32, Error> {
     let (text, phys) = kaslr::read();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let cpus = u32::try_from(cpus).unwrap_or(u32::MAX);
+    // In the snapshot taken at `SystemReady`, so every restore has one.
+    crate::scenario::prepare();
     out.send(&Message::SysReady(SysReady::new(cpus, text, phys, 0)))?;
     // Quiescent point: everything per-test arrives as requests from here on,
     // so a snapshot taken now serves any test.
