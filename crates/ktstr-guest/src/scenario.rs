@@ -155,8 +155,15 @@ pub fn child_main(spec: &Path) -> ! {
 }
 
 fn child_run(spec: &Path) -> Result<(), String> {
-    // Started ahead of the request: init closes the pipe once the spec is
-    // written (stdin is never a terminal or a file here).
+    let sysfs = Path::new("/sys");
+    // Read ahead of the request (so, for the first, inside the snapshot): a
+    // guest's topology follows from which CPUs are online and from what
+    // does not change at run time (caches, nodes), so it still holds if
+    // `online` reads the same once the spec has come.
+    let online = || std::fs::read(sysfs.join("devices/system/cpu/online")).ok();
+    let ahead = (online(), GuestTopology::from_sysfs(sysfs).ok());
+    // Init closes the pipe once the spec is written (stdin is never a
+    // terminal or a file here).
     let mut go = [0u8; 1];
     while std::io::Read::read(&mut std::io::stdin(), &mut go)
         .map_err(|e| format!("wait for the spec: {e}"))?
@@ -165,8 +172,10 @@ fn child_run(spec: &Path) -> Result<(), String> {
     let bytes = std::fs::read(spec).map_err(|e| format!("read {}: {e}", spec.display()))?;
     let scenario: Scenario =
         serde_json::from_slice(&bytes).map_err(|e| format!("decode scenario: {e}"))?;
-    let topo =
-        GuestTopology::from_sysfs(Path::new("/sys")).map_err(|e| format!("topology: {e}"))?;
+    let topo = match ahead {
+        (Some(before), Some(topo)) if online().as_ref() == Some(&before) => topo,
+        _ => GuestTopology::from_sysfs(sysfs).map_err(|e| format!("topology: {e}"))?,
+    };
     let report = run_scenario(&scenario, &topo, &RunOptions::default())
         .map_err(|e| format!("run {:?}: {e}", scenario.name))?;
     let json = serde_json::to_vec(&report).map_err(|e| format!("encode report: {e}"))?;
