@@ -22,18 +22,18 @@ impl Expect {
     };
 
     /// `Ok(None)`: passed as a plain test; `Ok(Some(line))`: failed the
-    /// expected way (`line` says so); `Err(line)`: not what was expected.
-    pub fn check(&self, v: &Verdict) -> Result<Option<String>, String> {
+    /// expected way (`line` says so); `Err`: not what was expected.
+    pub fn check(&self, v: &Verdict) -> Result<Option<String>, Unexpected> {
         if *self == Expect::PASS {
             return if v.passed {
                 Ok(None)
             } else {
-                Err("failed".into())
+                Err(Unexpected::Failed)
             };
         }
         let wanted = self.describe();
         let Some(first) = v.failures.first() else {
-            return Err(format!("expected {wanted}, but the verdict passed"));
+            return Err(Unexpected::Passed { wanted });
         };
         let kind_ok = self.fail.is_none_or(|k| first.kind() == k);
         let text_ok = self.scx_error.is_none_or(|text| match first {
@@ -43,7 +43,10 @@ impl Expect {
         if kind_ok && text_ok {
             Ok(Some(format!("failed as expected ({wanted}): {first}")))
         } else {
-            Err(format!("expected {wanted}, but the root cause is: {first}"))
+            Err(Unexpected::OtherCause {
+                wanted,
+                root: first.to_string(),
+            })
         }
     }
 
@@ -56,6 +59,28 @@ impl Expect {
             (None, None) => "a pass".into(),
         }
     }
+}
+
+/// A verdict that is not what the test expected.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Unexpected {
+    /// A test expecting a pass failed (its verdict says how).
+    #[error("failed")]
+    Failed,
+    /// A test expecting a failure passed.
+    #[error("expected {wanted}, but the verdict passed")]
+    Passed {
+        /// What was expected, in words.
+        wanted: String,
+    },
+    /// It failed, but not in the expected way.
+    #[error("expected {wanted}, but the root cause is: {root}")]
+    OtherCause {
+        /// What was expected, in words.
+        wanted: String,
+        /// The verdict's first failure, rendered.
+        root: String,
+    },
 }
 
 #[cfg(test)]
@@ -89,7 +114,9 @@ mod tests {
         );
         let wrong = error.check(&kicked("something else")).unwrap_err();
         assert!(
-            wrong.contains("but the root cause is: the kernel kicked"),
+            wrong
+                .to_string()
+                .contains("but the root cause is: the kernel kicked"),
             "{wrong}"
         );
         let passed = Verdict::from_failures(Vec::new(), Vec::new());
@@ -97,6 +124,7 @@ mod tests {
             error
                 .check(&passed)
                 .unwrap_err()
+                .to_string()
                 .ends_with("but the verdict passed")
         );
         let stuck = Expect {
@@ -105,6 +133,6 @@ mod tests {
         };
         assert!(stuck.check(&kicked("x")).is_err());
         assert_eq!(Expect::PASS.check(&passed), Ok(None));
-        assert!(Expect::PASS.check(&kicked("x")).is_err());
+        assert_eq!(Expect::PASS.check(&kicked("x")), Err(Unexpected::Failed));
     }
 }

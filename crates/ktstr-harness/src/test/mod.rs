@@ -35,7 +35,7 @@ pub mod registry;
 pub mod watchdog;
 mod watched;
 
-pub use expect::Expect;
+pub use expect::{Expect, Unexpected};
 pub use monitor::{BackendMemory, MonitorPolicy, MonitorRecord, MonitorSpec, Monitored};
 pub use phases::{Phase, PhaseTimings};
 pub use registry::{KTSTR_TESTS, Registered, backend_needs, needs, test_main, test_main_with};
@@ -280,11 +280,13 @@ pub fn try_run_scenario(t: &KtstrTest, scenario: Scenario) -> Result<TestOutcome
         rendered += &format!("  the run did not complete: {why}\n");
     }
     let expected = t.expect.check(&verdict);
-    match &expected {
-        Ok(Some(line)) | Err(line) if t.expect != Expect::PASS => {
-            rendered = format!("{} [{context}]: {line}\n{rendered}", t.name);
-        }
-        _ => {}
+    let line = match &expected {
+        Ok(Some(line)) => Some(line.clone()),
+        Err(e) => Some(e.to_string()),
+        Ok(None) => None,
+    };
+    if let (Some(line), false) = (line, t.expect == Expect::PASS) {
+        rendered = format!("{} [{context}]: {line}\n{rendered}", t.name);
     }
     let result = TestResult::new(t.name, &context, verdict.clone(), report.clone());
     // Timed up to the write itself, which is the one step the file cannot include.
