@@ -288,7 +288,7 @@ impl Vm {
             // request is served first; the guest always continues after it.
             if let Some(request) = self.requests.take() {
                 self.serve(request, started.elapsed());
-                state.rearm();
+                self.rearm(&state);
                 continue;
             }
             match plan.take() {
@@ -313,7 +313,7 @@ impl Vm {
                     "snapshot requested but none configured (or already taken); resuming"
                 ),
             }
-            state.rearm();
+            self.rearm(&state);
         }
         self.requests.close();
 
@@ -441,6 +441,17 @@ impl Vm {
         match read.first() {
             Some(entry) => Ok(entry.data),
             None => Err(VcpuReadError::Refused { vcpu, index }),
+        }
+    }
+
+    /// Lets the vCPUs run again after a pause. A host request queued while
+    /// this pause was served (its caller got an answer and asked again
+    /// before the rearm cleared its pause) keeps the machine paused, or it
+    /// would wait, unserved, until the run ended.
+    fn rearm(&self, state: &RunState) {
+        state.rearm();
+        if self.requests.is_pending() {
+            state.request_pause();
         }
     }
 

@@ -636,9 +636,70 @@ fn a_running_guests_msr_is_read_at_a_pause_and_the_guest_continues() {
     ));
 }
 
+/// Reads asked back to back, each as soon as the previous one is answered,
+/// are all served while the guest runs: a request queued between an answer
+/// and the vCPUs' restart used to lose its pause and wait, unserved, until
+/// the VM ended (the nested tier's KASLR cross-check hung on its second
+/// vCPU that way). Every thread shares one host CPU, as in L1: the woken
+/// caller then asks again before the run loop restarts the vCPUs, which
+/// lost the request in 3 of 3 runs before the fix.
+fn msr_reads_asked_back_to_back_are_all_served() {
+    let _slot = vm_slot();
+    let _one_cpu = OneCpu::pin();
+    let vm = raw_vm(syscall_entry_then_count())
+        .vcpus(2)
+        .build()
+        .expect("build");
+    let handle = vm.interrupt_handle();
+    // Inherits the one-CPU affinity, and so do the vCPU threads it starts.
+    let runner = std::thread::spawn(move || vm.run().expect("run"));
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let started = std::time::Instant::now();
+    for i in 0..400 {
+        let lstar = handle
+            .read_msr(i % 2, MSR_LSTAR)
+            .unwrap_or_else(|e| panic!("read {i} after {:?}: {e}", started.elapsed()));
+        assert_eq!(lstar, SYSCALL_ENTRY, "read {i}");
+    }
+    handle.kill();
+    let outcome = runner.join().expect("join");
+    assert_eq!(outcome.exit, ExitKind::Killed, "{outcome:?}");
+}
+
+/// This thread on its first allowed CPU until dropped.
+struct OneCpu(libc::cpu_set_t);
+
+impl OneCpu {
+    fn pin() -> OneCpu {
+        // SAFETY: cpu_set_t is plain data; all zeroes is the empty set.
+        let mut old: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        let size = std::mem::size_of::<libc::cpu_set_t>();
+        // SAFETY: `old` is a valid cpu_set_t of `size` bytes.
+        assert_eq!(unsafe { libc::sched_getaffinity(0, size, &mut old) }, 0);
+        // SAFETY: as above; CPU_ISSET/CPU_SET index within the set.
+        let first = (0..libc::CPU_SETSIZE as usize)
+            .find(|&c| unsafe { libc::CPU_ISSET(c, &old) })
+            .expect("an allowed CPU");
+        // SAFETY: cpu_set_t is plain data; all zeroes is the empty set.
+        let mut one: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `first` < CPU_SETSIZE.
+        unsafe { libc::CPU_SET(first, &mut one) };
+        // SAFETY: `one` is a valid cpu_set_t of `size` bytes.
+        assert_eq!(unsafe { libc::sched_setaffinity(0, size, &one) }, 0);
+        OneCpu(old)
+    }
+}
+
+impl Drop for OneCpu {
+    fn drop(&mut self) {
+        // SAFETY: the set read at `pin`, of its own size.
+        unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &self.0) };
+    }
+}
+
 fn main() -> std::process::ExitCode {
     let tests = [
-        ktstr_testenv::tests![&[Need::Kvm]; two_restores_continue_counting_independently_from_the_snapshot, register_and_device_state_round_trip_exactly, a_com1_marker_snapshots_and_stops_and_the_restore_prints_the_rest, broken_files_give_typed_errors_before_anything_is_applied, a_snapshot_needing_cpu_features_this_host_lacks_is_refused, the_cache_builds_once_then_hits_and_rebuilds_a_corrupt_file, a_host_requested_pause_snapshots_a_running_guest_mid_count, a_vm_with_the_virtio_console_restores_only_with_a_console_attached, a_device_without_state_support_refuses_the_snapshot_and_leaves_no_file, a_topology_vm_restores_with_the_same_apic_ids, a_running_guests_msr_is_read_at_a_pause_and_the_guest_continues],
+        ktstr_testenv::tests![&[Need::Kvm]; two_restores_continue_counting_independently_from_the_snapshot, register_and_device_state_round_trip_exactly, a_com1_marker_snapshots_and_stops_and_the_restore_prints_the_rest, broken_files_give_typed_errors_before_anything_is_applied, a_snapshot_needing_cpu_features_this_host_lacks_is_refused, the_cache_builds_once_then_hits_and_rebuilds_a_corrupt_file, a_host_requested_pause_snapshots_a_running_guest_mid_count, a_vm_with_the_virtio_console_restores_only_with_a_console_attached, a_device_without_state_support_refuses_the_snapshot_and_leaves_no_file, a_topology_vm_restores_with_the_same_apic_ids, a_running_guests_msr_is_read_at_a_pause_and_the_guest_continues, msr_reads_asked_back_to_back_are_all_served],
     ];
     ktstr_testenv::run(tests.into_iter().flatten().collect())
 }

@@ -122,6 +122,11 @@ impl HostRequests {
         Ok(())
     }
 
+    /// Whether a request waits to be served.
+    pub fn is_pending(&self) -> bool {
+        self.lock().pending.is_some()
+    }
+
     /// The request to serve at this pause, if any.
     pub fn take(&self) -> Option<HostRequest> {
         self.lock().pending.take()
