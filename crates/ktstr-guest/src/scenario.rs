@@ -51,15 +51,18 @@ fn run_in_child(scenario: &Scenario, dir: &Path) -> Result<String, String> {
         .stdout(Stdio::null())
         .stderr(stderr);
     let child = reaper::spawn(&mut cmd).map_err(|e| format!("start scenario child: {e}"))?;
-    let deadline = Instant::now()
-        + Duration::from_millis(ktstr_workload::protocol::suggested_timeout_ms(scenario));
-    let status = match reaper::wait(child.pid, deadline) {
+    let allowed = Duration::from_millis(ktstr_workload::protocol::suggested_timeout_ms(scenario));
+    let status = match reaper::wait(child.pid, Instant::now() + allowed) {
         Some(s) => s,
         None => {
             reaper::kill(i32::try_from(child.pid).unwrap_or(i32::MAX), libc::SIGKILL);
+            let err = std::fs::read_to_string(&errors).unwrap_or_default();
             return Err(format!(
-                "scenario {:?} did not finish within its time (steps plus teardown)",
-                scenario.name
+                "scenario {:?} did not finish within its time (steps plus teardown, {} ms); \
+                 its stderr: {}",
+                scenario.name,
+                allowed.as_millis(),
+                err.trim()
             ));
         }
     };
