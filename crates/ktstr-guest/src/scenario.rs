@@ -115,17 +115,20 @@ fn run_in_child(
     let json = serde_json::to_vec(scenario).map_err(|e| format!("encode scenario: {e}"))?;
     std::fs::write(&spec, json).map_err(|e| format!("write {}: {e}", spec.display()))?;
     let _ = std::fs::remove_file(&report);
-    let deadline = Instant::now()
-        + Duration::from_millis(ktstr_workload::protocol::suggested_timeout_ms(scenario));
+    let allowed = Duration::from_millis(ktstr_workload::protocol::suggested_timeout_ms(scenario));
     let Standby { pid, go } = child;
     drop(go);
-    let status = match reaper::wait(pid, deadline) {
+    let status = match reaper::wait(pid, Instant::now() + allowed) {
         Some(s) => s,
         None => {
             reaper::kill(i32::try_from(pid).unwrap_or(i32::MAX), libc::SIGKILL);
+            let err = std::fs::read_to_string(&errors).unwrap_or_default();
             return Err(format!(
-                "scenario {:?} did not finish within its time (steps plus teardown)",
-                scenario.name
+                "scenario {:?} did not finish within its time (steps plus teardown, {} ms); \
+                 its stderr: {}",
+                scenario.name,
+                allowed.as_millis(),
+                err.trim()
             ));
         }
     };

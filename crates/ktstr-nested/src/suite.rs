@@ -51,8 +51,8 @@ impl std::str::FromStr for Suite {
 /// sessions on ktstr-vmm: exec and shell, scx_simple and scx_qmap
 /// lifecycles, the `scx_qmap -T` kick, a second session resuming the
 /// first one's snapshot; the backend conformance suite on ktstr-vmm with
-/// the wire echo and every CI topology preset). Not yet
-/// `tests/schedulers.rs`: see [`SCHEDULER_SCENARIOS`].
+/// the wire echo and every CI topology preset; `tests/schedulers.rs`,
+/// [`SCHEDULER_SCENARIOS`]).
 /// One entry per test binary: add a line to add one. Each skip says why.
 pub fn default_suites() -> Vec<Suite> {
     [
@@ -85,22 +85,21 @@ pub fn default_suites() -> Vec<Suite> {
          --skip a_resumed_attach_looks_like_a_fresh_one_and_a_failed_attach_takes_none \
          --skip sched_ext_toggles_50_times_in_one_smp_guest_without_a_kernel_crash \
          --skip guest_time_keeps_the_hosts_pace_with_every_vcpu_busy",
-        // Not here: `tests/schedulers.rs` (`SCHEDULER_SCENARIOS`). Its
-        // verdicts rest on time: cgroup fairness limits and scenario time
-        // budgets, which a 2-vCPU L2 guest whose vCPUs share L1's one
-        // emulated vCPU does not give (2026-11-30, load 4: 2 of 8 failed,
-        // then 3 other of 8 on the rerun). Scheduler lifecycles on
-        // ktstr-vmm run in the harness suite above; the scenarios run on
-        // QEMU in the main tier.
+        SCHEDULER_SCENARIOS,
     ]
     .iter()
     .filter_map(|s| s.parse().ok())
     .collect()
 }
 
-/// `tests/schedulers.rs` on ktstr-vmm, for `--suite`: left out of
-/// [`default_suites`] (see there); `gauntlet_steady` is skipped even then,
-/// its 30% fairness limit being missed most often in L1.
+/// `tests/schedulers.rs` on ktstr-vmm. In L1 (one emulated vCPU) its
+/// 2-vCPU guests see steal time, which sched_ext and EEVDF account, and a
+/// fork-and-place of a worker takes 30-130 ms, which the workload's start
+/// gate keeps out of the fairness verdicts (2026-11-30: 8 of 8, see the
+/// README's nested-tier row). Skipped: `gauntlet_steady`, one cold L2 boot
+/// per topology preset (no snapshot to resume across shapes, ~5 min for
+/// its CI members), and its `1n1l1c2t` member ran past its 300 s VM
+/// deadline before its scheduler started (2026-11-30, 1 of 1 run).
 pub const SCHEDULER_SCENARIOS: &str = "ktstr-examples/schedulers=--skip gauntlet_steady";
 
 /// A built suite: where its binary is.
@@ -204,8 +203,8 @@ mod tests {
         assert!("kernel_boot".parse::<Suite>().is_err());
         assert!("/x".parse::<Suite>().is_err());
         let defaults = default_suites();
-        assert_eq!(defaults.len(), 4);
-        assert!(SCHEDULER_SCENARIOS.parse::<Suite>().is_ok());
+        assert_eq!(defaults.len(), 5);
+        assert_eq!(defaults[4].name(), "ktstr-examples/schedulers");
         assert_eq!(defaults[3].name(), "ktstr-harness/guest");
         assert_eq!(
             defaults[3].args.iter().filter(|a| *a == "--skip").count(),

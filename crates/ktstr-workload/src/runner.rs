@@ -158,6 +158,8 @@ pub fn run_scenario(
         for cg in &step.cgroups {
             run.add_cgroup(cg, "")?;
         }
+        // The step's workers start together, now that all are placed.
+        run.ctl.open_gate(i as u32 + 1);
         let t0 = Instant::now();
         steps.push(StepRecord {
             index: i,
@@ -292,6 +294,7 @@ impl Run<'_> {
             work,
             procs_fd: Some(procs.as_raw_fd()),
             affinity: affinity.clone(),
+            start_with_step: self.step as u32 + 1,
         };
         let handle = spawn(&plan, &self.ctl)?;
         self.workers.push(LiveWorker {

@@ -103,38 +103,50 @@ pub struct ScxExit {
     pub message: String,
 }
 
+/// The scheduler's last `EXIT: reason (message)` line (`UEI_REPORT`).
+fn exit_line(stderr: &str) -> Option<ScxExit> {
+    let line = stderr
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("EXIT: "))?;
+    let (reason, message) = match line.split_once(" (") {
+        Some((r, m)) => (r, m.strip_suffix(')').unwrap_or(m)),
+        None => (line, ""),
+    };
+    Some(ScxExit {
+        reason: reason.to_string(),
+        message: message.to_string(),
+    })
+}
+
 impl ScxExit {
     /// From kernel lines (`disabled (reason)` then `sched_ext: name: message`),
-    /// else from the scheduler's stderr (`EXIT: reason (message)`).
+    /// else from the scheduler's stderr (`EXIT: reason (message)`). The
+    /// kernel logs reason and message as two records, so a capture can end
+    /// between them: a kernel reason without its message takes the message
+    /// of the scheduler's `EXIT:` line for the same reason (both print the
+    /// one `scx_exit_info`).
     pub fn parse(kernel_lines: &[String], stderr: &str) -> Option<ScxExit> {
-        if let Some(reason) = disable_reason(kernel_lines) {
-            // pr_err("sched_ext: %s: %s\n", ops name, msg) follows the disable line.
-            let message = kernel_lines
-                .iter()
-                .skip_while(|l| !l.contains(" disabled ("))
-                .skip(1)
-                .find_map(|l| {
-                    let rest = l.strip_prefix("sched_ext: ")?;
-                    let (_, msg) = rest.split_once(": ")?;
-                    Some(msg.to_string())
-                })
-                .unwrap_or_default();
-            return Some(ScxExit {
-                reason: reason.to_string(),
-                message,
-            });
-        }
-        let line = stderr
-            .lines()
-            .rev()
-            .find_map(|l| l.strip_prefix("EXIT: "))?;
-        let (reason, message) = match line.split_once(" (") {
-            Some((r, m)) => (r, m.strip_suffix(')').unwrap_or(m)),
-            None => (line, ""),
+        let reported = exit_line(stderr);
+        let Some(reason) = disable_reason(kernel_lines) else {
+            return reported;
         };
+        // pr_err("sched_ext: %s: %s\n", ops name, msg) follows the disable line.
+        let logged = kernel_lines
+            .iter()
+            .skip_while(|l| !l.contains(" disabled ("))
+            .skip(1)
+            .find_map(|l| {
+                let rest = l.strip_prefix("sched_ext: ")?;
+                let (_, msg) = rest.split_once(": ")?;
+                Some(msg.to_string())
+            });
+        let message = logged
+            .or_else(|| reported.filter(|r| r.reason == reason).map(|r| r.message))
+            .unwrap_or_default();
         Some(ScxExit {
             reason: reason.to_string(),
-            message: message.to_string(),
+            message,
         })
     }
 
@@ -222,6 +234,16 @@ mod tests {
         assert_eq!(e.describe(), "scx_bpf_error: test triggering error");
         let stall = kmsg(&["sched_ext: BPF scheduler \"qmap\" disabled (runnable task stall)"]);
         assert_eq!(ScxExit::parse(&stall, "").unwrap().message, "");
+        // Captured between the kernel's two records: the message comes from
+        // the scheduler's EXIT line, but only for the same reason.
+        let cut = &lines[..2];
+        let stderr = "EXIT: scx_bpf_error (test triggering error)\n";
+        assert_eq!(
+            ScxExit::parse(cut, stderr).unwrap().describe(),
+            "scx_bpf_error: test triggering error"
+        );
+        let other = "EXIT: runnable task stall (watchdog failed to check in)\n";
+        assert_eq!(ScxExit::parse(cut, other).unwrap().message, "");
         // No kernel line (kmsg unavailable): the scheduler's own EXIT line.
         let e =
             ScxExit::parse(&[], "stats\nEXIT: scx_bpf_error (test triggering error)\n").unwrap();

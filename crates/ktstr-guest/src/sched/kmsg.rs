@@ -10,6 +10,8 @@ use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+use ktstr_workload::scx::ScxExit;
+
 /// A non-blocking reader of kernel log records.
 pub struct Kmsg {
     file: File,
@@ -61,6 +63,19 @@ pub fn sched_ext_lines(lines: impl IntoIterator<Item = String>) -> Vec<String> {
 
 pub use ktstr_workload::scx::{disable_reason, is_clean_unregister, is_restart_request};
 
+/// Whether `lines` hold an error disable (`disabled (reason)`) whose
+/// message record (`sched_ext: name: message`, logged right after it by
+/// the same kernel function) has not been read yet.
+pub fn error_message_pending(lines: &[String]) -> bool {
+    let Some(reason) = disable_reason(lines) else {
+        return false;
+    };
+    if is_clean_unregister(reason) || is_restart_request(reason) {
+        return false;
+    }
+    ScxExit::parse(lines, "").is_none_or(|e| e.message.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,5 +96,11 @@ mod tests {
         assert_eq!(reason, "runnable task stall");
         assert!(!is_clean_unregister(reason));
         assert!(is_clean_unregister("unregistered from user space"));
+        assert!(!error_message_pending(&lines));
+        assert!(error_message_pending(&lines[..1]));
+        let clean = [
+            "sched_ext: BPF scheduler \"qmap\" disabled (unregistered from user space)".to_owned(),
+        ];
+        assert!(!error_message_pending(&clean));
     }
 }

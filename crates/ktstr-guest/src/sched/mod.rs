@@ -370,6 +370,15 @@ fn monitor(
             continue;
         }
         let status = status.or_else(|| reaper::wait(pid, until));
+        // The kernel logs an error's reason and its message as two records:
+        // the first poll above can land between them. Wait (to the same
+        // bound) for the message, so the report carries the whole account.
+        while kmsg::error_message_pending(lines.get(seen..).unwrap_or_default())
+            && Instant::now() < until
+        {
+            std::thread::sleep(MONITOR_POLL);
+            lines = log.collect();
+        }
         let fresh = lines.get(seen..).unwrap_or_default();
         let exit = status.map(ProcExit::from_wait_status).unwrap_or_default();
         let kicked = kmsg::disable_reason(fresh)

@@ -23,6 +23,9 @@ pub struct WorkerPlan {
     pub procs_fd: Option<RawFd>,
     /// CPUs to pin to before starting (cpuset emulation), if any.
     pub affinity: Option<Vec<u32>>,
+    /// The step (1-based) whose gate opening starts the work (see
+    /// [`ControlPage::open_gate`]); 0 starts at once.
+    pub start_with_step: u32,
 }
 
 /// Two pipes for a ping-pong pair; the fds stay owned by the returned values
@@ -289,6 +292,7 @@ fn child_main(plan: &WorkerPlan, ctl: &ControlPage, out: RawFd) -> i32 {
     if !write_all_fd(out, b"R") {
         return 3;
     }
+    ctl.wait_at_gate(plan.start_with_step, plan.slot);
     let stop = || ctl.stopped(plan.slot);
     let mut report = work::run(&plan.work, &stop);
     report.pid = std::process::id();
