@@ -52,7 +52,7 @@ impl std::str::FromStr for Suite {
 /// lifecycles, the `scx_qmap -T` kick, a second session resuming the
 /// first one's snapshot; the backend conformance suite on ktstr-vmm with
 /// the wire echo and every CI topology preset; `tests/schedulers.rs`,
-/// [`SCHEDULER_SCENARIOS`]).
+/// [`scheduler_scenarios`]).
 /// One entry per test binary: add a line to add one. Each skip says why.
 pub fn default_suites() -> Vec<Suite> {
     [
@@ -85,7 +85,7 @@ pub fn default_suites() -> Vec<Suite> {
          --skip a_resumed_attach_looks_like_a_fresh_one_and_a_failed_attach_takes_none \
          --skip sched_ext_toggles_50_times_in_one_smp_guest_without_a_kernel_crash \
          --skip guest_time_keeps_the_hosts_pace_with_every_vcpu_busy",
-        SCHEDULER_SCENARIOS,
+        &scheduler_scenarios(),
     ]
     .iter()
     .filter_map(|s| s.parse().ok())
@@ -96,11 +96,24 @@ pub fn default_suites() -> Vec<Suite> {
 /// 2-vCPU guests see steal time, which sched_ext and EEVDF account, and a
 /// fork-and-place of a worker takes 30-130 ms, which the workload's start
 /// gate keeps out of the fairness verdicts (2026-11-30: 8 of 8, see the
-/// README's nested-tier row). Skipped: `gauntlet_steady`, one cold L2 boot
-/// per topology preset (no snapshot to resume across shapes, ~5 min for
-/// its CI members), and its `1n1l1c2t` member ran past its 300 s VM
-/// deadline before its scheduler started (2026-11-30, 1 of 1 run).
-pub const SCHEDULER_SCENARIOS: &str = "ktstr-examples/schedulers=--skip gauntlet_steady";
+/// README's nested-tier row). Its `gauntlet_steady` members run on the CI
+/// subset of presets, as on QEMU (one cold L2 boot each: no snapshot to
+/// resume across shapes; 5 members in 206 s). The members on full-tier
+/// presets are skipped here rather than reported ignored, since the tier
+/// requires every selected test to run; they are named from the catalogue,
+/// so a new preset needs no edit. (`1n1l1c2t` once ran past its VM deadline
+/// before its scheduler started: the lost pause fixed in ktstr-vmm's run
+/// loop, 2026-11-30; 5 of 5 after.)
+pub fn scheduler_scenarios() -> String {
+    let mut suite = String::from("ktstr-examples/schedulers=");
+    for p in ktstr_topology::PRESETS
+        .iter()
+        .filter(|p| p.tier == ktstr_topology::PresetTier::Full)
+    {
+        suite.push_str(&format!("--skip gauntlet_steady::t{} ", p.name));
+    }
+    suite.trim_end().to_string()
+}
 
 /// A built suite: where its binary is.
 #[derive(Clone, Debug)]
