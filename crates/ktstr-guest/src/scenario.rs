@@ -11,11 +11,12 @@
 //! The first child is started ahead of its request ([`prepare`], before
 //! `SysReady`, so it is in every snapshot) and waits for end-of-file on its
 //! stdin, which init gives by closing the pipe's other end once the spec is
-//! written; later requests in the same guest start theirs on demand. Starting this executable costs
-//! ~0.2 s of emulated guest time after a snapshot restore (loading and
-//! relocating a large test binary); ahead of time it is off the test's
-//! path. Closing rather than writing means init never meets `SIGPIPE`
-//! if the child died meanwhile: then [`run`] starts a new one.
+//! written; later requests in the same guest start theirs on demand.
+//! Starting this executable costs ~0.2 s of emulated guest time after a
+//! snapshot restore (loading and relocating a large test binary); ahead of
+//! time it is off the test's path. Closing rather than writing means init
+//! never meets `SIGPIPE` if the child died meanwhile: then [`run`] starts
+//! a new one.
 
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};

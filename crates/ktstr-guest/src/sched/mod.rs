@@ -336,13 +336,16 @@ fn monitor(
             continue;
         }
         // Something ended: give the kernel's log line and the process a
-        // moment to catch up, so the report carries both.
+        // moment to catch up, so the report carries both. The kernel logs
+        // an error's reason and its message as two records, so a poll can
+        // land between them: wait (to the same bound) for the message too.
         let until = Instant::now() + AFTERMATH;
         let mut status = status;
         let mut lines = log.collect();
-        while kmsg::disable_reason(lines.get(seen..).unwrap_or_default()).is_none()
-            && Instant::now() < until
-        {
+        let incomplete = |lines: &[String]| {
+            kmsg::disable_reason(lines).is_none() || kmsg::error_message_pending(lines)
+        };
+        while incomplete(lines.get(seen..).unwrap_or_default()) && Instant::now() < until {
             std::thread::sleep(MONITOR_POLL);
             status = status.or_else(|| reaper::try_status(pid));
             lines = log.collect();
@@ -370,15 +373,6 @@ fn monitor(
             continue;
         }
         let status = status.or_else(|| reaper::wait(pid, until));
-        // The kernel logs an error's reason and its message as two records:
-        // the first poll above can land between them. Wait (to the same
-        // bound) for the message, so the report carries the whole account.
-        while kmsg::error_message_pending(lines.get(seen..).unwrap_or_default())
-            && Instant::now() < until
-        {
-            std::thread::sleep(MONITOR_POLL);
-            lines = log.collect();
-        }
         let fresh = lines.get(seen..).unwrap_or_default();
         let exit = status.map(ProcExit::from_wait_status).unwrap_or_default();
         let kicked = kmsg::disable_reason(fresh)
